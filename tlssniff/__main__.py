@@ -1,0 +1,3 @@
+from tlssniff.cli import main
+
+main()

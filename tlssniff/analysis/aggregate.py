@@ -1,0 +1,116 @@
+"""Per-server aggregation: resumption rate, hit rate of offers, mechanism and version mix.
+
+A server is its ``ip:port`` plus the SNI clients asked for (one address can serve many names,
+and each name may have its own cache and ticket keys).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from tlssniff.analysis.verdict import ConnectionVerdict, Handshake, Offered
+
+
+@dataclass(slots=True)
+class ServerStats:
+    server: str
+    sni: str | None
+    transport: str = "tcp"
+    handshakes: int = 0  # every TLS connection, unknown ones included
+    classified: int = 0  # handshakes whose type is known (the rate's denominator)
+    resumed: int = 0
+    offered: int = 0  # connections whose client offered a session, ticket or PSK
+    accepted: int = 0  # offers the server accepted
+    refused: int = 0  # offers answered with a full handshake
+    hrr: int = 0
+    early_data_offered: int = 0
+    by_handshake: Counter = field(default_factory=Counter)
+    by_offered: Counter = field(default_factory=Counter)
+    by_version: Counter = field(default_factory=Counter)
+    first_ts: float | None = None
+    last_ts: float | None = None
+
+    def add(self, v: ConnectionVerdict) -> None:
+        self.handshakes += 1
+        h = v.handshake
+        self.by_handshake[h.value] += 1
+        self.by_offered[v.offered.value] += 1
+        if v.version:
+            self.by_version[v.version] += 1
+        if h is not Handshake.UNKNOWN:
+            self.classified += 1
+            if v.resumed:
+                self.resumed += 1
+            if v.offered is not Offered.NONE:
+                self.offered += 1
+                if v.resumed:
+                    self.accepted += 1
+                else:
+                    self.refused += 1
+        if v.hrr:
+            self.hrr += 1
+        if v.early_data.value != "none":
+            self.early_data_offered += 1
+        if self.first_ts is None or v.ts < self.first_ts:
+            self.first_ts = v.ts
+        if self.last_ts is None or v.ts > self.last_ts:
+            self.last_ts = v.ts
+
+    @property
+    def resumption_rate(self) -> float | None:
+        """Resumed / classified handshakes; None when nothing is classified."""
+        return self.resumed / self.classified if self.classified else None
+
+    @property
+    def hit_rate(self) -> float | None:
+        """Accepted / offered resumptions: how often the server honours what clients present."""
+        return self.accepted / self.offered if self.offered else None
+
+    def to_dict(self) -> dict:
+        return {
+            "server": self.server,
+            "sni": self.sni,
+            "transport": self.transport,
+            "handshakes": self.handshakes,
+            "classified": self.classified,
+            "resumed": self.resumed,
+            "resumption_rate": _round(self.resumption_rate),
+            "offered": self.offered,
+            "accepted": self.accepted,
+            "refused": self.refused,
+            "hit_rate": _round(self.hit_rate),
+            "hrr": self.hrr,
+            "early_data_offered": self.early_data_offered,
+            "handshake": dict(sorted(self.by_handshake.items())),
+            "offered_by_mechanism": dict(sorted(self.by_offered.items())),
+            "version": dict(sorted(self.by_version.items())),
+            "first_ts": self.first_ts,
+            "last_ts": self.last_ts,
+        }
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 4)
+
+
+class Aggregator:
+    """Collects verdicts into per-server statistics and overall totals."""
+
+    def __init__(self) -> None:
+        self.servers: dict[tuple[str, str | None, str], ServerStats] = {}
+        self.total = ServerStats(server="*", sni=None)
+
+    def add(self, v: ConnectionVerdict) -> None:
+        key = (v.server, v.sni, v.transport)
+        stats = self.servers.get(key)
+        if stats is None:
+            stats = self.servers[key] = ServerStats(v.server, v.sni, v.transport)
+        stats.add(v)
+        self.total.add(v)
+
+    def sorted_servers(self) -> list[ServerStats]:
+        """Busiest first; ties by name so output is stable."""
+        return sorted(
+            self.servers.values(), key=lambda s: (-s.handshakes, s.server, s.sni or "")
+        )

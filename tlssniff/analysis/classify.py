@@ -1,0 +1,140 @@
+"""Handshake facts to verdict: the rules of docs/verdicts.md, in one place.
+
+This is the thin layer over the tracker's facts (as Zeek's ``resumed``/``established`` logic is
+over its parser's events). Every rule cites the RFC that makes it right.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from tlssniff.analysis.verdict import ConnectionVerdict, EarlyData, Handshake, Note, Offered
+from tlssniff.tls.ciphers import cipher_name
+from tlssniff.tls.handshake import AFTER_SH_ALERT, AFTER_SH_CCS, HandshakeTracker
+from tlssniff.tls.messages import HandshakeType, version_name
+
+# TLS <= 1.2 messages that can only follow the ServerHello of a full handshake (RFC 5246 §7.3).
+_FULL_HANDSHAKE_NEXT = frozenset(
+    {
+        HandshakeType.CERTIFICATE,
+        HandshakeType.SERVER_KEY_EXCHANGE,
+        HandshakeType.CERTIFICATE_REQUEST,
+        HandshakeType.SERVER_HELLO_DONE,
+        HandshakeType.CERTIFICATE_STATUS,
+    }
+)
+
+
+def classify(
+    t: HandshakeTracker,
+    v: ConnectionVerdict,
+    issued_session_id: Callable[[bytes], bool] = lambda sid: False,
+    end_reason: str | None = None,
+) -> ConnectionVerdict:
+    """Fill ``v``'s verdict fields from the tracker's facts; returns ``v``."""
+    chs = t.client_hellos
+    sh = t.server_hello
+    if not chs:
+        v.note = _error_note(t) or Note.MALFORMED
+        return v
+    ch = chs[0]
+    v.sni = ch.sni
+    v.alpn_offered = list(ch.alpn)
+    v.hrr = t.hrr
+    v.frames = [f for f in (t.ch_frame, t.sh_frame) if f]
+    v.alert = t.alert_text()
+    v.established = t.established
+    if ch.session_id:
+        v.session_id = ch.session_id.hex()
+    tickets = [c.ticket for c in chs if c.ticket]
+    if tickets:
+        v.ticket_len = len(tickets[0])
+    v.psk_identities = max(len(c.psk_identities) for c in chs)
+    if sh is not None:
+        v.version = version_name(sh.version)
+        v.cipher = cipher_name(sh.cipher_suite)
+        v.alpn = sh.alpn
+
+    # offered: psk > ticket > session_id (RFC 5077 §3.4: a ticket comes with a session id).
+    if v.psk_identities:
+        v.offered = Offered.PSK
+    elif tickets:
+        v.offered = Offered.TICKET
+    elif ch.session_id and _session_id_is_offer(ch, sh, issued_session_id):
+        v.offered = Offered.SESSION_ID
+
+    if ch.sslv2 and sh is None:
+        v.note = Note.SSLV2 if t.sslv2_server else _unanswered_note(t, end_reason)
+    elif sh is None:
+        v.note = _unanswered_note(t, end_reason)
+    elif sh.tls13:
+        # RFC 8446 §4.2.11: only a pre_shared_key in the ServerHello accepts a PSK; the echoed
+        # legacy_session_id (§4.1.3) proves nothing.
+        v.handshake = Handshake.PSK if sh.psk_selected else Handshake.FULL
+    else:
+        nxt = t.after_sh
+        if nxt == AFTER_SH_CCS or nxt == HandshakeType.NEW_SESSION_TICKET:
+            # RFC 5246 §7.3 / RFC 5077 §3.1: the abbreviated handshake goes straight to
+            # (NewSessionTicket and) ChangeCipherSpec.
+            v.handshake = Handshake.TICKET if v.offered is Offered.TICKET else Handshake.SESSION_ID
+            if v.offered is Offered.NONE and ch.session_id:
+                v.offered = Offered.SESSION_ID
+        elif nxt in _FULL_HANDSHAKE_NEXT:
+            v.handshake = Handshake.FULL
+            if sh.session_id:
+                v.issued_session_id = sh.session_id.hex()
+        elif nxt == AFTER_SH_ALERT:
+            v.note = Note.SERVER_ALERT
+        elif nxt is None:
+            v.note = _error_note(t) or (Note.GAP if end_reason == "gap" else _end_note(end_reason)) or Note.SERVER_HELLO_ONLY
+        else:
+            v.note = Note.MALFORMED
+    if t.ticket is not None:
+        v.issued_ticket = True
+        v.ticket_lifetime = t.ticket.lifetime_hint
+
+    # early_data (RFC 8446 §4.2.10): a HelloRetryRequest or a refused PSK rejects 0-RTT.
+    if any(c.early_data for c in chs):
+        if t.hrr:
+            v.early_data = EarlyData.REJECTED
+        elif sh is not None and v.handshake is Handshake.FULL:
+            v.early_data = EarlyData.REJECTED
+        else:
+            v.early_data = EarlyData.OFFERED
+    return v
+
+
+def _session_id_is_offer(ch, sh, issued: Callable[[bytes], bool]) -> bool:
+    """A TLS 1.3 client's compatibility-mode session id is random, not an offer (RFC 8446 D.4)."""
+    if sh is not None and sh.tls13:
+        return False
+    if not ch.offers_tls13:
+        return True
+    if sh is not None and sh.session_id == ch.session_id:
+        return True
+    return issued(ch.session_id)
+
+
+def _error_note(t: HandshakeTracker) -> Note | None:
+    if t.error == "oversized":
+        return Note.OVERSIZED
+    if t.error == "malformed":
+        return Note.MALFORMED
+    return None
+
+
+def _end_note(end_reason: str | None) -> Note | None:
+    if end_reason == "evicted":
+        return Note.EVICTED
+    return None
+
+
+def _unanswered_note(t: HandshakeTracker, end_reason: str | None) -> Note:
+    err = _error_note(t)
+    if err is not None:
+        return err
+    if t.alert is not None and t.alert_from_server:
+        return Note.SERVER_ALERT
+    if end_reason == "gap":
+        return Note.GAP
+    return _end_note(end_reason) or Note.NO_SERVER_HELLO

@@ -1,0 +1,98 @@
+"""The TLS application of a TCP flow: finds TLS by content, feeds the tracker, yields a verdict."""
+
+from __future__ import annotations
+
+from tlssniff.flow.table import Flow
+from tlssniff.tls.handshake import HandshakeTracker
+from tlssniff.tls.records import MAX_RECORD
+
+DETECT = 0
+TLS = 1
+NOT_TLS = 2
+MIDSTREAM_TLS = 3
+
+
+def sniff(data: bytes) -> int | None:
+    """What a direction's first bytes are: ClientHello (TLS), other TLS records (MIDSTREAM_TLS),
+    something else (NOT_TLS), or None when more bytes are needed to tell."""
+    if len(data) < 11:
+        if data and (data[0] < 20 or data[0] > 24) and not data[0] & 0x80:
+            return NOT_TLS
+        return None
+    b0 = data[0]
+    # Record header (type 22, version 3.x), handshake type 1, then the hello's own version 3.x.
+    if b0 == 0x16 and data[1] == 3 and data[2] <= 4 and data[5] == 1 and data[9] == 3:
+        return TLS
+    if b0 & 0x80 and data[2] == 1 and data[3] in (0, 3) and data[4] <= 4:
+        return TLS  # SSL 2.0-compatible ClientHello (RFC 5246 Appendix E.2)
+    if 20 <= b0 <= 24 and data[1] == 3 and data[2] <= 4:
+        if ((data[3] << 8) | data[4]) <= MAX_RECORD:
+            return MIDSTREAM_TLS
+    return NOT_TLS
+
+
+class TlsApp:
+    """Attached by the flow table to every new TCP connection."""
+
+    __slots__ = ("flow", "tracker", "state", "head", "done", "end_reason", "max_message")
+
+    def __init__(self, flow: Flow, max_message: int):
+        self.flow = flow
+        self.tracker: HandshakeTracker | None = None
+        self.state = DETECT
+        self.head = b""  # the first few bytes, while too few to tell what they are
+        self.done = False
+        self.end_reason: str | None = None
+        self.max_message = max_message
+
+    def data(self, from_client: bool, data: bytes, frame: int) -> None:
+        if self.state == DETECT:
+            data = self._detect(from_client, data)
+            if self.state != TLS:
+                return
+            from_client = True
+        t = self.tracker
+        if from_client:
+            t.client_data(data, frame)
+        else:
+            t.server_data(data, frame)
+        if t.done:
+            self.done = True
+
+    def _detect(self, from_client: bool, data: bytes) -> bytes:
+        flow = self.flow
+        if not from_client and not flow.midstream:
+            self._give_up(NOT_TLS)  # the server spoke first: not TLS (perhaps STARTTLS)
+            return data
+        if self.head:
+            data = self.head + data
+        kind = sniff(data)
+        if kind is None:
+            self.head = data[:16]
+            return data
+        self.head = b""
+        if kind == TLS:
+            if not from_client:
+                flow.swap_roles()
+            self.state = TLS
+            self.tracker = HandshakeTracker(self.max_message)
+        elif kind == MIDSTREAM_TLS and flow.midstream:
+            # The capture starts after the ClientHello: report the connection, guess nothing.
+            if flow.client_port < 1024 <= flow.server_port or (
+                flow.client_port < flow.server_port and flow.server_port >= 1024
+            ):
+                flow.swap_roles()
+            self._give_up(MIDSTREAM_TLS)
+        else:
+            self._give_up(NOT_TLS)
+        return data
+
+    def _give_up(self, state: int) -> None:
+        self.state = state
+        self.done = True
+
+    def finish(self, reason: str) -> None:
+        self.end_reason = reason
+        if self.tracker is not None:
+            self.tracker.finish()
+        self.done = True

@@ -1,0 +1,212 @@
+"""The offline and live pipeline: frames in, connection verdicts out.
+
+One :class:`Analyzer` serves capture files, live capture and tests alike: the caller hands it
+raw frames (``feed_frame``) or whole files (``analyze_file``), and every verdict goes to the
+``on_verdict`` callback the moment it is known, so output streams and memory stays flat.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Iterable
+
+from tlssniff.analysis.classify import classify
+from tlssniff.analysis.connection import MIDSTREAM_TLS, TLS, TlsApp
+from tlssniff.analysis.verdict import ConnectionVerdict, Note
+from tlssniff.capture.decode import MalformedFrame, decode_frame, format_endpoint
+from tlssniff.capture.files import open_capture
+from tlssniff.flow.table import Flow, FlowTable, Limits
+
+# How many issued TLS <= 1.2 session ids are remembered for linking offers to issues.
+MAX_ISSUED_IDS = 100_000
+
+
+@dataclass(slots=True)
+class Counters:
+    """Everything that was seen, skipped or cut short: nothing is dropped silently."""
+
+    frames: int = 0
+    bytes: int = 0
+    tcp_segments: int = 0
+    udp_datagrams: int = 0
+    other_frames: int = 0  # not TCP/UDP over IP (ARP, ICMP, IP fragments, unknown link types)
+    malformed_frames: int = 0
+    tcp_connections: int = 0
+    tls_connections: int = 0
+    not_tls_connections: int = 0
+    midstream_tls: int = 0
+    malformed_tls: int = 0
+    oversized_tls: int = 0
+    evicted: int = 0
+    idle_expired: int = 0
+    gaps: int = 0
+    first_ts: float | None = None
+    last_ts: float | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Analyzer:
+    def __init__(
+        self,
+        on_verdict: Callable[[ConnectionVerdict], None],
+        limits: Limits | None = None,
+    ):
+        self.on_verdict = on_verdict
+        self.limits = limits or Limits()
+        self.counters = Counters()
+        self.table = FlowTable(self._new_app, self._flow_done, self.limits)
+        self._issued: OrderedDict[bytes, None] = OrderedDict()
+        self.capture_name: str | None = None
+
+    # -- per frame ---------------------------------------------------------------------------
+
+    def feed_frame(self, ts: float, linktype: int, frame: bytes, frame_no: int) -> None:
+        """One frame (the live path; ``analyze_file`` inlines the same steps for speed)."""
+        c = self.counters
+        c.frames += 1
+        c.bytes += len(frame)
+        try:
+            d = decode_frame(linktype, frame)
+        except MalformedFrame:
+            c.malformed_frames += 1
+            return
+        if d is None:
+            c.other_frames += 1
+            return
+        if d[0] != 6:
+            c.udp_datagrams += 1
+            return
+        c.tcp_segments += 1
+        key = (d[1], d[3], d[2], d[4])
+        flow = self.table.flows.get(key)
+        if flow is not None and flow.done:
+            flow.last = ts
+            return
+        self.table.segment(flow, key, ts, d[5], d[7], d[8], frame_no)
+
+    def analyze_file(self, path: str, progress: Callable[[int, int | None], None] | None = None) -> None:
+        """Read one capture through the pipeline. Files given one after another continue the same
+        flow table (rotated captures of one link); call :meth:`finish` after the last one."""
+        c = self.counters
+        flows = self.table.flows
+        segment = self.table.segment
+        with open_capture(path) as cap:
+            self.capture_name = str(path)
+            size = cap.size
+            frame_no = 0
+            first_ts = None
+            ts = None
+            nbytes = 0
+            malformed = other = udp = tcp = 0
+            for ts, linktype, frame in cap.frames():
+                frame_no += 1
+                nbytes += len(frame)
+                if first_ts is None:
+                    first_ts = ts
+                try:
+                    d = decode_frame(linktype, frame)
+                except MalformedFrame:
+                    malformed += 1
+                    continue
+                if d is None:
+                    other += 1
+                    continue
+                if d[0] != 6:
+                    udp += 1
+                    continue
+                tcp += 1
+                key = (d[1], d[3], d[2], d[4])
+                flow = flows.get(key)
+                if flow is not None and flow.done:
+                    # Fast path: the handshake verdict is known; the rest of the connection
+                    # only keeps its entry fresh.
+                    flow.last = ts
+                    continue
+                segment(flow, key, ts, d[5], d[7], d[8], frame_no)
+                if progress is not None and not frame_no & 0x3FFF:
+                    progress(cap.position, size)
+            c.frames += frame_no
+            c.bytes += nbytes
+            c.malformed_frames += malformed
+            c.other_frames += other
+            c.udp_datagrams += udp
+            c.tcp_segments += tcp
+            if first_ts is not None:
+                if c.first_ts is None or first_ts < c.first_ts:
+                    c.first_ts = first_ts
+                if c.last_ts is None or ts > c.last_ts:
+                    c.last_ts = ts
+            c.warnings.extend(cap.warnings)
+            if progress is not None:
+                progress(cap.position, size)
+
+    def finish(self) -> None:
+        """End of input: decide every open connection with what the capture holds."""
+        self.table.finish_all()
+        fc = self.table.counters
+        c = self.counters
+        c.tcp_connections = fc.flows
+        c.evicted = fc.evicted
+        c.idle_expired = fc.idle_expired
+        c.gaps = fc.gaps
+
+    # -- flow table callbacks --------------------------------------------------------------
+
+    def _new_app(self, flow: Flow) -> TlsApp:
+        return TlsApp(flow, self.limits.max_message)
+
+    def _flow_done(self, flow: Flow) -> None:
+        app: TlsApp = flow.app
+        c = self.counters
+        if app.state == TLS:
+            v = self._verdict(flow)
+            classify(app.tracker, v, self._was_issued, app.end_reason)
+            if app.tracker.error == "malformed":
+                c.malformed_tls += 1
+            elif app.tracker.error == "oversized":
+                c.oversized_tls += 1
+            if v.issued_session_id:
+                self._remember_issued(bytes.fromhex(v.issued_session_id))
+        elif app.state == MIDSTREAM_TLS:
+            c.midstream_tls += 1
+            v = self._verdict(flow)
+            v.note = Note.MISSING_START
+        else:
+            c.not_tls_connections += 1
+            return
+        c.tls_connections += 1
+        self.on_verdict(v)
+
+    def _verdict(self, flow: Flow) -> ConnectionVerdict:
+        return ConnectionVerdict(
+            ts=flow.ts,
+            client=format_endpoint(flow.client_ip, flow.client_port),
+            server=format_endpoint(flow.server_ip, flow.server_port),
+            capture=self.capture_name,
+        )
+
+    def _was_issued(self, session_id: bytes) -> bool:
+        return session_id in self._issued
+
+    def _remember_issued(self, session_id: bytes) -> None:
+        self._issued[session_id] = None
+        if len(self._issued) > MAX_ISSUED_IDS:
+            self._issued.popitem(last=False)
+
+
+def analyze_paths(
+    paths: Iterable[str],
+    on_verdict: Callable[[ConnectionVerdict], None],
+    limits: Limits | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
+) -> Analyzer:
+    """Analyze capture files in order as one stream; returns the analyzer (its counters)."""
+    analyzer = Analyzer(on_verdict, limits)
+    for path in paths:
+        analyzer.analyze_file(path, progress)
+    analyzer.finish()
+    return analyzer

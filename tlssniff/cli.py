@@ -1,0 +1,202 @@
+"""Command line: thin typer commands over the pipeline; errors become one line and an exit code.
+
+Exit status: 0 success; 1 unexpected internal error; 2 unusable input (unreadable capture,
+bad option); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from tlssniff import __version__
+from tlssniff.analysis.aggregate import Aggregator
+from tlssniff.analysis.pipeline import analyze_paths
+from tlssniff.errors import CaptureError, TlssniffError, UsageError
+from tlssniff.flow.table import Limits
+from tlssniff.output.formats import FORMATS, VerdictWriter, summary_document
+from tlssniff.output.table import print_report
+
+app = typer.Typer(
+    name="tlssniff",
+    help="Passive TLS handshake analyzer: proves whether TLS session resumption really happens.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+err_console = Console(stderr=True, highlight=False)
+_DEFAULT_LIMITS = Limits()
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"tlssniff {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        Optional[bool],
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    ] = None,
+) -> None:
+    """Passive TLS handshake analyzer: classifies every handshake (full, session-id, ticket,
+    TLS 1.3 PSK; offers refused; HelloRetryRequest; 0-RTT) and reports resumption per server."""
+
+
+def _check_inputs(captures: list[Path]) -> None:
+    for path in captures:
+        if not path.exists():
+            raise CaptureError(f"{path}: no such file")
+        if path.is_dir():
+            raise CaptureError(f"{path}: is a directory, not a capture file")
+        if not os.access(path, os.R_OK):
+            raise CaptureError(f"{path}: permission denied")
+
+
+@contextlib.contextmanager
+def _progress(enabled: bool, total_files: int):
+    """A progress bar on stderr for long files, only when stderr is a terminal."""
+    if not enabled or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("reading", total=None)
+
+        def update(position: int, size: int | None) -> None:
+            bar.update(task, completed=position, total=size)
+
+        yield update
+
+
+@app.command()
+def analyze(
+    captures: Annotated[
+        list[Path],
+        typer.Argument(
+            help="pcap or pcapng files (optionally .gz). Several files are read in order as one "
+            "stream, like rotated captures of one link.",
+            show_default=False,
+        ),
+    ],
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            "-f",
+            help="table (default): per-server table; json: summary and every connection; "
+            "jsonl: one object per TLS connection, streamed; csv: one row per connection; "
+            "ecs: JSON lines in Elastic Common Schema names.",
+        ),
+    ] = "table",
+    output: Annotated[
+        Optional[Path], typer.Option("--output", "-o", help="Write to FILE instead of stdout.")
+    ] = None,
+    max_flows: Annotated[
+        int, typer.Option(help="Connections tracked at once; the least active are evicted beyond.")
+    ] = _DEFAULT_LIMITS.max_flows,
+    idle_timeout: Annotated[
+        float, typer.Option(help="Seconds (capture time) after which an idle connection is closed.")
+    ] = _DEFAULT_LIMITS.idle_timeout,
+    max_buffer: Annotated[
+        int, typer.Option(help="Out-of-order bytes buffered per direction before a verdict.")
+    ] = _DEFAULT_LIMITS.max_buffer,
+    progress: Annotated[
+        bool, typer.Option(help="Show a progress bar on stderr (only when it is a terminal).")
+    ] = True,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No warnings on stderr.")] = False,
+) -> None:
+    """Classify every TLS handshake in capture files and report resumption per server.
+
+    Every TLS connection gets a verdict: [b]handshake[/b] (full, session_id, ticket, psk or
+    unknown), what the client [b]offered[/b], whether it [b]resumed[/b], the negotiated
+    version, SNI, HelloRetryRequest and 0-RTT. See docs/verdicts.md for the exact rules.
+
+    Examples:
+
+      tlssniff analyze capture.pcapng
+
+      tlssniff analyze day1.pcap.gz day2.pcap.gz --format jsonl | jq 'select(.offered != "none")'
+    """
+    if fmt not in FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    if max_flows < 1 or idle_timeout <= 0 or max_buffer < 0:
+        raise UsageError("--max-flows, --idle-timeout and --max-buffer must be positive")
+    _check_inputs(captures)
+    limits = Limits(max_flows=max_flows, idle_timeout=idle_timeout, max_buffer=max_buffer)
+
+    with contextlib.ExitStack() as stack:
+        if output is not None:
+            try:
+                out = stack.enter_context(open(output, "w", encoding="utf-8", newline=""))
+            except OSError as err:
+                raise UsageError(f"{output}: cannot write: {err.strerror}") from None
+        else:
+            out = sys.stdout
+        agg = Aggregator()
+        writer = VerdictWriter(fmt, out)
+
+        def on_verdict(v) -> None:
+            agg.add(v)
+            writer.write(v)
+
+        with _progress(progress, len(captures)) as update:
+            analyzer = analyze_paths([str(p) for p in captures], on_verdict, limits, update)
+        counters = analyzer.counters.to_dict()
+        if fmt == "json":
+            import json
+
+            doc = summary_document(agg, counters, [str(p) for p in captures], writer.kept)
+            out.write(json.dumps(doc, indent=2) + "\n")
+        elif fmt == "table":
+            console = Console(file=out, highlight=False) if output is not None else Console(highlight=False)
+            print_report(console, agg, counters)
+        out.flush()
+    if not quiet:
+        for warning in analyzer.counters.warnings:
+            err_console.print(f"tlssniff: warning: {warning}", markup=False, soft_wrap=True)
+
+
+def main() -> None:
+    """Console entry point: domain errors become one line on stderr and an exit status."""
+    try:
+        app(standalone_mode=False)
+    except TlssniffError as err:
+        err_console.print(f"tlssniff: error: {err}", markup=False, soft_wrap=True)
+        sys.exit(err.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(130)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except BrokenPipeError:
+        # Output piped into `head` and closed early: not an error worth a traceback.
+        with contextlib.suppress(Exception):
+            sys.stdout = open(os.devnull, "w")
+        sys.exit(0)
+    except Exception as exc:  # click's usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

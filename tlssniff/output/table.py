@@ -1,0 +1,86 @@
+"""The terminal report: a per-server table readable at 80 columns, colour only on a TTY."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from tlssniff.analysis.aggregate import Aggregator, ServerStats
+
+_MECH_SHORT = (("session_id", "id"), ("ticket", "tkt"), ("psk", "psk"), ("full", "full"))
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.0f}%"
+
+
+def _mix(s: ServerStats) -> str:
+    parts = [f"{short} {s.by_handshake[name]}" for name, short in _MECH_SHORT if s.by_handshake[name]]
+    if s.by_handshake["unknown"]:
+        parts.append(f"? {s.by_handshake['unknown']}")
+    return " ".join(parts)
+
+
+def _server_label(s: ServerStats) -> str:
+    return s.server if not s.sni else f"{s.server}\n[dim]{s.sni}[/dim]"
+
+
+def server_table(agg: Aggregator, title: str | None = "TLS resumption per server") -> Table:
+    table = Table(title=title, title_justify="left", expand=False)
+    table.add_column("server / SNI", overflow="fold", max_width=30)
+    table.add_column("hs", justify="right")
+    table.add_column("resumed", justify="right")
+    table.add_column("offered", justify="right")
+    table.add_column("hit", justify="right")
+    table.add_column("mix", overflow="fold", max_width=20)
+    for s in agg.sorted_servers():
+        rate = s.resumption_rate
+        style = None
+        if rate is not None and s.offered and (s.hit_rate or 0) < 0.5:
+            style = "yellow"
+        table.add_row(
+            _server_label(s),
+            str(s.handshakes),
+            f"{s.resumed} ({_pct(rate)})",
+            str(s.offered),
+            _pct(s.hit_rate),
+            _mix(s),
+            style=style,
+        )
+    t = agg.total
+    if len(agg.servers) > 1:
+        table.add_section()
+        table.add_row(
+            "[b]all servers[/b]", str(t.handshakes), f"{t.resumed} ({_pct(t.resumption_rate)})",
+            str(t.offered), _pct(t.hit_rate), _mix(t),
+        )
+    return table
+
+
+def print_report(console: Console, agg: Aggregator, counters: dict) -> None:
+    if not agg.servers:
+        console.print("No TLS handshakes found.")
+    else:
+        console.print(server_table(agg))
+        console.print(
+            "[dim]hs: TLS connections; resumed: % of classified handshakes; offered: clients "
+            "presenting a session, ticket or PSK; hit: offers accepted; mix: id = session id, "
+            "tkt = ticket, psk = TLS 1.3 PSK, ? = unknown[/dim]"
+        )
+    skipped = []
+    for name, label in (
+        ("midstream_tls", "seen mid-stream (start not captured)"),
+        ("not_tls_connections", "TCP connections not TLS (or STARTTLS)"),
+        ("malformed_tls", "malformed TLS handshakes"),
+        ("oversized_tls", "oversized handshake messages"),
+        ("gaps", "connections with bytes missing"),
+        ("evicted", "connections evicted (flow limit)"),
+        ("malformed_frames", "unparsable frames"),
+    ):
+        if counters.get(name):
+            skipped.append(f"{counters[name]} {label}")
+    console.print(
+        f"{counters['frames']} frames, {counters['tcp_connections']} TCP connections, "
+        f"{counters['tls_connections']} TLS."
+        + (" Not analyzed: " + "; ".join(skipped) + "." if skipped else "")
+    )

@@ -1,0 +1,261 @@
+"""Per-connection handshake tracker (sans-IO): both directions' events in, handshake facts out.
+
+The tracker records what was said in the clear and nothing else; turning facts into a verdict is
+the analysis layer's job (:mod:`tlssniff.analysis.classify`). ``done`` turns true as soon as the
+rest of the connection cannot change the facts, so the flow layer can stop feeding it.
+"""
+
+from __future__ import annotations
+
+from tlssniff.tls import records as rec
+from tlssniff.tls.messages import (
+    ClientHello,
+    DecodeError,
+    HandshakeType,
+    NewSessionTicket,
+    ServerHello,
+    parse_client_hello,
+    parse_new_session_ticket,
+    parse_server_hello,
+    parse_sslv2_client_hello,
+)
+
+# What the server sent right after the final ServerHello (besides handshake message types).
+AFTER_SH_CCS = -20
+AFTER_SH_ALERT = -21
+AFTER_SH_ENCRYPTED = -23
+
+ALERT_NAMES = {
+    0: "close_notify",
+    10: "unexpected_message",
+    20: "bad_record_mac",
+    21: "decryption_failed",
+    22: "record_overflow",
+    30: "decompression_failure",
+    40: "handshake_failure",
+    41: "no_certificate",
+    42: "bad_certificate",
+    43: "unsupported_certificate",
+    44: "certificate_revoked",
+    45: "certificate_expired",
+    46: "certificate_unknown",
+    47: "illegal_parameter",
+    48: "unknown_ca",
+    49: "access_denied",
+    50: "decode_error",
+    51: "decrypt_error",
+    70: "protocol_version",
+    71: "insufficient_security",
+    80: "internal_error",
+    86: "inappropriate_fallback",
+    90: "user_canceled",
+    100: "no_renegotiation",
+    109: "missing_extension",
+    110: "unsupported_extension",
+    112: "unrecognized_name",
+    113: "bad_certificate_status_response",
+    115: "unknown_psk_identity",
+    116: "certificate_required",
+    120: "no_application_protocol",
+}
+
+# A connection that has not finished its handshake after this many records is given up on.
+MAX_HANDSHAKE_RECORDS = 64
+
+
+class HandshakeTracker:
+    """Feeds both directions of one connection through record streams and keeps the facts."""
+
+    __slots__ = (
+        "client",
+        "server",
+        "client_hellos",
+        "server_hello",
+        "hrr",
+        "after_sh",
+        "ticket",
+        "client_ccs",
+        "server_ccs",
+        "client_encrypted_after_sh",
+        "alert",
+        "alert_from_server",
+        "error",
+        "error_detail",
+        "sslv2_server",
+        "done",
+        "ch_frame",
+        "sh_frame",
+    )
+
+    def __init__(self, max_message: int = rec.DEFAULT_MAX_MESSAGE):
+        self.client = rec.RecordStream(max_message)
+        self.server = rec.RecordStream(max_message)
+        self.client_hellos: list[ClientHello] = []
+        self.server_hello: ServerHello | None = None  # the final (non-HRR) ServerHello
+        self.hrr = False
+        self.after_sh: int | None = None
+        self.ticket: NewSessionTicket | None = None
+        self.client_ccs = False
+        self.server_ccs = False
+        self.client_encrypted_after_sh = False
+        self.alert: tuple[int | None, int | None] | None = None
+        self.alert_from_server = False
+        self.error: str | None = None  # "malformed" or "oversized"
+        self.error_detail: str | None = None
+        self.sslv2_server = False
+        self.done = False
+        self.ch_frame = 0
+        self.sh_frame = 0
+
+    # -- input -----------------------------------------------------------------------------
+
+    def client_data(self, data: bytes, frame: int = 0) -> None:
+        if self.done:
+            return
+        try:
+            events = self.client.feed(data)
+        except DecodeError as err:
+            self._fail(err)
+            return
+        for kind, a, b in events:
+            if kind == rec.HANDSHAKE:
+                if a == HandshakeType.CLIENT_HELLO and b is not None:
+                    if len(self.client_hellos) < 2:
+                        self._client_hello(b, frame)
+            elif kind == rec.CCS:
+                self.client_ccs = True
+            elif kind == rec.APPLICATION_DATA or kind == rec.ENCRYPTED_HANDSHAKE:
+                if self.server_hello is not None:
+                    self.client_encrypted_after_sh = True
+            elif kind == rec.ALERT:
+                self._alert(a, b, from_server=False)
+            elif kind == rec.SSLV2_CLIENT_HELLO:
+                try:
+                    self.client_hellos.append(parse_sslv2_client_hello(a))
+                    self.ch_frame = self.ch_frame or frame
+                except DecodeError as err:
+                    self._fail(err)
+            if self.done:
+                return
+        self._check_done()
+
+    def server_data(self, data: bytes, frame: int = 0) -> None:
+        if self.done:
+            return
+        try:
+            events = self.server.feed(data)
+        except DecodeError as err:
+            self._fail(err)
+            return
+        for kind, a, b in events:
+            if kind == rec.HANDSHAKE:
+                if a == HandshakeType.SERVER_HELLO and b is not None:
+                    self._server_hello(b, frame)
+                elif a == HandshakeType.HELLO_RETRY_REQUEST_DRAFT:
+                    self.hrr = True
+                    self._set_tls13_rules()
+                elif self.server_hello is not None:
+                    if self.after_sh is None:
+                        self.after_sh = a
+                    if a == HandshakeType.NEW_SESSION_TICKET and b is not None:
+                        try:
+                            self.ticket = parse_new_session_ticket(b)
+                        except DecodeError as err:
+                            self._fail(err)
+            elif kind == rec.CCS:
+                self.server_ccs = True
+                if self.server_hello is not None and self.after_sh is None:
+                    self.after_sh = AFTER_SH_CCS
+            elif kind == rec.APPLICATION_DATA or kind == rec.ENCRYPTED_HANDSHAKE:
+                if self.server_hello is not None and self.after_sh is None:
+                    self.after_sh = AFTER_SH_ENCRYPTED
+            elif kind == rec.ALERT:
+                if self.server_hello is not None and self.after_sh is None:
+                    self.after_sh = AFTER_SH_ALERT
+                self._alert(a, b, from_server=True)
+            elif kind == rec.SSLV2_OTHER:
+                self.sslv2_server = True
+                self.done = True
+            if self.done:
+                return
+        self._check_done()
+
+    def finish(self) -> None:
+        """The connection ended (or the capture did): nothing more will come."""
+        self.done = True
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _client_hello(self, body: bytes, frame: int) -> None:
+        try:
+            self.client_hellos.append(parse_client_hello(body))
+        except DecodeError as err:
+            self._fail(err)
+            return
+        if not self.ch_frame:
+            self.ch_frame = frame
+
+    def _server_hello(self, body: bytes, frame: int) -> None:
+        try:
+            sh = parse_server_hello(body)
+        except DecodeError as err:
+            self._fail(err)
+            return
+        if sh.tls13:
+            self._set_tls13_rules()
+        if sh.is_hrr:
+            self.hrr = True
+            return
+        if self.server_hello is None:
+            self.server_hello = sh
+            self.sh_frame = frame
+
+    def _set_tls13_rules(self) -> None:
+        """TLS 1.3: ChangeCipherSpec is a compatibility no-op; plaintext handshake stays plaintext."""
+        for stream in (self.client, self.server):
+            stream.encrypt_after_ccs = False
+            stream.encrypted = False
+
+    def _alert(self, level: int | None, desc: int | None, from_server: bool) -> None:
+        if self.alert is None:
+            self.alert = (level, desc)
+            self.alert_from_server = from_server
+        if level == 2 or level is None and not self._handshake_complete():
+            # A fatal alert (or an encrypted one mid-handshake) ends the handshake.
+            self.done = True
+
+    def _fail(self, err: DecodeError) -> None:
+        self.error = "oversized" if isinstance(err, rec.OversizedMessage) else "malformed"
+        self.error_detail = str(err)
+        self.done = True
+
+    def _handshake_complete(self) -> bool:
+        sh = self.server_hello
+        if sh is None:
+            return False
+        if sh.tls13:
+            return self.client_encrypted_after_sh
+        return self.client_ccs and self.server_ccs
+
+    def _check_done(self) -> None:
+        if self._handshake_complete():
+            self.done = True
+        elif self.server.records + self.client.records > MAX_HANDSHAKE_RECORDS:
+            self.done = True
+
+    # -- derived facts ---------------------------------------------------------------------
+
+    @property
+    def established(self) -> bool:
+        """Both sides finished the handshake and no fatal alert came first."""
+        fatal = self.alert is not None and self.alert[0] == 2
+        return self._handshake_complete() and not fatal
+
+    def alert_text(self) -> str | None:
+        if self.alert is None:
+            return None
+        level, desc = self.alert
+        if level is None:
+            return "encrypted"
+        lvl = {1: "warning", 2: "fatal"}.get(level, str(level))
+        return f"{lvl}:{ALERT_NAMES.get(desc, str(desc))}"

@@ -1,0 +1,186 @@
+"""TLS record layer for one direction of a connection (sans-IO).
+
+:class:`RecordStream` turns a byte stream into events, reassembling handshake messages that span
+records. Its memory is bounded by design: application data and handshake messages tlssniff does
+not read (certificates, ...) are skipped without buffering; one record (at most 18 KiB) and one
+wanted handshake message (at most ``max_message`` bytes) are all it ever holds.
+"""
+
+from __future__ import annotations
+
+from tlssniff.tls.messages import DecodeError, HandshakeType
+
+# Event kinds; events are small tuples ``(kind, a, b)`` because they are made per record.
+HANDSHAKE = 1  # (HANDSHAKE, msg_type, body or None when the body was skipped)
+CCS = 2  # (CCS, None, None)
+ALERT = 3  # (ALERT, level, description); level None when the alert is encrypted
+APPLICATION_DATA = 4  # (APPLICATION_DATA, record length, None)
+ENCRYPTED_HANDSHAKE = 5  # (ENCRYPTED_HANDSHAKE, record length, None)
+SSLV2_CLIENT_HELLO = 6  # (SSLV2_CLIENT_HELLO, body, None)
+SSLV2_OTHER = 7  # (SSLV2_OTHER, message type, None)
+
+# RFC 5246 §6.2.3: TLSCiphertext.length is at most 2^14 + 2048.
+MAX_RECORD = 2**14 + 2048
+DEFAULT_MAX_MESSAGE = 64 * 1024
+
+# Messages whose bodies the analysis reads; every other body is skipped unbuffered.
+WANTED = frozenset(
+    {
+        HandshakeType.CLIENT_HELLO,
+        HandshakeType.SERVER_HELLO,
+        HandshakeType.NEW_SESSION_TICKET,
+    }
+)
+
+
+class OversizedMessage(DecodeError):
+    """A wanted handshake message declares more bytes than the buffering limit allows."""
+
+
+class RecordStream:
+    """Splits one direction into TLS records and handshake messages.
+
+    ``feed`` returns the events the new bytes complete and raises :class:`DecodeError` when the
+    bytes are not TLS; after an error the stream must not be fed again.
+    """
+
+    __slots__ = (
+        "_buf",
+        "_record_skip",
+        "_hs",
+        "_hs_skip",
+        "encrypted",
+        "encrypt_after_ccs",
+        "max_message",
+        "_first",
+        "records",
+    )
+
+    def __init__(self, max_message: int = DEFAULT_MAX_MESSAGE):
+        self._buf = bytearray()
+        self._record_skip = 0  # record body bytes still to skip (application data, ciphertext)
+        self._hs = bytearray()  # handshake-layer bytes not yet a complete message
+        self._hs_skip = 0  # handshake-layer bytes still to skip (an unwanted message body)
+        self.encrypted = False  # a ChangeCipherSpec was seen and TLS <= 1.2 rules apply
+        self.encrypt_after_ccs = True  # cleared by the caller once TLS 1.3 is negotiated
+        self.max_message = max_message
+        self._first = True
+        self.records = 0
+
+    def feed(self, data: bytes) -> list[tuple]:
+        events: list[tuple] = []
+        if self._record_skip:
+            n = len(data)
+            if n <= self._record_skip:
+                self._record_skip -= n
+                return events
+            data = data[self._record_skip :]
+            self._record_skip = 0
+        buf = self._buf
+        buf += data
+        pos = 0
+        end = len(buf)
+        try:
+            while end - pos >= 5:
+                if self._first and buf[pos] & 0x80:
+                    consumed = self._sslv2(buf, pos, events)
+                    if not consumed:
+                        break
+                    pos += consumed
+                    continue
+                ctype = buf[pos]
+                length = (buf[pos + 3] << 8) | buf[pos + 4]
+                if ctype < 20 or ctype > 24 or buf[pos + 1] != 3 or buf[pos + 2] > 4:
+                    raise DecodeError(
+                        f"not a TLS record header: {bytes(buf[pos:pos + 5]).hex()}"
+                    )
+                if length > MAX_RECORD:
+                    raise DecodeError(f"record of {length} bytes exceeds {MAX_RECORD}")
+                self._first = False
+                self.records += 1
+                if ctype == 23 or ctype == 24 or (ctype == 22 and self.encrypted):
+                    # Opaque to a passive observer: count it, skip the body without buffering.
+                    events.append(
+                        (APPLICATION_DATA if ctype != 22 else ENCRYPTED_HANDSHAKE, length, None)
+                    )
+                    avail = end - pos - 5
+                    if avail >= length:
+                        pos += 5 + length
+                        continue
+                    self._record_skip = length - avail
+                    pos = end
+                    break
+                if end - pos - 5 < length:
+                    break
+                body = bytes(buf[pos + 5 : pos + 5 + length])
+                pos += 5 + length
+                if ctype == 22:
+                    if not length:
+                        raise DecodeError("zero-length handshake record")
+                    self._handshake(body, events)
+                elif ctype == 20:
+                    events.append((CCS, None, None))
+                    if self.encrypt_after_ccs:
+                        self.encrypted = True
+                elif ctype == 21:
+                    if self.encrypted or length != 2:
+                        events.append((ALERT, None, None))
+                    else:
+                        events.append((ALERT, body[0], body[1]))
+        finally:
+            del buf[:pos]
+        return events
+
+    def _sslv2(self, buf: bytearray, pos: int, events: list[tuple]) -> int:
+        """An SSL 2.0 record header (2 bytes, high bit set); returns bytes consumed or 0 for more."""
+        length = ((buf[pos] & 0x7F) << 8) | buf[pos + 1]
+        if length < 1:
+            raise DecodeError("empty SSLv2 record")
+        if len(buf) - pos - 2 < length:
+            if length > MAX_RECORD:
+                raise DecodeError(f"SSLv2 record of {length} bytes")
+            return 0
+        body = bytes(buf[pos + 2 : pos + 2 + length])
+        self._first = False
+        self.records += 1
+        if body[0] == 1:
+            events.append((SSLV2_CLIENT_HELLO, body, None))
+        else:
+            events.append((SSLV2_OTHER, body[0], None))
+        return 2 + length
+
+    def _handshake(self, body: bytes, events: list[tuple]) -> None:
+        hs = self._hs
+        if self._hs_skip:
+            if len(body) <= self._hs_skip:
+                self._hs_skip -= len(body)
+                return
+            body = body[self._hs_skip :]
+            self._hs_skip = 0
+        hs += body
+        pos = 0
+        try:
+            while len(hs) - pos >= 4:
+                mtype = hs[pos]
+                mlen = (hs[pos + 1] << 16) | (hs[pos + 2] << 8) | hs[pos + 3]
+                if mtype in WANTED:
+                    if mlen > self.max_message:
+                        raise OversizedMessage(
+                            f"handshake message type {mtype} declares {mlen} bytes "
+                            f"(limit {self.max_message})"
+                        )
+                    if len(hs) - pos - 4 < mlen:
+                        break
+                    events.append((HANDSHAKE, mtype, bytes(hs[pos + 4 : pos + 4 + mlen])))
+                    pos += 4 + mlen
+                else:
+                    events.append((HANDSHAKE, mtype, None))
+                    avail = len(hs) - pos - 4
+                    if avail >= mlen:
+                        pos += 4 + mlen
+                    else:
+                        self._hs_skip = mlen - avail
+                        pos = len(hs)
+                        break
+        finally:
+            del hs[:pos]
