@@ -173,6 +173,9 @@ def analyze(
     if not quiet:
         for warning in analyzer.counters.warnings:
             err_console.print(f"tlssniff: warning: {warning}", markup=False, soft_wrap=True)
+    if analyzer.counters.errors:
+        # What came before the damage was reported above; the run still failed.
+        raise CaptureError("; ".join(analyzer.counters.errors))
 
 
 def main() -> None:

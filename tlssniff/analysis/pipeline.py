@@ -43,7 +43,8 @@ class Counters:
     gaps: int = 0
     first_ts: float | None = None
     last_ts: float | None = None
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # damage read past (a capture cut short)
+    errors: list[str] = field(default_factory=list)  # damage that stopped a file (corrupt records)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -140,7 +141,8 @@ class Analyzer:
                     c.first_ts = first_ts
                 if c.last_ts is None or ts > c.last_ts:
                     c.last_ts = ts
-            c.warnings.extend(cap.warnings)
+            for message in cap.warnings:
+                (c.errors if "corrupt" in message else c.warnings).append(message)
             if progress is not None:
                 progress(cap.position, size)
 

@@ -59,8 +59,10 @@ ALERT_NAMES = {
     120: "no_application_protocol",
 }
 
-# A connection that has not finished its handshake after this many records is given up on.
-MAX_HANDSHAKE_RECORDS = 64
+# A connection that has not finished its handshake this many records after the ServerHello (or
+# before one) is given up on: its facts are as complete as they will get.
+MAX_RECORDS_AFTER_SERVER_HELLO = 64
+MAX_RECORDS_BEFORE_SERVER_HELLO = 1024
 
 
 class HandshakeTracker:
@@ -85,6 +87,7 @@ class HandshakeTracker:
         "done",
         "ch_frame",
         "sh_frame",
+        "_records_at_sh",
     )
 
     def __init__(self, max_message: int = rec.DEFAULT_MAX_MESSAGE):
@@ -106,6 +109,7 @@ class HandshakeTracker:
         self.done = False
         self.ch_frame = 0
         self.sh_frame = 0
+        self._records_at_sh = 0
 
     # -- input -----------------------------------------------------------------------------
 
@@ -209,6 +213,7 @@ class HandshakeTracker:
         if self.server_hello is None:
             self.server_hello = sh
             self.sh_frame = frame
+            self._records_at_sh = self.client.records + self.server.records
 
     def _set_tls13_rules(self) -> None:
         """TLS 1.3: ChangeCipherSpec is a compatibility no-op; plaintext handshake stays plaintext."""
@@ -240,7 +245,12 @@ class HandshakeTracker:
     def _check_done(self) -> None:
         if self._handshake_complete():
             self.done = True
-        elif self.server.records + self.client.records > MAX_HANDSHAKE_RECORDS:
+            return
+        records = self.server.records + self.client.records
+        if self.server_hello is None:
+            if records > MAX_RECORDS_BEFORE_SERVER_HELLO:
+                self.done = True
+        elif records - self._records_at_sh > MAX_RECORDS_AFTER_SERVER_HELLO:
             self.done = True
 
     # -- derived facts ---------------------------------------------------------------------

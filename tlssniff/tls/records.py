@@ -97,9 +97,9 @@ class RecordStream:
                 if length > MAX_RECORD:
                     raise DecodeError(f"record of {length} bytes exceeds {MAX_RECORD}")
                 self._first = False
-                self.records += 1
                 if ctype == 23 or ctype == 24 or (ctype == 22 and self.encrypted):
                     # Opaque to a passive observer: count it, skip the body without buffering.
+                    self.records += 1
                     events.append(
                         (APPLICATION_DATA if ctype != 22 else ENCRYPTED_HANDSHAKE, length, None)
                     )
@@ -114,6 +114,7 @@ class RecordStream:
                     break
                 body = bytes(buf[pos + 5 : pos + 5 + length])
                 pos += 5 + length
+                self.records += 1
                 if ctype == 22:
                     if not length:
                         raise DecodeError("zero-length handshake record")

@@ -1,0 +1,30 @@
+# Set-up is part of every target: a fresh clone needs only `make demo` or `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: setup demo test test-fast bench fuzz clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml scripts/install-system-deps.sh
+	bash scripts/install-system-deps.sh
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $@
+
+## The README's first command: analyze the demo capture shipped in captures/.
+demo: setup
+	$(BIN)/tlssniff analyze captures/demo.pcapng
+
+## The whole test suite (what CI runs).
+test: setup
+	$(BIN)/python -m pytest -q
+
+## Unit tests only (no servers, no capture tools).
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not e2e"
+
+clean:
+	rm -rf $(VENV) .pytest_cache
