@@ -1,0 +1,49 @@
+#!/bin/sh
+# Install the system tools tlssniff's tests and capture scripts use (Debian/Ubuntu, as root).
+# Idempotent and non-interactive: when every tool is present it only checks and exits.
+set -eu
+
+export DEBIAN_FRONTEND=noninteractive
+
+# command -> Debian package providing it
+need() {
+    command -v "$1" >/dev/null 2>&1 || MISSING="$MISSING $2"
+}
+
+MISSING=""
+need openssl openssl
+need tcpdump tcpdump
+need tshark tshark
+need mergecap tshark
+need editcap tshark
+need ip iproute2
+need ps procps
+# nginx lives in /usr/sbin, which may not be on a non-root PATH.
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+    MISSING="$MISSING nginx-light"
+fi
+
+if [ -z "$MISSING" ]; then
+    echo "system deps: all present"
+    exit 0
+fi
+
+if [ "$(id -u)" != 0 ]; then
+    echo "system deps missing:$MISSING (run this script as root)" >&2
+    exit 1
+fi
+
+# Deduplicate the package list.
+PKGS=$(printf '%s\n' $MISSING | sort -u | tr '\n' ' ')
+echo "system deps: installing $PKGS"
+
+# tshark's wireshark-common asks whether non-root users may capture; answer it up front.
+echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+
+apt-get update
+# nginx-light is gone from newer Debian releases; fall back to nginx.
+if ! apt-get install -y --no-install-recommends $PKGS; then
+    PKGS=$(echo "$PKGS" | sed 's/nginx-light/nginx/')
+    apt-get install -y --no-install-recommends $PKGS
+fi
+echo "system deps: done"
