@@ -203,3 +203,6 @@ def main() -> None:
             exc.show()
             sys.exit(exc.exit_code)
         raise
+
+
+# -- further commands (tlssniff/commands/), one registration line each ------------------------

@@ -65,29 +65,41 @@ class Analyzer:
 
     # -- per frame ---------------------------------------------------------------------------
 
-    def feed_frame(self, ts: float, linktype: int, frame: bytes, frame_no: int) -> None:
-        """One frame (the live path; ``analyze_file`` inlines the same steps for speed)."""
+    def feed_frame(self, ts: float, linktype: int, frame: bytes, frame_no: int) -> bool:
+        """One frame (the live path; ``analyze_file`` inlines the same steps for speed).
+
+        Returns True when the frame belonged to a connection whose handshake was still being
+        read (the frames worth keeping as evidence), False for everything the fast path skips.
+        """
         c = self.counters
         c.frames += 1
         c.bytes += len(frame)
+        if c.first_ts is None:
+            c.first_ts = ts
+        c.last_ts = ts
         try:
             d = decode_frame(linktype, frame)
         except MalformedFrame:
             c.malformed_frames += 1
-            return
+            return False
         if d is None:
             c.other_frames += 1
-            return
+            return False
         if d[0] != 6:
             c.udp_datagrams += 1
-            return
+            return self.udp_datagram(ts, d, frame_no)
         c.tcp_segments += 1
         key = (d[1], d[3], d[2], d[4])
         flow = self.table.flows.get(key)
         if flow is not None and flow.done:
             flow.last = ts
-            return
+            return False
         self.table.segment(flow, key, ts, d[5], d[7], d[8], frame_no)
+        return True
+
+    def udp_datagram(self, ts: float, d: tuple, frame_no: int) -> bool:
+        """UDP transports (QUIC, DTLS) plug in here; returns True for handshake datagrams."""
+        return False
 
     def analyze_file(self, path: str, progress: Callable[[int, int | None], None] | None = None) -> None:
         """Read one capture through the pipeline. Files given one after another continue the same
@@ -118,6 +130,7 @@ class Analyzer:
                     continue
                 if d[0] != 6:
                     udp += 1
+                    self.udp_datagram(ts, d, frame_no)
                     continue
                 tcp += 1
                 key = (d[1], d[3], d[2], d[4])
