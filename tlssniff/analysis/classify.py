@@ -63,8 +63,10 @@ def classify(
     elif ch.session_id and _session_id_is_offer(ch, sh, issued_session_id):
         v.offered = Offered.SESSION_ID
 
-    if ch.sslv2 and sh is None:
-        v.note = Note.SSLV2 if t.sslv2_server else _unanswered_note(t, end_reason)
+    if t.sslv2_server and sh is None:
+        # An SSL 2.0 server answered: a protocol without the resumption tlssniff reads.
+        v.version = "SSLv2"
+        v.note = Note.SSLV2
     elif sh is None:
         v.note = _unanswered_note(t, end_reason)
     elif sh.tls13:

@@ -141,11 +141,12 @@ class FlowTable:
                     return
                 from_client = key == flow.ckey  # the app may have swapped roles
         if flags & (FIN | RST):
+            # One bit per direction: a retransmitted FIN must not count as the other side's.
             if flags & RST:
-                flow.fins = 2
+                flow.fins = 3
             else:
-                flow.fins += 1
-            if flow.fins >= 2:
+                flow.fins |= 1 if from_client else 2
+            if flow.fins == 3:
                 flow.closed = True
                 self._end(flow, "closed")
 

@@ -76,14 +76,16 @@ def version_name(code: int) -> str:
         return name
     if code >> 8 == 0x7F:
         return f"TLSv1.3-draft{code & 0xFF}"
-    if code >> 8 == 0x7E:  # Facebook/Google pre-RFC experiment code points
-        return f"TLSv1.3-experiment{code & 0xFF:02x}"
+    if code >> 8 == 0x7E:  # BoringSSL's pre-RFC "TLS 1.3 experiment" code points
+        return f"TLSv1.3-experiment{code & 0xFF}"
+    if code >> 8 == 0xFB:  # Facebook's pre-RFC code points (0xfb17: draft 23)
+        return f"TLSv1.3-fb{code & 0xFF}"
     return f"0x{code:04x}"
 
 
 def is_tls13(code: int) -> bool:
     """True for TLS 1.3 and its drafts and experiments (all share TLS 1.3's resumption rules)."""
-    return code == TLS13 or code >> 8 in (0x7F, 0x7E) or code in (0xFB17, 0xFB1A)
+    return code == TLS13 or code >> 8 in (0x7F, 0x7E, 0xFB)
 
 
 def _is_grease(code: int) -> bool:
@@ -356,7 +358,7 @@ def parse_server_hello(body: bytes) -> ServerHello:
             ticket_ext = True
         elif etype in (ExtensionType.KEY_SHARE, ExtensionType.KEY_SHARE_DRAFT) and ext.remaining() >= 2:
             group = ext.u16()
-    if legacy_version >> 8 in (0x7F, 0x7E) and selected is None:
+    if legacy_version >> 8 in (0x7F, 0x7E, 0xFB) and selected is None:
         selected = legacy_version
     return ServerHello(
         legacy_version=legacy_version,
