@@ -171,7 +171,56 @@ def _udp(frame: bytes, start: int, end: int, src: bytes, dst: bytes) -> tuple:
     sport, dport, ulen = _UDP(frame, start)
     if 8 <= ulen < end - start:
         end = start + ulen  # the UDP length is shorter than the IP payload: trust it
-    return (17, src, dst, sport, dport, 0, 0, 0, frame[start + 8 : end])
+    payload = frame[start + 8 : end]
+    if dport in _TUNNEL_PORTS or sport in _TUNNEL_PORTS:
+        inner = _tunnel(dport if dport in _TUNNEL_PORTS else sport, payload)
+        if inner is not None:
+            return inner
+    return (17, src, dst, sport, dport, 0, 0, 0, payload)
+
+
+# UDP encapsulations recognised by their IANA port, as Zeek does: the inner packet is what
+# the connection is about. Anything that does not parse as the tunnel stays plain UDP.
+_VXLAN, _GENEVE, _GTP_U = 4789, 6081, 2152
+_TUNNEL_PORTS = frozenset({_VXLAN, _GENEVE, _GTP_U})
+_RAW_IP = 101
+
+
+def _tunnel(port: int, data: bytes) -> tuple | None:
+    try:
+        if port == _VXLAN:
+            if len(data) < 8 or not data[0] & 0x08:
+                return None
+            return _decode(1, data[8:])
+        if port == _GENEVE:
+            if len(data) < 8 or data[0] >> 6 != 0:
+                return None
+            start = 8 + ((data[0] & 0x3F) << 2)
+            ptype = _U16(data, 2)[0]
+            if ptype == 0x6558:
+                return _decode(1, data[start:])
+            if ptype in (_ETHERTYPE_IPV4, _ETHERTYPE_IPV6):
+                return _decode(_RAW_IP, data[start:])
+            return None
+        # GTP-U version 1 (3GPP TS 29.281), G-PDU messages only
+        if len(data) < 8 or data[0] >> 5 != 1 or not data[0] & 0x10 or data[1] != 0xFF:
+            return None
+        start = 8
+        if data[0] & 0x07:
+            if len(data) < 12:
+                return None
+            next_ext = data[11]
+            start = 12
+            while next_ext:
+                if start >= len(data) or not data[start]:
+                    return None
+                start += data[start] << 2
+                if start > len(data):
+                    return None
+                next_ext = data[start - 1]
+        return _decode(_RAW_IP, data[start:])
+    except MalformedFrame:
+        return None
 
 
 def _ipv6(frame: bytes, off: int) -> tuple | None:
