@@ -26,5 +26,10 @@ test: setup
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not e2e"
 
+## A minute of every fuzz target (the long runs and their figures: docs/robustness.md).
+fuzz: setup
+	for t in tls hello reassembly pcap pcapng decode; do \
+		$(BIN)/python -m fuzz run $$t --iterations 200000 --max-seconds 60 || exit 1; done
+
 clean:
 	rm -rf $(VENV) .pytest_cache

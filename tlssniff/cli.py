@@ -17,7 +17,8 @@ from rich.console import Console
 
 from tlssniff import __version__
 from tlssniff.analysis.aggregate import Aggregator
-from tlssniff.analysis.pipeline import analyze_paths
+from tlssniff.analysis.diagnostics import Diagnostics
+from tlssniff.analysis.parallel import analyze_captures
 from tlssniff.errors import CaptureError, TlssniffError, UsageError
 from tlssniff.flow.table import Limits
 from tlssniff.output.formats import FORMATS, VerdictWriter, summary_document
@@ -30,6 +31,7 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
 )
 
 err_console = Console(stderr=True, highlight=False)
@@ -119,10 +121,30 @@ def analyze(
     max_buffer: Annotated[
         int, typer.Option(help="Out-of-order bytes buffered per direction before a verdict.")
     ] = _DEFAULT_LIMITS.max_buffer,
+    max_pending_memory: Annotated[
+        int, typer.Option(help="Bytes charged to connections still without a verdict, all "
+                          "together; the least active are evicted beyond.")
+    ] = _DEFAULT_LIMITS.max_pending_memory,
     progress: Annotated[
         bool, typer.Option(help="Show a progress bar on stderr (only when it is a terminal).")
     ] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No warnings on stderr.")] = False,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            "--jobs", "-j",
+            help="Analyze up to N captures at once in N processes; the output is identical to "
+            "--jobs 1. 0: one per core.",
+        ),
+    ] = 1,
+    one_stream: Annotated[
+        bool,
+        typer.Option(
+            "--one-stream",
+            help="The captures are consecutive pieces of one capture (tcpdump -C/-G rotation): "
+            "follow connections across files. Without it each file is analyzed on its own.",
+        ),
+    ] = False,
 ) -> None:
     """Classify every TLS handshake in capture files and report resumption per server.
 
@@ -135,13 +157,19 @@ def analyze(
       tlssniff analyze capture.pcapng
 
       tlssniff analyze day1.pcap.gz day2.pcap.gz --format jsonl | jq 'select(.offered != "none")'
+
+      tlssniff analyze --one-stream rotated.pcap0 rotated.pcap1
     """
     if fmt not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
-    if max_flows < 1 or idle_timeout <= 0 or max_buffer < 0:
+    if max_flows < 1 or idle_timeout <= 0 or max_buffer < 0 or max_pending_memory < 0:
         raise UsageError("--max-flows, --idle-timeout and --max-buffer must be positive")
+    if jobs < 0:
+        raise UsageError("--jobs must be 0 (one per core) or more")
+    jobs = jobs or os.cpu_count() or 1
     _check_inputs(captures)
-    limits = Limits(max_flows=max_flows, idle_timeout=idle_timeout, max_buffer=max_buffer)
+    limits = Limits(max_flows=max_flows, idle_timeout=idle_timeout, max_buffer=max_buffer,
+                    max_pending_memory=max_pending_memory)
 
     with contextlib.ExitStack() as stack:
         if output is not None:
@@ -153,35 +181,45 @@ def analyze(
             out = sys.stdout
         agg = Aggregator()
         writer = VerdictWriter(fmt, out)
+        # Findings (docs/diagnostics.md) for the summary outputs; streams stay as they were.
+        diag = Diagnostics() if fmt in ("table", "json") else None
 
         def on_verdict(v) -> None:
             agg.add(v)
             writer.write(v)
+            if diag is not None:
+                diag.add(v)
 
         with _progress(progress, len(captures)) as update:
-            analyzer = analyze_paths([str(p) for p in captures], on_verdict, limits, update)
-        counters = analyzer.counters.to_dict()
+            totals = analyze_captures(
+                [str(p) for p in captures], on_verdict, limits, jobs, update, one_stream
+            )
+        counters = totals.to_dict()
         if fmt == "json":
             import json
 
-            doc = summary_document(agg, counters, [str(p) for p in captures], writer.kept)
+            doc = summary_document(agg, counters, [str(p) for p in captures], writer.kept, diag)
             out.write(json.dumps(doc, indent=2) + "\n")
         elif fmt == "table":
             console = Console(file=out, highlight=False) if output is not None else Console(highlight=False)
-            print_report(console, agg, counters)
+            print_report(console, agg, counters, diag.findings())
         out.flush()
     if not quiet:
-        for warning in analyzer.counters.warnings:
+        for warning in totals.warnings:
             err_console.print(f"tlssniff: warning: {warning}", markup=False, soft_wrap=True)
-    if analyzer.counters.errors:
+    if totals.errors:
         # What came before the damage was reported above; the run still failed.
-        raise CaptureError("; ".join(analyzer.counters.errors))
+        raise CaptureError("; ".join(totals.errors))
 
 
 def main() -> None:
     """Console entry point: domain errors become one line on stderr and an exit status."""
     try:
-        app(standalone_mode=False)
+        # With standalone_mode=False click returns a command's typer.Exit code instead of
+        # exiting: pass it on.
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except TlssniffError as err:
         err_console.print(f"tlssniff: error: {err}", markup=False, soft_wrap=True)
         sys.exit(err.exit_code)
@@ -196,13 +234,25 @@ def main() -> None:
         with contextlib.suppress(Exception):
             sys.stdout = open(os.devnull, "w")
         sys.exit(0)
-    except Exception as exc:  # click's usage errors
+    except Exception as exc:
         import click
 
-        if isinstance(exc, click.ClickException):
+        if isinstance(exc, click.ClickException):  # usage errors: click's own message
             exc.show()
             sys.exit(exc.exit_code)
-        raise
+        if os.environ.get("TLSSNIFF_DEBUG"):
+            raise
+        err_console.print(
+            f"tlssniff: internal error: {type(exc).__name__}: {exc} (a bug: please report it; "
+            "TLSSNIFF_DEBUG=1 shows the traceback)",
+            markup=False,
+            soft_wrap=True,
+        )
+        sys.exit(1)
 
 
 # -- further commands (tlssniff/commands/), one registration line each ------------------------
+from tlssniff.commands import live as _live  # noqa: E402
+app.command("live")(_live.live)
+from tlssniff.commands import probe as _probe  # noqa: E402
+app.command("probe")(_probe.probe)

@@ -17,6 +17,7 @@ class ServerStats:
     server: str
     sni: str | None
     transport: str = "tcp"
+    starttls: str | None = None  # the plaintext protocol its clients upgraded from, if any
     handshakes: int = 0  # every TLS connection, unknown ones included
     classified: int = 0  # handshakes whose type is known (the rate's denominator)
     resumed: int = 0
@@ -32,6 +33,8 @@ class ServerStats:
     last_ts: float | None = None
 
     def add(self, v: ConnectionVerdict) -> None:
+        if v.starttls:
+            self.starttls = v.starttls
         self.handshakes += 1
         h = v.handshake
         self.by_handshake[h.value] += 1
@@ -72,6 +75,7 @@ class ServerStats:
             "server": self.server,
             "sni": self.sni,
             "transport": self.transport,
+            "starttls": self.starttls,
             "handshakes": self.handshakes,
             "classified": self.classified,
             "resumed": self.resumed,

@@ -6,10 +6,12 @@ over its parser's events). Every rule cites the RFC that makes it right.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Callable
 
 from tlssniff.analysis.verdict import ConnectionVerdict, EarlyData, Handshake, Note, Offered
 from tlssniff.tls.ciphers import cipher_name
+from tlssniff.tls.ja4 import ja4, ja4_base
 from tlssniff.tls.handshake import AFTER_SH_ALERT, AFTER_SH_CCS, HandshakeTracker
 from tlssniff.tls.messages import HandshakeType, version_name
 
@@ -30,8 +32,11 @@ def classify(
     v: ConnectionVerdict,
     issued_session_id: Callable[[bytes], bool] = lambda sid: False,
     end_reason: str | None = None,
+    early_data_seen: bool = False,
 ) -> ConnectionVerdict:
-    """Fill ``v``'s verdict fields from the tracker's facts; returns ``v``."""
+    """Fill ``v``'s verdict fields from the tracker's facts; returns ``v``.
+
+    ``early_data_seen``: the transport saw 0-RTT data itself (QUIC 0-RTT packets)."""
     chs = t.client_hellos
     sh = t.server_hello
     if not chs:
@@ -49,6 +54,20 @@ def classify(
     tickets = [c.ticket for c in chs if c.ticket]
     if tickets:
         v.ticket_len = len(tickets[0])
+        v.ticket_key_name = tickets[0][:16].hex()
+        v.ticket_hash = short_hash(tickets[0])
+    psks = [c.psk_identities[0] for c in chs if c.psk_identities]
+    if psks:
+        v.psk_identity_hash = short_hash(psks[0])
+    if not ch.sslv2:
+        v.ja4 = ja4(ch, v.transport)
+        v.ja4_base = ja4_base(ch, v.transport)
+    if t.ch_ts:
+        v.client_hello_ts = t.ch_ts
+    if t.sh_ts:
+        v.server_hello_ts = t.sh_ts
+    if t.last_ts:
+        v.handshake_end_ts = t.last_ts
     v.psk_identities = max(len(c.psk_identities) for c in chs)
     if sh is not None:
         v.version = version_name(sh.version)
@@ -94,9 +113,12 @@ def classify(
     if t.ticket is not None:
         v.issued_ticket = True
         v.ticket_lifetime = t.ticket.lifetime_hint
+        if t.ticket.ticket:
+            v.issued_ticket_key_name = t.ticket.ticket[:16].hex()
+            v.issued_ticket_hash = short_hash(t.ticket.ticket)
 
     # early_data (RFC 8446 §4.2.10): a HelloRetryRequest or a refused PSK rejects 0-RTT.
-    if any(c.early_data for c in chs):
+    if early_data_seen or any(c.early_data for c in chs):
         if t.hrr:
             v.early_data = EarlyData.REJECTED
         elif sh is not None and v.handshake is Handshake.FULL:
@@ -104,6 +126,11 @@ def classify(
         else:
             v.early_data = EarlyData.OFFERED
     return v
+
+
+def short_hash(data: bytes) -> str:
+    """A ticket or PSK identity as a short, stable, non-replayable reference."""
+    return hashlib.sha256(data).hexdigest()[:16]
 
 
 def _session_id_is_offer(ch, sh, issued: Callable[[bytes], bool]) -> bool:

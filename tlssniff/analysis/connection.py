@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tlssniff.analysis import starttls as st
 from tlssniff.flow.table import Flow
 from tlssniff.tls.handshake import HandshakeTracker
 from tlssniff.tls.records import MAX_RECORD
@@ -10,6 +11,7 @@ DETECT = 0
 TLS = 1
 NOT_TLS = 2
 MIDSTREAM_TLS = 3
+PLAINTEXT = 4  # a plaintext protocol that may upgrade to TLS (STARTTLS): analysis/starttls.py
 
 
 def sniff(data: bytes) -> int | None:
@@ -34,7 +36,8 @@ def sniff(data: bytes) -> int | None:
 class TlsApp:
     """Attached by the flow table to every new TCP connection."""
 
-    __slots__ = ("flow", "tracker", "state", "head", "done", "end_reason", "max_message")
+    __slots__ = ("flow", "tracker", "state", "head", "done", "end_reason", "max_message",
+                 "plain", "starttls")
 
     def __init__(self, flow: Flow, max_message: int):
         self.flow = flow
@@ -44,25 +47,37 @@ class TlsApp:
         self.done = False
         self.end_reason: str | None = None
         self.max_message = max_message
+        self.plain: st.StartTls | None = None  # while in the plaintext phase of a STARTTLS candidate
+        self.starttls: str | None = None  # the protocol upgraded to TLS
 
-    def data(self, from_client: bool, data: bytes, frame: int) -> None:
+    def data(self, from_client: bool, data: bytes, frame: int, ts: float = 0.0) -> None:
         if self.state == DETECT:
             data = self._detect(from_client, data)
             if self.state != TLS:
+                if self.state == PLAINTEXT:
+                    self._plaintext(from_client, data, frame)
                 return
             from_client = True
+        elif self.state == PLAINTEXT:
+            self._plaintext(from_client, data, frame)
+            return
         t = self.tracker
         if from_client:
-            t.client_data(data, frame)
+            t.client_data(data, frame, ts)
         else:
-            t.server_data(data, frame)
+            t.server_data(data, frame, ts)
         if t.done:
             self.done = True
 
     def _detect(self, from_client: bool, data: bytes) -> bytes:
         flow = self.flow
         if not from_client and not flow.midstream:
-            self._give_up(NOT_TLS)  # the server spoke first: not TLS (perhaps STARTTLS)
+            # The server spoke first: not TLS, but perhaps a protocol that upgrades to it.
+            hint = st.server_greeting(data)
+            if hint is None:
+                self._give_up(NOT_TLS)
+            else:
+                self._start_plaintext(hint)
             return data
         if self.head:
             data = self.head + data
@@ -84,12 +99,42 @@ class TlsApp:
                 flow.swap_roles()
             self._give_up(MIDSTREAM_TLS)
         else:
-            self._give_up(NOT_TLS)
+            hint = None if flow.midstream else st.client_opening(data)
+            if hint is None:
+                self._give_up(NOT_TLS)
+            else:
+                self._start_plaintext(hint)
         return data
+
+    def _start_plaintext(self, hint: str) -> None:
+        self.state = PLAINTEXT
+        self.plain = st.StartTls(hint)
+
+    def _plaintext(self, from_client: bool, data: bytes, frame: int) -> None:
+        """STARTTLS: plaintext until the client's upgrade request; its next bytes start TLS."""
+        result = self.plain.feed(from_client, data)
+        if result == st.WAIT:
+            return
+        plain = self.plain
+        self.plain = None
+        if result == st.GIVE_UP:
+            self._give_up(NOT_TLS)
+            return
+        self.starttls = plain.protocol
+        self.state = TLS
+        t = self.tracker = HandshakeTracker(self.max_message)
+        t.client_data(plain.tls_bytes, frame)
+        if t.done:
+            self.done = True
 
     def _give_up(self, state: int) -> None:
         self.state = state
         self.done = True
+
+    def held(self) -> int:
+        """Bytes this connection buffers, charged to the flow table's pending-memory budget."""
+        t = self.tracker
+        return len(self.head) + (t.client.held() + t.server.held() if t is not None else 0)
 
     def finish(self, reason: str) -> None:
         self.end_reason = reason

@@ -62,6 +62,7 @@ class ConnectionVerdict:
     client: str  # "ip:port", IPv6 in brackets
     server: str
     transport: str = "tcp"
+    starttls: str | None = None  # the plaintext protocol upgraded to TLS ("smtp", "imap", ...)
     sni: str | None = None
     alpn: str | None = None  # selected by the server when visible, else None
     alpn_offered: list[str] = field(default_factory=list)
@@ -82,6 +83,18 @@ class ConnectionVerdict:
     ticket_lifetime: int | None = None  # its lifetime hint, seconds
     frames: list[int] = field(default_factory=list)  # frame numbers of CH, SH (evidence)
     capture: str | None = None  # the file it came from
+    # Session linking and client fingerprints (analysis/diagnostics.py, docs/diagnostics.md).
+    # Hashes are the first 16 hex digits of a SHA-256: enough to link, too short to replay.
+    ja4: str | None = None  # JA4 of the (first) ClientHello
+    ja4_base: str | None = None  # the same without resumption-dependent extensions (tls/ja4.py)
+    ticket_key_name: str | None = None  # the first 16 bytes (hex) of the ticket presented
+    ticket_hash: str | None = None
+    psk_identity_hash: str | None = None  # TLS 1.3: the first pre_shared_key identity
+    issued_ticket_key_name: str | None = None  # TLS <= 1.2 NewSessionTicket in the clear
+    issued_ticket_hash: str | None = None
+    client_hello_ts: float | None = None  # capture time of the ClientHello
+    server_hello_ts: float | None = None
+    handshake_end_ts: float | None = None  # the last handshake bytes tlssniff read
 
     @property
     def resumed(self) -> bool:
@@ -98,6 +111,7 @@ class ConnectionVerdict:
             "client": self.client,
             "server": self.server,
             "transport": self.transport,
+            "starttls": self.starttls,
             "sni": self.sni,
             "version": self.version,
             "offered": self.offered.value,
@@ -119,4 +133,18 @@ class ConnectionVerdict:
             "ticket_lifetime": self.ticket_lifetime,
             "frames": self.frames,
             "capture": self.capture,
+            "ja4": self.ja4,
+            "ja4_base": self.ja4_base,
+            "ticket_key_name": self.ticket_key_name,
+            "ticket_hash": self.ticket_hash,
+            "psk_identity_hash": self.psk_identity_hash,
+            "issued_ticket_key_name": self.issued_ticket_key_name,
+            "issued_ticket_hash": self.issued_ticket_hash,
+            "client_hello_ts": _ts(self.client_hello_ts),
+            "server_hello_ts": _ts(self.server_hello_ts),
+            "handshake_end_ts": _ts(self.handshake_end_ts),
         }
+
+
+def _ts(x: float | None) -> float | None:
+    return None if x is None else round(x, 6)

@@ -8,6 +8,8 @@ are skipped with one dict lookup in the caller's loop; see :func:`tlssniff.analy
 
 from __future__ import annotations
 
+import struct
+from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
@@ -18,6 +20,18 @@ SYN = 0x02
 RST = 0x04
 ACK = 0x10
 
+_PORTS = struct.Struct("!HH")
+
+
+def flow_key(src: bytes, dst: bytes, sport: int, dport: int) -> bytes:
+    """One direction's key: source ip, destination ip, source port, destination port.
+
+    This is the byte layout of an IPv4 or IPv6 header's addresses followed by the TCP ports,
+    so the caller's fast path can slice a frame's key straight out of it (one allocation).
+    """
+    return src + dst + _PORTS.pack(sport, dport)
+
+
 # How long a connection that saw FIN/RST is kept after its last packet, so that late
 # retransmissions are recognised instead of starting a new (mid-stream) connection.
 CLOSED_GRACE = 30.0
@@ -25,20 +39,32 @@ CLOSED_GRACE = 30.0
 
 @dataclass(slots=True)
 class Limits:
-    """Bounds that keep memory flat whatever the capture holds."""
+    """Bounds that keep memory flat whatever the capture holds (see docs/robustness.md)."""
 
     max_flows: int = 200_000  # connections tracked at once; the least recently active go first
     idle_timeout: float = 300.0  # seconds of capture time without a packet
     max_buffer: int = 256 * 1024  # out-of-order bytes held per direction before a verdict
     max_message: int = 64 * 1024  # largest hello/ticket message buffered
+    # Memory charged to connections still waiting for a verdict, all together: a fixed cost per
+    # connection (PENDING_COST) plus every byte it buffers (out-of-order segments, a partial TLS
+    # record or handshake message). Beyond it the least recently active of them are evicted.
+    max_pending_memory: int = 96 * 1024 * 1024
+
+
+# What a connection without a verdict costs besides the bytes it buffers: Flow, two
+# reassemblers, keys and their dict entries, the TLS app, tracker and record streams (measured
+# with tracemalloc on partial ClientHellos: about 1,700 bytes; see bench/adversarial.py).
+PENDING_COST = 1700
 
 
 class App(Protocol):
     done: bool
 
-    def data(self, from_client: bool, data: bytes, frame: int) -> None: ...
+    def data(self, from_client: bool, data: bytes, frame: int, ts: float = 0.0) -> None: ...
 
     def finish(self, reason: str) -> None: ...
+
+    # Optional: ``held() -> int``, the bytes the app buffers (charged to max_pending_memory).
 
 
 class Flow:
@@ -46,12 +72,15 @@ class Flow:
 
     __slots__ = (
         "ckey",
+        "skey",
         "client_ip",
         "client_port",
         "server_ip",
         "server_port",
         "ts",
         "last",
+        "stamp",
+        "held",
         "done",
         "closed",
         "fins",
@@ -62,11 +91,18 @@ class Flow:
         "frame",
     )
 
-    def __init__(self, ckey: tuple, ts: float, midstream: bool, frame: int, max_buffer: int):
-        self.ckey = ckey
-        self.client_ip, self.client_port, self.server_ip, self.server_port = ckey
+    def __init__(
+        self, client: tuple[bytes, int], server: tuple[bytes, int], ts: float, midstream: bool,
+        frame: int, max_buffer: int,
+    ):
+        self.client_ip, self.client_port = client
+        self.server_ip, self.server_port = server
+        self.ckey = flow_key(self.client_ip, self.server_ip, self.client_port, self.server_port)
+        self.skey = flow_key(self.server_ip, self.client_ip, self.server_port, self.client_port)
         self.ts = ts
         self.last = ts
+        self.stamp = ts  # ``last`` when the flow last went to the back of its eviction queue
+        self.held = 0  # bytes charged to Limits.max_pending_memory
         self.done = False
         self.closed = False
         self.fins = 0
@@ -78,21 +114,31 @@ class Flow:
 
     def swap_roles(self) -> None:
         """Mid-stream connections guess roles from the first packet; the app may correct that."""
-        self.ckey = (self.server_ip, self.server_port, self.client_ip, self.client_port)
-        self.client_ip, self.client_port, self.server_ip, self.server_port = self.ckey
+        self.client_ip, self.client_port, self.server_ip, self.server_port = (
+            self.server_ip, self.server_port, self.client_ip, self.client_port
+        )
+        self.ckey, self.skey = self.skey, self.ckey
         self.c2s, self.s2c = self.s2c, self.c2s
 
 
 @dataclass(slots=True)
 class FlowCounters:
     flows: int = 0
-    evicted: int = 0  # dropped for the flow limit before the app was done
+    evicted: int = 0  # dropped for a limit (flows or pending memory) before the app was done
+    evicted_memory: int = 0  # of those, for max_pending_memory
     idle_expired: int = 0  # expired for idleness before the app was done
     gaps: int = 0  # ended with bytes missing from the capture
+    buffer_overflows: int = 0  # connections whose out-of-order buffer overflowed (bytes lost)
 
 
 class FlowTable:
-    """Maps both directions' 4-tuples to their :class:`Flow`."""
+    """Maps both directions' 4-tuples to their :class:`Flow`.
+
+    Eviction is O(1) per connection: flows wait in two queues in the order they arrived (those
+    without a verdict, and those done), and a flow at the head of a queue that was active since
+    it was queued goes to the back instead of out (the CLOCK approximation of least recently
+    used). The caller's fast path only stores ``flow.last``; no per-packet bookkeeping.
+    """
 
     def __init__(
         self,
@@ -100,29 +146,29 @@ class FlowTable:
         on_done: Callable[[Flow], None],
         limits: Limits | None = None,
     ):
-        self.flows: dict[tuple, Flow] = {}
+        self.flows: dict[bytes, Flow] = {}
         self.app_factory = app_factory
         self.on_done = on_done
         self.limits = limits or Limits()
         self.counters = FlowCounters()
+        self.count = 0  # flows in the table
         self.active = 0  # flows whose app is not done
+        self.held = 0  # bytes charged to Limits.max_pending_memory, all flows together
+        self._pending_q: deque[Flow] = deque()  # flows without a verdict (and stale entries)
+        self._done_q: deque[Flow] = deque()  # done flows (and stale entries)
         self._next_sweep: float | None = None
 
     # The caller's loop handles done flows itself (the fast path); everything else comes here.
-    def segment(
-        self,
-        flow: Flow | None,
-        key: tuple,
-        ts: float,
-        seq: int,
-        flags: int,
-        payload: bytes,
-        frame: int,
-    ) -> None:
+    def segment(self, flow: Flow | None, key: bytes, ts: float, d: tuple, frame: int) -> None:
+        """One TCP segment: ``key`` from :func:`flow_key`, ``d`` the decoded tuple
+        ``(proto, src, dst, sport, dport, seq, ack, flags, payload)``."""
+        seq = d[5]
+        flags = d[7]
+        payload = d[8]
         if flow is None:
             if flags & RST or not (payload or flags & SYN):
                 return  # a stray ACK/FIN/RST of a connection we never saw carry anything
-            flow = self._new_flow(key, ts, flags, frame)
+            flow = self._new_flow(key, ts, d, frame)
         flow.last = ts
         if flow.done:
             self.closing(flow, flags)
@@ -134,12 +180,14 @@ class FlowTable:
         if payload:
             data = stream.add(seq, payload)
             if data:
-                flow.app.data(from_client, data, frame)
-                if flow.app.done:
+                app = flow.app
+                app.data(from_client, data, frame, ts)
+                if app.done:
                     self._complete(flow)
                     self.closing(flow, flags)
                     return
                 from_client = key == flow.ckey  # the app may have swapped roles
+            self._charge(flow)
         if flags & (FIN | RST):
             # One bit per direction: a retransmitted FIN must not count as the other side's.
             if flags & RST:
@@ -148,42 +196,78 @@ class FlowTable:
                 flow.fins |= 1 if from_client else 2
             if flow.fins == 3:
                 flow.closed = True
-                self._end(flow, "closed")
+                self._end(flow, "closed", keep=True)
 
     def closing(self, flow: Flow, flags: int) -> None:
         if flags & (FIN | RST):
             flow.closed = True
 
-    def _new_flow(self, key: tuple, ts: float, flags: int, frame: int) -> Flow:
+    def _charge(self, flow: Flow) -> None:
+        """Re-count what a flow without a verdict holds; shed the oldest when over budget."""
+        held = PENDING_COST + flow.c2s.pending_bytes + flow.s2c.pending_bytes
+        measure = getattr(flow.app, "held", None)
+        if measure is not None:
+            held += measure()
+        self.held += held - flow.held
+        flow.held = held
+        if self.held > self.limits.max_pending_memory:
+            self._shed()
+
+    def _new_flow(self, key: bytes, ts: float, d: tuple, frame: int) -> Flow:
+        flags = d[7]
+        src, dst = (d[1], d[3]), (d[2], d[4])
         if flags & SYN and flags & ACK:
-            ckey = (key[2], key[3], key[0], key[1])  # a SYN-ACK comes from the server
-        else:
-            ckey = key
-        flow = Flow(ckey, ts, midstream=not flags & SYN, frame=frame, max_buffer=self.limits.max_buffer)
-        flow.app = self.app_factory(flow)
-        self.flows[key] = flow
-        self.flows[(key[2], key[3], key[0], key[1])] = flow
-        self.counters.flows += 1
-        self.active += 1
+            src, dst = dst, src  # a SYN-ACK comes from the server
         if self._next_sweep is None:
             self._next_sweep = ts + self.limits.idle_timeout / 4
         elif ts >= self._next_sweep:
             self.sweep(ts)
-        if len(self.flows) > 2 * self.limits.max_flows:
-            self._evict(ts)
+        while self.count >= self.limits.max_flows:
+            self._evict_one()
+        flow = Flow(src, dst, ts, midstream=not flags & SYN, frame=frame,
+                    max_buffer=self.limits.max_buffer)
+        # One bytes object per key: the flow's own keys are the dict's.
+        if key == flow.skey:
+            flow.skey = key
+        else:
+            flow.ckey = key
+        flow.app = self.app_factory(flow)
+        self.flows[flow.ckey] = flow
+        self.flows[flow.skey] = flow
+        self.count += 1
+        self.counters.flows += 1
+        self.active += 1
+        flow.held = PENDING_COST
+        self.held += PENDING_COST
+        self._pending_q.append(flow)
+        if len(self._pending_q) > 2 * self.active + 1024:
+            self._compact_pending()
+        if self.held > self.limits.max_pending_memory:
+            self._shed()
         return flow
 
-    def _complete(self, flow: Flow) -> None:
-        """The app has what it needs: report it and keep only a light entry."""
+    def _complete(self, flow: Flow, keep: bool = True) -> None:
+        """The app has what it needs: report it and keep only a light entry (unless the flow
+        is about to be dropped)."""
         flow.done = True
         self.active -= 1
-        if flow.c2s.stuck or flow.s2c.stuck:
+        self.held -= flow.held
+        flow.held = 0
+        c2s, s2c = flow.c2s, flow.s2c
+        if c2s.stuck or s2c.stuck:
             self.counters.gaps += 1
+        if c2s.gap or s2c.gap:
+            self.counters.buffer_overflows += 1
         self.on_done(flow)
         flow.app = None
         flow.c2s = flow.s2c = None
+        if keep:
+            flow.stamp = flow.last
+            self._done_q.append(flow)
+            if len(self._done_q) > 2 * (self.count - self.active) + 1024:
+                self._compact_done()
 
-    def _end(self, flow: Flow, reason: str) -> None:
+    def _end(self, flow: Flow, reason: str, keep: bool = False) -> None:
         """No more bytes will come for this connection: the app decides with what it has."""
         if flow.done:
             return
@@ -193,12 +277,66 @@ class FlowTable:
             self.counters.idle_expired += 1
         gap = flow.c2s.stuck or flow.s2c.stuck
         flow.app.finish("gap" if gap and reason in ("closed", "eof") else reason)
-        self._complete(flow)
+        self._complete(flow, keep)
 
     def _drop(self, flow: Flow) -> None:
-        self.flows.pop(flow.ckey, None)
-        ck = flow.ckey
-        self.flows.pop((ck[2], ck[3], ck[0], ck[1]), None)
+        flows = self.flows
+        if flows.get(flow.ckey) is flow:
+            del flows[flow.ckey]
+            self.count -= 1
+        if flows.get(flow.skey) is flow:
+            del flows[flow.skey]
+
+    def _live(self, flow: Flow) -> bool:
+        return self.flows.get(flow.ckey) is flow
+
+    # -- limits ----------------------------------------------------------------------------
+
+    def _victim(self, q: deque[Flow], pending: bool) -> Flow | None:
+        """The least recently active live flow of a queue (CLOCK), or None when it is empty."""
+        flows = self.flows
+        while q:
+            flow = q.popleft()
+            if flows.get(flow.ckey) is not flow or flow.done == pending:
+                continue  # gone, or moved to the done queue: a stale entry
+            if flow.last > flow.stamp:
+                flow.stamp = flow.last  # active since it was queued: a second chance
+                q.append(flow)
+                continue
+            return flow
+        return None
+
+    def _evict_one(self) -> None:
+        """At the flow limit: drop the least recently active flow, done ones first."""
+        flow = self._victim(self._done_q, False)
+        if flow is None:
+            flow = self._victim(self._pending_q, True)
+            if flow is None:  # cannot happen while count > 0; never loop forever
+                self.count = len({id(f) for f in self.flows.values()})
+                return
+            self._end(flow, "evicted")
+        self._drop(flow)
+
+    def _shed(self) -> None:
+        """Over max_pending_memory: evict flows without a verdict, least recently active first,
+        down to 90% of the budget."""
+        target = self.limits.max_pending_memory * 0.9
+        while self.held > target:
+            flow = self._victim(self._pending_q, True)
+            if flow is None:
+                break
+            self.counters.evicted_memory += 1
+            self._end(flow, "evicted")
+            self._drop(flow)
+
+    def _compact_pending(self) -> None:
+        """Forget stale entries (flows gone or done), keeping the order; amortized O(1)."""
+        live = self._live
+        self._pending_q = deque(f for f in self._pending_q if not f.done and live(f))
+
+    def _compact_done(self) -> None:
+        live = self._live
+        self._done_q = deque(f for f in self._done_q if live(f))
 
     def sweep(self, now: float) -> None:
         """Expire idle connections and forget closed ones past their grace period."""
@@ -212,19 +350,9 @@ class FlowTable:
             if flow.last < idle_before or (flow.closed and flow.done and flow.last < closed_before):
                 self._end(flow, "idle")
                 self._drop(flow)
+        self._compact_pending()
+        self._compact_done()
         self._next_sweep = now + self.limits.idle_timeout / 4
-
-    def _evict(self, now: float) -> None:
-        """Over the flow limit: drop the least recently active tenth (done ones first)."""
-        self.sweep(now)
-        if len(self.flows) <= 2 * self.limits.max_flows * 0.9:
-            return
-        uniq = {id(f): f for f in self.flows.values()}.values()
-        victims = sorted(uniq, key=lambda f: (not f.done, f.last))
-        target = int(self.limits.max_flows * 0.9)
-        for flow in victims[: max(0, len(uniq) - target)]:
-            self._end(flow, "evicted")
-            self._drop(flow)
 
     def finish_all(self) -> None:
         """End of input: every connection still open is decided with what was captured."""
@@ -234,3 +362,6 @@ class FlowTable:
                 seen.add(id(flow))
                 self._end(flow, "eof")
         self.flows.clear()
+        self.count = 0
+        self._pending_q.clear()
+        self._done_q.clear()

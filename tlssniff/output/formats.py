@@ -83,7 +83,8 @@ def to_ecs(v: ConnectionVerdict) -> dict:
 
 
 def summary_document(
-    agg: Aggregator, counters: dict, captures: list[str], connections: list[dict] | None
+    agg: Aggregator, counters: dict, captures: list[str], connections: list[dict] | None,
+    diagnostics=None,
 ) -> dict:
     doc = {
         "tlssniff": __version__,
@@ -92,6 +93,10 @@ def summary_document(
         "servers": [s.to_dict() for s in agg.sorted_servers()],
         "counters": counters,
     }
+    if diagnostics is not None:  # tlssniff.analysis.diagnostics.Diagnostics
+        d = diagnostics.to_dict()
+        doc["findings"] = d.pop("findings")
+        doc["diagnostics"] = d
     if connections is not None:
         doc["connections"] = connections
     return doc

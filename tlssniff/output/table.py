@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from tlssniff.analysis.aggregate import Aggregator, ServerStats
@@ -22,7 +23,11 @@ def _mix(s: ServerStats) -> str:
 
 
 def _server_label(s: ServerStats) -> str:
-    return s.server if not s.sni else f"{s.server}\n[dim]{s.sni}[/dim]"
+    label = s.server
+    kind = s.starttls or (s.transport if s.transport != "tcp" else None)
+    if kind:  # "quic", "udp" (DTLS), or the STARTTLS protocol ("smtp", ...)
+        label += f" {kind}"
+    return label if not s.sni else f"{label}\n[dim]{s.sni}[/dim]"
 
 
 def server_table(agg: Aggregator, title: str | None = "TLS resumption per server") -> Table:
@@ -57,7 +62,7 @@ def server_table(agg: Aggregator, title: str | None = "TLS resumption per server
     return table
 
 
-def print_report(console: Console, agg: Aggregator, counters: dict) -> None:
+def print_report(console: Console, agg: Aggregator, counters: dict, findings=None) -> None:
     if not agg.servers:
         console.print("No TLS handshakes found.")
     else:
@@ -67,6 +72,8 @@ def print_report(console: Console, agg: Aggregator, counters: dict) -> None:
             "presenting a session, ticket or PSK; hit: offers accepted; mix: id = session id, "
             "tkt = ticket, psk = TLS 1.3 PSK, ? = unknown[/dim]"
         )
+    if findings:
+        print_findings(console, findings)
     skipped = []
     for name, label in (
         ("midstream_tls", "seen mid-stream (start not captured)"),
@@ -74,13 +81,42 @@ def print_report(console: Console, agg: Aggregator, counters: dict) -> None:
         ("malformed_tls", "malformed TLS handshakes"),
         ("oversized_tls", "oversized handshake messages"),
         ("gaps", "connections with bytes missing"),
-        ("evicted", "connections evicted (flow limit)"),
+        ("buffer_overflows", "out-of-order buffers overflowed"),
+        ("evicted", "connections evicted (flow or memory limit)"),
+        ("evicted_memory", "of them for the pending-memory limit"),
+        ("idle_expired", "connections expired idle before a verdict"),
         ("malformed_frames", "unparsable frames"),
     ):
         if counters.get(name):
             skipped.append(f"{counters[name]} {label}")
     console.print(
-        f"{counters['frames']} frames, {counters['tcp_connections']} TCP connections, "
-        f"{counters['tls_connections']} TLS."
+        f"{counters['frames']} frames, {counters['tcp_connections']} TCP connections"
+        + (f", {counters['udp_flows']} UDP flows" if counters.get("udp_flows") else "")
+        + f", {counters['tls_connections']} TLS."
         + (" Not analyzed: " + "; ".join(skipped) + "." if skipped else "")
     )
+
+
+_SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+
+
+def print_findings(console: Console, findings: list) -> None:
+    """Findings (tlssniff.analysis.findings.Finding), most severe first: one header line each
+    (``SEVERITY code server...``), the message, and the connections that prove it by
+    ``client -> server @ ts`` as the JSONL output has them (docs/diagnostics.md)."""
+    console.print()
+    console.print("[b]Findings[/b]")
+    for f in findings:
+        sev = f.severity.value
+        console.print(
+            f"[{_SEVERITY_STYLE.get(sev, '')}]{sev.upper()}[/] [b]{f.code}[/b] "
+            + ", ".join(escape(s) for s in f.servers)
+        )
+        console.print("  " + escape(f.message))
+        for e in f.evidence:
+            frames = f" frames {','.join(map(str, e.frames))}" if e.frames else ""
+            console.print(
+                f"[dim]  - {escape(e.client)} -> {escape(e.server)} @ {e.ts:.6f}{frames}"
+                + (f": {escape(e.why)}" if e.why else "") + "[/dim]"
+            )
+

@@ -87,6 +87,9 @@ class HandshakeTracker:
         "done",
         "ch_frame",
         "sh_frame",
+        "ch_ts",
+        "sh_ts",
+        "last_ts",
         "_records_at_sh",
     )
 
@@ -109,17 +112,30 @@ class HandshakeTracker:
         self.done = False
         self.ch_frame = 0
         self.sh_frame = 0
+        # Capture time (epoch seconds) of the ClientHello, the ServerHello and the last bytes fed
+        # (the handshake's end once ``done``): session ages and overlaps (analysis.diagnostics).
+        self.ch_ts = 0.0
+        self.sh_ts = 0.0
+        self.last_ts = 0.0
         self._records_at_sh = 0
 
     # -- input -----------------------------------------------------------------------------
 
-    def client_data(self, data: bytes, frame: int = 0) -> None:
+    def client_data(self, data: bytes, frame: int = 0, ts: float = 0.0) -> None:
         if self.done:
             return
+        self.last_ts = ts
         try:
             events = self.client.feed(data)
         except DecodeError as err:
             self._fail(err)
+            return
+        self.client_events(events, frame)
+
+    def client_events(self, events: list[tuple], frame: int = 0) -> None:
+        """The client's record-layer events (``records.RecordStream`` kinds), from any record
+        layer: TLS records, DTLS records, QUIC packets."""
+        if self.done:
             return
         for kind, a, b in events:
             if kind == rec.HANDSHAKE:
@@ -143,13 +159,20 @@ class HandshakeTracker:
                 return
         self._check_done()
 
-    def server_data(self, data: bytes, frame: int = 0) -> None:
+    def server_data(self, data: bytes, frame: int = 0, ts: float = 0.0) -> None:
         if self.done:
             return
+        self.last_ts = ts
         try:
             events = self.server.feed(data)
         except DecodeError as err:
             self._fail(err)
+            return
+        self.server_events(events, frame)
+
+    def server_events(self, events: list[tuple], frame: int = 0) -> None:
+        """The server's record-layer events, as :meth:`client_events`."""
+        if self.done:
             return
         for kind, a, b in events:
             if kind == rec.HANDSHAKE:
@@ -184,6 +207,25 @@ class HandshakeTracker:
                 return
         self._check_done()
 
+    def handshake_bytes(self, from_client: bool, data: bytes, frame: int = 0) -> None:
+        """Handshake-layer bytes that come without TLS records (QUIC CRYPTO frames, reassembled
+        DTLS messages): split into messages by the same stream code and fed as events."""
+        if self.done:
+            return
+        try:
+            events = (self.client if from_client else self.server).handshake_bytes(data)
+        except DecodeError as err:
+            self._fail(err)
+            return
+        if from_client:
+            self.client_events(events, frame)
+        else:
+            self.server_events(events, frame)
+
+    def fail(self, err: DecodeError) -> None:
+        """A record layer outside this module (QUIC, DTLS) found the peer's bytes malformed."""
+        self._fail(err)
+
     def finish(self) -> None:
         """The connection ended (or the capture did): nothing more will come."""
         self.done = True
@@ -198,6 +240,7 @@ class HandshakeTracker:
             return
         if not self.ch_frame:
             self.ch_frame = frame
+            self.ch_ts = self.last_ts
 
     def _server_hello(self, body: bytes, frame: int) -> None:
         try:
@@ -213,6 +256,7 @@ class HandshakeTracker:
         if self.server_hello is None:
             self.server_hello = sh
             self.sh_frame = frame
+            self.sh_ts = self.last_ts
             self._records_at_sh = self.client.records + self.server.records
 
     def _set_tls13_rules(self) -> None:

@@ -58,6 +58,7 @@ class ExtensionType(IntEnum):
 HRR_RANDOM = bytes.fromhex("cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c")
 
 TLS13 = 0x0304
+DTLS13 = 0xFEFC  # RFC 9147: DTLS 1.3 keeps TLS 1.3's resumption rules
 
 _VERSION_NAMES = {
     0x0002: "SSLv2",
@@ -66,6 +67,9 @@ _VERSION_NAMES = {
     0x0302: "TLSv1.1",
     0x0303: "TLSv1.2",
     0x0304: "TLSv1.3",
+    0xFEFF: "DTLSv1.0",  # RFC 4347 (DTLS versions count down)
+    0xFEFD: "DTLSv1.2",  # RFC 6347
+    0xFEFC: "DTLSv1.3",  # RFC 9147
 }
 
 
@@ -85,14 +89,17 @@ def version_name(code: int) -> str:
 
 def is_tls13(code: int) -> bool:
     """True for TLS 1.3 and its drafts and experiments (all share TLS 1.3's resumption rules)."""
-    return code == TLS13 or code >> 8 in (0x7F, 0x7E, 0xFB)
+    return code == TLS13 or code == DTLS13 or code >> 8 in (0x7F, 0x7E, 0xFB)
 
 
 def _is_grease(code: int) -> bool:
     return code & 0x0F0F == 0x0A0A and code >> 8 == code & 0xFF
 
 
-@dataclass(frozen=True, slots=True)
+# Hello values are plain slotted dataclasses, not frozen ones: a frozen dataclass's __init__
+# costs ~3 µs more per hello (object.__setattr__ per field), on a path run per connection.
+# Treat them as immutable all the same.
+@dataclass(slots=True)
 class ClientHello:
     legacy_version: int
     session_id: bytes
@@ -107,13 +114,17 @@ class ClientHello:
     early_data: bool = False
     key_share_groups: tuple[int, ...] = ()
     sslv2: bool = False
+    # For the JA4 fingerprint (tlssniff.tls.ja4): signature_algorithms in wire order, and the
+    # first ALPN value's raw bytes (``alpn`` is decoded text).
+    signature_algorithms: tuple[int, ...] = ()
+    alpn_first: bytes = b""
 
     @property
     def offers_tls13(self) -> bool:
         return any(is_tls13(v) for v in self.supported_versions)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ServerHello:
     legacy_version: int
     random: bytes
@@ -126,14 +137,14 @@ class ServerHello:
     ticket_ext: bool = False  # the server will send a NewSessionTicket (RFC 5077 §3.2)
     key_share_group: int | None = None
     is_hrr: bool = False
+    # Derived once here: the tracker asks for them on every record of the connection.
+    version: int = field(init=False)
+    tls13: bool = field(init=False)
 
-    @property
-    def version(self) -> int:
-        return self.selected_version if self.selected_version is not None else self.legacy_version
-
-    @property
-    def tls13(self) -> bool:
-        return is_tls13(self.version)
+    def __post_init__(self) -> None:
+        sel = self.selected_version
+        self.version = sel if sel is not None else self.legacy_version
+        self.tls13 = is_tls13(self.version)
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,18 +256,48 @@ def _parse_psk_identities(r: Reader) -> tuple[bytes, ...]:
     return tuple(out)
 
 
+def _u16(data: bytes, pos: int, end: int) -> int:
+    if pos + 2 > end:
+        raise DecodeError(f"needs 2 bytes at offset {pos}, {end - pos} left")
+    return (data[pos] << 8) | data[pos + 1]
+
+
+_U16_LISTS: dict[int, struct.Struct] = {}
+
+
+def _u16s(data: bytes, pos: int, length: int) -> tuple[int, ...]:
+    if length % 2:
+        raise DecodeError("odd length in a list of 16-bit values")
+    st = _U16_LISTS.get(length)
+    if st is None:
+        st = _U16_LISTS[length] = struct.Struct(f">{length // 2}H")
+    return st.unpack_from(data, pos)
+
+
 def parse_client_hello(body: bytes) -> ClientHello:
-    r = Reader(body)
-    legacy_version = r.u16()
-    r.take(32)  # random
-    session_id = r.vector(1)
-    if len(session_id) > 32:
-        raise DecodeError(f"session id of {len(session_id)} bytes")
-    suites_raw = r.vector(2)
-    if len(suites_raw) % 2:
-        raise DecodeError("odd cipher suite list length")
-    cipher_suites = struct.unpack(f">{len(suites_raw) // 2}H", suites_raw)
-    r.vector(1)  # compression methods
+    # Hand-written offset arithmetic rather than the Reader: this runs once per connection and
+    # was the costliest function of a handshake-heavy capture (bench/bench.py, cProfile).
+    # Every length is checked against the end of its enclosing structure.
+    n = len(body)
+    if n < 35:
+        raise DecodeError(f"ClientHello of {n} bytes")
+    legacy_version = (body[0] << 8) | body[1]
+    sid_len = body[34]
+    pos = 35 + sid_len
+    if sid_len > 32 or pos > n:
+        raise DecodeError(f"session id of {sid_len} bytes")
+    session_id = body[35:pos]
+    cs_len = _u16(body, pos, n)
+    pos += 2
+    if pos + cs_len > n:
+        raise DecodeError(f"cipher suites of {cs_len} bytes, {n - pos} left")
+    cipher_suites = _u16s(body, pos, cs_len)
+    pos += cs_len
+    if pos >= n:
+        raise DecodeError("no compression methods")
+    pos += 1 + body[pos]
+    if pos > n:
+        raise DecodeError("compression methods past the end")
     sni = None
     alpn: tuple[str, ...] = ()
     versions: tuple[int, ...] = ()
@@ -264,28 +305,77 @@ def parse_client_hello(body: bytes) -> ClientHello:
     psk: tuple[bytes, ...] = ()
     early = False
     groups: tuple[int, ...] = ()
+    sigalgs: tuple[int, ...] = ()
+    alpn_first = b""
     types = []
-    for etype, ext in _parse_extensions(r):
-        types.append(etype)
-        if etype == ExtensionType.SERVER_NAME and ext.remaining():
-            sni = _parse_sni(ext)
-        elif etype == ExtensionType.ALPN:
-            alpn = _parse_alpn_list(ext)
-        elif etype == ExtensionType.SUPPORTED_VERSIONS:
-            versions = _u16_list(ext.sub(1))
-        elif etype == ExtensionType.SESSION_TICKET:
-            ticket = ext.take(ext.remaining())
-        elif etype == ExtensionType.PRE_SHARED_KEY:
-            psk = _parse_psk_identities(ext)
-        elif etype == ExtensionType.EARLY_DATA:
-            early = True
-        elif etype in (ExtensionType.KEY_SHARE, ExtensionType.KEY_SHARE_DRAFT):
-            shares = ext.sub(2)
-            gs = []
-            while shares.remaining():
-                gs.append(shares.u16())
-                shares.vector(2)
-            groups = tuple(gs)
+    if pos < n:  # extensions are optional before TLS 1.3
+        end = pos + 2 + _u16(body, pos, n)
+        pos += 2
+        if end != n:
+            raise DecodeError(f"extensions end at {end}, the hello at {n}")
+        while pos < end:
+            if pos + 4 > end:
+                raise DecodeError("extension header cut short")
+            etype = (body[pos] << 8) | body[pos + 1]
+            eend = pos + 4 + ((body[pos + 2] << 8) | body[pos + 3])
+            pos += 4
+            if eend > end:
+                raise DecodeError(f"extension {etype} runs past the extensions")
+            types.append(etype)
+            if etype == 0:
+                # server_name_list<2>: one entry of type host_name(0) in practice (RFC 6066 §3)
+                if eend - pos >= 5 and body[pos + 2] == 0:
+                    nlen = (body[pos + 3] << 8) | body[pos + 4]
+                    if pos + 5 + nlen > eend:
+                        raise DecodeError("server name runs past its extension")
+                    sni = body[pos + 5 : pos + 5 + nlen].decode("ascii", "replace")
+                elif eend > pos:
+                    sni = _parse_sni(Reader(body, pos, eend))
+            elif etype == 16:
+                # protocol_name_list<2>: each name a <1..255> vector (RFC 7301 §3.1)
+                lend = pos + 2 + _u16(body, pos, eend)
+                if lend != eend:
+                    raise DecodeError("ALPN list length does not match its extension")
+                k = pos + 2
+                names = []
+                while k < lend:
+                    nxt = k + 1 + body[k]
+                    if nxt > lend:
+                        raise DecodeError("ALPN name runs past the list")
+                    names.append(body[k + 1 : nxt].decode("ascii", "replace"))
+                    k = nxt
+                alpn = tuple(names)
+                if alpn:
+                    alpn_first = body[pos + 3 : pos + 3 + body[pos + 2]]
+            elif etype == 13 and pos + 2 <= eend:  # JA4 only: a bad list is not an error here
+                slen = (body[pos] << 8) | body[pos + 1]
+                if pos + 2 + slen <= eend and not slen % 2:
+                    sigalgs = _u16s(body, pos + 2, slen)
+            elif etype == 43:
+                if pos >= eend or pos + 1 + body[pos] > eend:
+                    raise DecodeError("supported_versions cut short")
+                versions = _u16s(body, pos + 1, body[pos])
+            elif etype == 35:
+                ticket = body[pos:eend]
+            elif etype == 41:
+                psk = _parse_psk_identities(Reader(body, pos, eend))
+            elif etype == 42:
+                early = True
+            elif etype == 51 or etype == 40:
+                kend = pos + 2 + _u16(body, pos, eend)
+                if kend > eend:
+                    raise DecodeError("key_share list runs past its extension")
+                k = pos + 2
+                gs = []
+                while k < kend:
+                    if k + 4 > kend:
+                        raise DecodeError("key_share entry cut short")
+                    gs.append((body[k] << 8) | body[k + 1])
+                    k += 4 + ((body[k + 2] << 8) | body[k + 3])
+                if k != kend:
+                    raise DecodeError("key_share entry runs past the list")
+                groups = tuple(gs)
+            pos = eend
     return ClientHello(
         legacy_version=legacy_version,
         session_id=session_id,
@@ -293,11 +383,13 @@ def parse_client_hello(body: bytes) -> ClientHello:
         extension_types=tuple(types),
         sni=sni,
         alpn=alpn,
-        supported_versions=tuple(v for v in versions if not _is_grease(v)),
+        supported_versions=tuple(v for v in versions if v & 0x0F0F != 0x0A0A),
         ticket=ticket,
         psk_identities=psk,
         early_data=early,
         key_share_groups=groups,
+        signature_algorithms=sigalgs,
+        alpn_first=alpn_first,
     )
 
 
@@ -326,39 +418,58 @@ def parse_sslv2_client_hello(record: bytes) -> ClientHello:
 
 
 def parse_server_hello(body: bytes) -> ServerHello:
-    r = Reader(body)
-    legacy_version = r.u16()
-    random = r.take(32)
+    # Offset arithmetic like parse_client_hello, for the same reason (once per connection).
+    n = len(body)
+    if n < 38:
+        raise DecodeError(f"ServerHello of {n} bytes")
+    legacy_version = (body[0] << 8) | body[1]
+    random = body[2:34]
     if legacy_version >> 8 == 0x7F and (legacy_version & 0xFF) < 22:
         # TLS 1.3 drafts before 22: version field, no session id, no compression method
         session_id = b""
-        cipher = r.u16()
+        cipher = (body[34] << 8) | body[35]
+        pos = 36
     else:
-        session_id = r.vector(1)
-        if len(session_id) > 32:
-            raise DecodeError(f"session id of {len(session_id)} bytes")
-        cipher = r.u16()
-        r.u8()  # compression method
+        sid_len = body[34]
+        pos = 35 + sid_len
+        if sid_len > 32 or pos + 3 > n:
+            raise DecodeError(f"session id of {sid_len} bytes in a ServerHello of {n}")
+        session_id = body[35:pos]
+        cipher = (body[pos] << 8) | body[pos + 1]
+        pos += 3  # cipher suite and compression method
     selected = None
     psk = False
     alpn = None
     ticket_ext = False
     group = None
     types = []
-    for etype, ext in _parse_extensions(r):
-        types.append(etype)
-        if etype == ExtensionType.SUPPORTED_VERSIONS:
-            selected = ext.u16()
-        elif etype == ExtensionType.PRE_SHARED_KEY:
-            psk = True
-        elif etype == ExtensionType.ALPN:
-            protos = _parse_alpn_list(ext)
-            alpn = protos[0] if protos else None
-        elif etype == ExtensionType.SESSION_TICKET:
-            ticket_ext = True
-        elif etype in (ExtensionType.KEY_SHARE, ExtensionType.KEY_SHARE_DRAFT) and ext.remaining() >= 2:
-            group = ext.u16()
-    if legacy_version >> 8 in (0x7F, 0x7E, 0xFB) and selected is None:
+    if pos < n:
+        end = pos + 2 + _u16(body, pos, n)
+        pos += 2
+        if end != n:
+            raise DecodeError(f"extensions end at {end}, the hello at {n}")
+        while pos < end:
+            if pos + 4 > end:
+                raise DecodeError("extension header cut short")
+            etype = (body[pos] << 8) | body[pos + 1]
+            eend = pos + 4 + ((body[pos + 2] << 8) | body[pos + 3])
+            pos += 4
+            if eend > end:
+                raise DecodeError(f"extension {etype} runs past the extensions")
+            types.append(etype)
+            if etype == 43:
+                selected = _u16(body, pos, eend)
+            elif etype == 41:
+                psk = True
+            elif etype == 16:
+                protos = _parse_alpn_list(Reader(body, pos, eend))
+                alpn = protos[0] if protos else None
+            elif etype == 35:
+                ticket_ext = True
+            elif (etype == 51 or etype == 40) and eend - pos >= 2:
+                group = (body[pos] << 8) | body[pos + 1]
+            pos = eend
+    if selected is None and legacy_version >> 8 in (0x7F, 0x7E, 0xFB):
         selected = legacy_version
     return ServerHello(
         legacy_version=legacy_version,

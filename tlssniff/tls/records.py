@@ -132,6 +132,17 @@ class RecordStream:
             del buf[:pos]
         return events
 
+    def held(self) -> int:
+        """Bytes buffered: a partial record and a partial wanted handshake message."""
+        return len(self._buf) + len(self._hs)
+
+    def handshake_bytes(self, data: bytes) -> list[tuple]:
+        """Handshake-layer bytes with no record header around them (QUIC CRYPTO stream data,
+        reassembled DTLS messages); returns the HANDSHAKE events they complete."""
+        events: list[tuple] = []
+        self._handshake(data, events)
+        return events
+
     def _sslv2(self, buf: bytearray, pos: int, events: list[tuple]) -> int:
         """An SSL 2.0 record header (2 bytes, high bit set); returns bytes consumed or 0 for more."""
         length = ((buf[pos] & 0x7F) << 8) | buf[pos + 1]

@@ -1,0 +1,194 @@
+"""The speed and memory benchmark: tlssniff against tshark and against the bare read floor.
+
+    python bench/gen_capture.py --preset bulk --idle 20          # once: bench/out/bulk.pcap
+    python bench/gen_capture.py --preset handshakes --pool 30    # once: bench/out/handshakes.pcap
+    python bench/bench.py bench/out/bulk.pcap bench/out/handshakes.pcap [--rounds 3] [--no-tshark]
+    python bench/bench.py --jobs-check bench/out/bulk.pcap bench/out/handshakes.pcap
+
+For each capture it runs, alternating within each round so that machine noise hits all alike:
+
+  (a) tlssniff analyze FILE --format jsonl         (the whole CLI, startup included)
+  (b) tshark -r FILE -Y 'tls.handshake.type in {1 2}' -T fields -e ... (the same hello fields)
+  (c) the floor: a bare Python loop that walks the pcap record headers and touches nothing else
+
+and prints the best time of each, packets/s, handshakes/s, the ratios a/b and a/c, and the peak
+RSS of each (from the child's rusage). It then checks tlssniff's verdict counts against the
+generator's truth file next to the capture (FILE with .truth.jsonl).
+
+``--jobs-check`` times ``tlssniff analyze A B --jobs 1`` against ``--jobs 2`` and checks that
+their outputs are identical.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+TSHARK_FIELDS = (
+    "frame.time_epoch", "ip.src", "ipv6.src", "tcp.srcport", "ip.dst", "ipv6.dst", "tcp.dstport",
+    "tls.handshake.type", "tls.handshake.session_id", "tls.handshake.extensions_server_name",
+    "tls.handshake.extension.type", "tls.handshake.extensions.supported_version",
+    "tls.handshake.ciphersuite",
+)
+
+FLOOR = r"""
+import struct, sys
+hdr = struct.Struct("<IIII").unpack_from
+n = 0
+with open(sys.argv[1], "rb", buffering=0) as f:
+    buf = f.read(1 << 20)
+    off = 24
+    while buf:
+        while off + 16 <= len(buf):
+            caplen = hdr(buf, off)[2]
+            if off + 16 + caplen > len(buf):
+                break
+            off += 16 + caplen
+            n += 1
+        more = f.read(1 << 20)
+        if not more:
+            break
+        buf = buf[off:] + more
+        off = 0
+print(n)
+"""
+
+
+def measured(cmd: list[str], out_path: str | None = None) -> tuple[float, float]:
+    """Wall time and peak RSS (MB) of one run, measured in a fresh wrapper process."""
+    wrapper = (
+        "import resource, subprocess, sys, time\n"
+        "out = open(sys.argv[1], 'w') if sys.argv[1] != '-' else subprocess.DEVNULL\n"
+        "t = time.perf_counter()\n"
+        "p = subprocess.run(sys.argv[2:], stdout=out, stderr=subprocess.PIPE)\n"
+        "w = time.perf_counter() - t\n"
+        "if p.returncode: sys.exit(p.stderr.decode()[-500:])\n"
+        "print(w, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", wrapper, out_path or "-", *cmd], capture_output=True, text=True
+    )
+    if proc.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed: {proc.stderr.strip()[-500:]}")
+    wall, rss = proc.stdout.split()
+    return float(wall), float(rss)
+
+
+def tlssniff_cmd(path: str, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "tlssniff", "analyze", path, "--format", "jsonl", "--no-progress", *extra]
+
+
+def tshark_cmd(path: str) -> list[str]:
+    cmd = ["tshark", "-n", "-r", path, "-Y", "tls.handshake.type in {1 2}", "-T", "fields"]
+    for f in TSHARK_FIELDS:
+        cmd += ["-e", f]
+    return cmd
+
+
+def count_packets(path: str) -> int:
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic not in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"):
+        raise SystemExit(f"{path}: the floor loop reads little-endian pcap files only")
+    return int(subprocess.run([sys.executable, "-c", FLOOR, path], capture_output=True,
+                              text=True, check=True).stdout)
+
+
+def verdict_counts(lines) -> collections.Counter:
+    keys = ("version", "offered", "handshake", "hrr", "early_data")
+    return collections.Counter(tuple(rec[k] for k in keys) for rec in lines)
+
+
+def check_truth(path: str, jsonl: str) -> str:
+    truth = Path(path).with_suffix(".truth.jsonl")
+    if not truth.exists():
+        return "no truth file"
+    want = verdict_counts(json.loads(line) for line in truth.open())
+    got = verdict_counts(json.loads(line) for line in open(jsonl))
+    if want == got:
+        return f"verdict counts equal the truth ({sum(want.values())} connections)"
+    diff = {k: (want.get(k, 0), got.get(k, 0)) for k in set(want) | set(got) if want.get(k) != got.get(k)}
+    return f"MISMATCH with the truth (want, got): {diff}"
+
+
+def bench_file(path: str, rounds: int, tshark: bool) -> None:
+    size = os.path.getsize(path)
+    packets = count_packets(path)
+    best = {"tlssniff": (1e9, 0.0), "tshark": (1e9, 0.0), "floor": (1e9, 0.0)}
+    out = tempfile.NamedTemporaryFile(suffix=".jsonl", delete=False).name
+    for _ in range(rounds):
+        runs = [("floor", [sys.executable, "-c", FLOOR, path], None),
+                ("tlssniff", tlssniff_cmd(path), out)]
+        if tshark:
+            runs.append(("tshark", tshark_cmd(path), None))
+        for name, cmd, dest in runs:
+            wall, rss = measured(cmd, dest)
+            if wall < best[name][0]:
+                best[name] = (wall, max(rss, best[name][1]))
+            else:
+                best[name] = (best[name][0], max(rss, best[name][1]))
+    handshakes = sum(1 for _ in open(out))
+    print(f"\n{path}: {size / 1e9:.2f} GB, {packets:,} packets, {handshakes:,} TLS connections "
+          f"(best of {rounds}, python {sys.version.split()[0]}, {os.cpu_count()} cores)")
+    print(f"  {'':10} {'seconds':>8} {'packets/s':>12} {'handshakes/s':>13} {'peak RSS':>9}")
+    for name in ("tlssniff", "tshark", "floor"):
+        wall, rss = best[name]
+        if wall >= 1e9:
+            continue
+        print(f"  {name:10} {wall:8.2f} {packets / wall:12,.0f} {handshakes / wall:13,.0f} "
+              f"{rss:7.0f} MB")
+    a = best["tlssniff"][0]
+    if best["tshark"][0] < 1e9:
+        print(f"  tshark / tlssniff = {best['tshark'][0] / a:.1f}x (tlssniff is that much faster)")
+    print(f"  tlssniff / floor  = {a / best['floor'][0]:.2f}x")
+    print(f"  {check_truth(path, out)}")
+    os.unlink(out)
+
+
+def jobs_check(paths: list[str], rounds: int) -> None:
+    outs = {}
+    times = {}
+    for jobs in ("1", "2"):
+        best = 1e9
+        for _ in range(rounds):
+            dest = tempfile.NamedTemporaryFile(suffix=".jsonl", delete=False).name
+            cmd = [sys.executable, "-m", "tlssniff", "analyze", *paths, "--format", "jsonl",
+                   "--no-progress", "--jobs", jobs]
+            wall, _ = measured(cmd, dest)
+            best = min(best, wall)
+            outs[jobs] = Path(dest).read_bytes()
+            os.unlink(dest)
+        times[jobs] = best
+    same = outs["1"] == outs["2"]
+    print(f"\n--jobs 1: {times['1']:.2f} s, --jobs 2: {times['2']:.2f} s, "
+          f"speed-up {times['1'] / times['2']:.2f}x, outputs identical: {same}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("captures", nargs="+")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--no-tshark", action="store_true")
+    ap.add_argument("--jobs-check", action="store_true")
+    args = ap.parse_args()
+    os.chdir(ROOT)
+    if args.jobs_check:
+        jobs_check(args.captures, args.rounds)
+        return
+    tshark = not args.no_tshark and shutil.which("tshark") is not None
+    for path in args.captures:
+        bench_file(path, args.rounds, tshark)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,679 @@
+"""Load test of ``tlssniff live``: real TLS handshakes and bulk data over a veth pair.
+
+    python bench/live_load.py                      # 60 s: >= 300 handshakes/s + >= 50 MB/s
+    python bench/live_load.py --minutes 10         # 10 minutes, tlssniff's RSS every 10 s
+    python bench/live_load.py --reader-bench       # per-frame cost of the capture readers
+
+Needs root, nginx, iproute2. Everything happens inside two network namespaces this script
+creates (``tlsl-srv-PID``, ``tlsl-cli-PID``) joined by a veth pair with MTU 1500 and
+addresses 10.200.N.1 (server) and 10.200.N.2 (clients); nothing leaves the machine. The veth's
+segmentation offloads (TSO, GSO, GRO) are switched off, so what is captured is what a real
+1500-byte link carries: ~35,000 frames/s at 50 MB/s, not 64 KB super-packets.
+
+* Server namespace: nginx, one worker. Port 443: TLS 1.2 and 1.3, session tickets on, and
+  ``/bulk``, a large file. Port 8443: tickets off (TLS 1.2 resumes by session id from the shared
+  session cache).
+* Client namespace: ``--workers`` processes of Python ``ssl`` clients, paced to ``--rate``
+  handshakes/s in total, cycling through four kinds (TLS 1.3 PSK, TLS 1.2 ticket, TLS 1.2
+  session id, TLS 1.3 on the tickets-off server); each session is resumed three times, then a new
+  full handshake is made. Every connection's client port and the client's own
+  ``session_reused`` are recorded. One more process downloads ``/bulk`` paced to ``--bulk``
+  MB/s (reconnecting at the end of the file).
+* ``tlssniff live VETH -f jsonl`` runs in the server namespace during the whole load, is stopped
+  with SIGTERM one second after the clients, and its verdicts are compared with the clients'
+  records connection by connection.
+
+Reported: handshakes/s and MB/s achieved, frames/s, the kernel's received/dropped counts (from
+tlssniff's summary), connections classified vs made, disagreements, tlssniff's CPU and RSS.
+Exit status 0 when the acceptance holds (no kernel drop, every handshake classified and
+agreeing with its client), 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SNI = "load.tlssniff.test"
+TIMEOUT = 10.0
+
+
+# --------------------------------------------------------------------------------------------
+# Namespaces
+
+
+def run(*cmd: str, ns: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    if ns is not None:
+        cmd = ("ip", "netns", "exec", ns, *cmd)
+    return subprocess.run(cmd, check=check, capture_output=True, text=True, timeout=30)
+
+
+class Netns:
+    """Two namespaces and a veth pair; ``close()`` deletes them (and so the veth)."""
+
+    def __init__(self, tag: int):
+        n = tag % 250 + 1
+        self.srv, self.cli = f"tlsl-srv-{tag}", f"tlsl-cli-{tag}"
+        self.srv_if, self.cli_if = f"tlslS{tag}"[:15], f"tlslC{tag}"[:15]
+        self.srv_ip, self.cli_ip = f"10.200.{n}.1", f"10.200.{n}.2"
+        self.created: list[str] = []
+        self._n = n
+
+    def extra_ip(self, k: int) -> str:
+        """Another client address (one per handshake worker)."""
+        return f"10.200.{self._n}.{10 + k}"
+
+    def open(self) -> Netns:
+        for ns in (self.srv, self.cli):
+            run("ip", "netns", "add", ns)
+            self.created.append(ns)
+            run("ip", "link", "set", "lo", "up", ns=ns)
+        run("ip", "link", "add", self.srv_if, "mtu", "1500", "type", "veth",
+            "peer", "name", self.cli_if, "mtu", "1500")
+        self.created.append("veth")
+        run("ip", "link", "set", self.srv_if, "netns", self.srv)
+        run("ip", "link", "set", self.cli_if, "netns", self.cli)
+        for ns, ifname, ip in ((self.srv, self.srv_if, self.srv_ip),
+                               (self.cli, self.cli_if, self.cli_ip)):
+            run("ip", "addr", "add", f"{ip}/24", "dev", ifname, ns=ns)
+            run("ip", "link", "set", ifname, "up", ns=ns)
+            run(sys.executable, __file__, "_offloads", ifname, ns=ns)
+        return self
+
+    def close(self) -> None:
+        if "veth" in self.created:
+            run("ip", "link", "del", self.srv_if, check=False)  # if it never moved
+        for ns in (self.srv, self.cli):
+            if ns in self.created:
+                run("ip", "netns", "del", ns, check=False)
+        self.created.clear()
+
+
+# Legacy ethtool ioctls (linux/ethtool.h): struct ethtool_value {u32 cmd; u32 data;}
+_SIOCETHTOOL = 0x8946
+_ETHTOOL_SET = {"tso": 0x1F, "gso": 0x24, "gro": 0x2C, "sg": 0x19}
+
+
+def set_offloads_off(ifname: str) -> None:
+    """``ethtool -K IF tso off gso off gro off`` without ethtool (run inside the namespace)."""
+    import fcntl
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for name in ("tso", "gso", "gro"):
+            value = bytearray(struct.pack("II", _ETHTOOL_SET[name], 0))
+            addr = struct.pack("16sP", ifname.encode(), _buffer_address(value))
+            fcntl.ioctl(s.fileno(), _SIOCETHTOOL, addr)
+
+
+def _buffer_address(buf: bytearray) -> int:
+    import ctypes
+
+    return ctypes.addressof((ctypes.c_char * len(buf)).from_buffer(buf))
+
+
+# --------------------------------------------------------------------------------------------
+# Server
+
+NGINX_CONF = """\
+user root;
+worker_processes 1;
+daemon off;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    keepalive_timeout 0;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    ssl_certificate {d}/server.crt;
+    ssl_certificate_key {d}/server.key;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_session_cache shared:SSL:20m;
+    ssl_session_timeout 10m;
+    server {{
+        listen {ip}:443 ssl;
+        server_name {sni};
+        ssl_session_tickets on;
+        location / {{ return 200 "ok\\n"; }}
+        location = /bulk {{ alias {d}/bulk.bin; }}
+    }}
+    server {{
+        listen {ip}:8443 ssl;
+        server_name {sni};
+        ssl_session_tickets off;
+        location / {{ return 200 "ok\\n"; }}
+    }}
+}}
+"""
+
+BULK_FILE_MB = 256
+
+
+def make_server_files(d: Path) -> None:
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-keyout", str(d / "server.key"), "-out", str(d / "server.crt"),
+         "-days", "30", "-subj", f"/CN={SNI}"],
+        check=True, capture_output=True, timeout=TIMEOUT,
+    )
+    with open(d / "bulk.bin", "wb") as f:  # sparse: costs no disk
+        f.truncate(BULK_FILE_MB * 1024 * 1024)
+
+
+def wait_port(ns: str, port: int, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        if run("ss", "-Hltn", f"sport = :{port}", ns=ns).stdout.strip():
+            return
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+# --------------------------------------------------------------------------------------------
+# Clients (run inside the client namespace: ``live_load.py _clients ...``)
+
+KINDS = (  # name, port, TLS 1.2 only, what a resumption presents
+    ("tls13", 443, False, "psk"),
+    ("tls12-ticket", 443, True, "ticket"),
+    ("tls12-id", 8443, True, "session_id"),
+    ("tls13-notkt", 8443, False, "psk"),
+)
+RESUMES_PER_SESSION = 3
+GET = b"GET / HTTP/1.0\r\nHost: " + SNI.encode() + b"\r\n\r\n"
+
+
+# Client source ports: each worker has its own source address and takes ports in sequence from
+# this range, so no 4-tuple is used twice within (range size / worker rate) = 740 s at 330/s
+# with 6 workers. Letting the kernel choose ports reuses 4-tuples within seconds at this rate;
+# ``--ephemeral-ports`` does that (see docs/live.md: tlssniff's flow table then merges the reused
+# connection into the closed one).
+PORT_RANGE = (20000, 61000)
+
+
+class _Ports:
+    def __init__(self, ip: str, ephemeral: bool):
+        self.ip, self.ephemeral = ip, ephemeral
+        self.next = PORT_RANGE[0]
+
+    def connect(self, server: str, port: int) -> socket.socket:
+        if self.ephemeral:
+            raw = socket.create_connection((server, port), timeout=TIMEOUT,
+                                           source_address=(self.ip, 0))
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return raw
+        for _ in range(100):
+            raw = socket.socket()
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            raw.settimeout(TIMEOUT)
+            src = self.next
+            self.next = src + 1 if src + 1 < PORT_RANGE[1] else PORT_RANGE[0]
+            try:
+                raw.bind((self.ip, src))
+                raw.connect((server, port))
+                return raw
+            except OSError:
+                raw.close()
+        raise OSError("no free source port")
+
+
+def _handshake_worker(server: str, ip: str, ephemeral: bool, rate: float, until: float,
+                      out: str, index: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ports = _Ports(ip, ephemeral)
+    ctx13 = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx12 = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx12.maximum_version = ssl.TLSVersion.TLSv1_2
+    for ctx in (ctx13, ctx12):
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    sessions: dict[str, list] = {}
+    records = []
+    errors = 0
+    interval = 1.0 / rate
+    nxt = time.monotonic()
+    i = index
+    while True:
+        now = time.monotonic()
+        if now >= until:
+            break
+        if now < nxt:
+            time.sleep(min(nxt - now, until - now))
+            continue
+        nxt += interval
+        if nxt < now - 1.0:
+            nxt = now  # far behind: do not burst to catch up
+        name, port, v12, mech = KINDS[i % len(KINDS)]
+        i += 1
+        ctx = ctx12 if v12 else ctx13
+        held = sessions.get(name)
+        sess = held[0] if held and held[1] < RESUMES_PER_SESSION else None
+        try:
+            with ports.connect(server, port) as raw:
+                cport = raw.getsockname()[1]
+                with ctx.wrap_socket(raw, server_hostname=SNI, session=sess) as tls:
+                    tls.sendall(GET)
+                    while tls.recv(4096):
+                        pass
+                    reused, version, new = tls.session_reused, tls.version(), tls.session
+        except (OSError, ssl.SSLError):
+            errors += 1
+            continue
+        if sess is None or not reused:
+            sessions[name] = [new, 0]
+        else:
+            held[1] += 1
+        records.append({"client": f"{ip}:{cport}",
+                        "server": f"{server}:{port}", "kind": name, "version": version,
+                        "offered": mech if sess is not None else "none", "reused": reused})
+    with open(out, "w") as f:
+        json.dump({"records": records, "errors": errors}, f)
+
+
+def _bulk_worker(server: str, ip: str, ephemeral: bool, mbps: float, until: float,
+                 out: str) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ports = _Ports(ip, ephemeral)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    rate = mbps * 1e6
+    buf = bytearray(1 << 20)
+    view = memoryview(buf)
+    total = 0
+    records = []
+    errors = 0
+    start = time.monotonic()
+    request = b"GET /bulk HTTP/1.0\r\nHost: " + SNI.encode() + b"\r\n\r\n"
+    while time.monotonic() < until:
+        try:
+            with ports.connect(server, 443) as raw:
+                cport = raw.getsockname()[1]
+                with ctx.wrap_socket(raw, server_hostname=SNI) as tls:
+                    tls.sendall(request)
+                    records.append({"client": f"{ip}:{cport}",
+                                    "server": f"{server}:443", "kind": "bulk",
+                                    "version": tls.version(), "offered": "none",
+                                    "reused": tls.session_reused})
+                    while True:
+                        now = time.monotonic()
+                        if now >= until:
+                            break
+                        allowed = rate * (now - start) - total
+                        if allowed < 16384:
+                            time.sleep(min((16384 - allowed) / rate, 0.01))
+                            continue
+                        n = tls.recv_into(view, min(int(allowed), len(buf)))
+                        if not n:
+                            break
+                        total += n
+        except (OSError, ssl.SSLError):
+            errors += 1
+            time.sleep(0.1)
+    with open(out, "w") as f:
+        json.dump({"records": records, "errors": errors, "bytes": total,
+                   "seconds": time.monotonic() - start}, f)
+
+
+def clients_main(args: argparse.Namespace) -> None:
+    """Inside the client namespace: start the workers, wait for them, exit."""
+    until = time.monotonic() + args.seconds
+    ips = args.client_ips.split(",")
+    eph = args.ephemeral_ports
+    procs = []
+    for k in range(args.workers):
+        procs.append(multiprocessing.Process(
+            target=_handshake_worker,
+            args=(args.server, ips[k + 1], eph, args.rate / args.workers, until,
+                  f"{args.out}/hs{k}.json", k)))
+    if args.bulk > 0:
+        procs.append(multiprocessing.Process(
+            target=_bulk_worker,
+            args=(args.server, ips[0], eph, args.bulk, until, f"{args.out}/bulk.json")))
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(args.seconds + 30)
+        if p.is_alive():
+            p.kill()
+            p.join(5)
+
+
+# --------------------------------------------------------------------------------------------
+# The measurement
+
+
+def _proc_rss_mb(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def _proc_cpu_s(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _stop(proc: subprocess.Popen | None, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
+def load_main(args: argparse.Namespace) -> int:
+    if os.geteuid() != 0:
+        print("live_load: needs root (network namespaces, capture)", file=sys.stderr)
+        return 2
+    for tool in ("ip", "nginx", "openssl", "ss"):
+        if shutil.which(tool) is None and not os.access(f"/usr/sbin/{tool}", os.X_OK):
+            print(f"live_load: {tool} is not installed", file=sys.stderr)
+            return 2
+    seconds = args.minutes * 60 if args.minutes else args.seconds
+    work = Path(tempfile.mkdtemp(prefix="tlssniff-live-load-"))
+    net = Netns(os.getpid())
+    nginx = clients = sniff = None
+    samples: list[tuple[float, float]] = []
+
+    def on_signal(signum, frame):
+        raise KeyboardInterrupt
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        net.open()
+        make_server_files(work)
+        (work / "nginx.conf").write_text(NGINX_CONF.format(d=work, ip=net.srv_ip, sni=SNI))
+        nginx = subprocess.Popen(
+            ["ip", "netns", "exec", net.srv, shutil.which("nginx") or "/usr/sbin/nginx",
+             "-p", str(work), "-c", str(work / "nginx.conf"), "-e", str(work / "error.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(net.srv, 443, nginx)
+        wait_port(net.srv, 8443, nginx)
+
+        verdicts = work / "verdicts.jsonl"
+        sniff_err = open(work / "tlssniff.err", "w")
+        cmd = ["ip", "netns", "exec", net.srv, sys.executable, "-m", "tlssniff", "live",
+               net.srv_if, "-f", "jsonl", "-o", str(verdicts), *args.tlssniff_args]
+        sniff = subprocess.Popen(cmd, cwd=REPO, stdout=sniff_err, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while "listening on" not in (work / "tlssniff.err").read_text():
+            if sniff.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("tlssniff did not start: "
+                                   + (work / "tlssniff.err").read_text())
+            time.sleep(0.05)
+        print(f"live_load: {seconds:.0f} s of {args.rate:.0f} handshakes/s and {args.bulk:.0f} MB/s "
+              f"over {net.srv_if} ({net.cli_ip} -> {net.srv_ip}); tlssniff pid {sniff.pid}",
+              flush=True)
+        client_ips = [net.cli_ip] + [net.extra_ip(k) for k in range(args.workers)]
+        for ip in client_ips[1:]:
+            run("ip", "addr", "add", f"{ip}/24", "dev", net.cli_if, ns=net.cli)
+        cpu0 = _proc_cpu_s(sniff.pid) or 0.0
+        t0 = time.monotonic()
+        clients = subprocess.Popen(
+            ["ip", "netns", "exec", net.cli, sys.executable, __file__, "_clients",
+             "--server", net.srv_ip, "--client-ips", ",".join(client_ips),
+             "--rate", str(args.rate), "--bulk", str(args.bulk), "--seconds", str(seconds),
+             "--workers", str(args.workers), "--out", str(work)]
+            + (["--ephemeral-ports"] if args.ephemeral_ports else []))
+        next_sample = t0 + 10
+        while clients.poll() is None and time.monotonic() < t0 + seconds + 60:
+            time.sleep(0.5)
+            if time.monotonic() >= next_sample:
+                next_sample += 10
+                rss = _proc_rss_mb(sniff.pid)
+                if rss is not None:
+                    samples.append((time.monotonic() - t0, rss))
+                    if args.minutes:
+                        print(f"  t={samples[-1][0]:5.0f} s  tlssniff RSS {rss:6.1f} MB", flush=True)
+        load_seconds = time.monotonic() - t0
+        _stop(clients, signal.SIGKILL if clients.poll() is None else signal.SIGTERM)
+        time.sleep(1.0)
+        cpu1 = _proc_cpu_s(sniff.pid) or cpu0
+        peak = _peak_rss_mb(sniff.pid)
+        _stop(sniff, signal.SIGTERM, timeout=30)
+        sniff_err.close()
+        return report(work, verdicts, sniff, load_seconds, cpu1 - cpu0, samples, peak, args)
+    except KeyboardInterrupt:
+        print("live_load: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        _stop(clients, signal.SIGKILL)
+        _stop(sniff, signal.SIGKILL)
+        _stop(nginx, signal.SIGQUIT)
+        net.close()
+        for s, h in old.items():
+            signal.signal(s, h)
+        if args.keep:
+            print(f"live_load: files kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _peak_rss_mb(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def report(work: Path, verdicts: Path, sniff: subprocess.Popen, seconds: float, cpu: float,
+           samples: list, peak: float | None, args) -> int:
+    err = (work / "tlssniff.err").read_text()
+    m = re.search(r"Captured (\d+) frames .*? in ([\d.]+) s .*?kernel:\s+(\d+)\s+received,\s+(\d+)\s+dropped",
+                  err, re.S)
+    records, errors, bulk_bytes, bulk_seconds = [], 0, 0, seconds
+    for path in sorted(work.glob("hs*.json")) + sorted(work.glob("bulk.json")):
+        doc = json.loads(path.read_text())
+        records += doc["records"]
+        errors += doc["errors"]
+        if "bytes" in doc:
+            bulk_bytes, bulk_seconds = doc["bytes"], doc["seconds"]
+    keys = [(r["client"], r["server"]) for r in records]
+    reused_tuples = len(keys) - len(set(keys))
+    got = {}
+    for line in verdicts.read_text().splitlines():
+        v = json.loads(line)
+        got[(v["client"], v["server"])] = v
+    hs = [r for r in records if r["kind"] != "bulk"]
+    missing = unclassified = wrong = 0
+    examples = []
+    for r in records:
+        v = got.get((r["client"], r["server"]))
+        if v is None:
+            missing += 1
+            examples.append(f"not reported: {r}")
+            continue
+        if v["handshake"] == "unknown":
+            unclassified += 1
+            examples.append(f"unknown ({v['note']}): {r}")
+            continue
+        want = r["offered"] if r["reused"] else "full"
+        if v["handshake"] != want or v["resumed"] != r["reused"] or v["offered"] != r["offered"]:
+            wrong += 1
+            examples.append(f"disagrees: client {r} tlssniff {v['offered']}/{v['handshake']}")
+    extra = len(set(got) - {(r["client"], r["server"]) for r in records})
+    resumed = sum(r["reused"] for r in hs)
+    print()
+    print(f"load:      {len(hs)} handshakes in {seconds:.1f} s = {len(hs) / seconds:.0f}/s "
+          f"({resumed} resumed, {len(hs) - resumed} full; client errors {errors}); "
+          f"bulk {bulk_bytes / 1e6 / bulk_seconds:.1f} MB/s")
+    if m:
+        frames, cap_s, received, dropped = int(m[1]), float(m[2]), int(m[3]), int(m[4])
+        print(f"capture:   {frames} frames in {cap_s:.1f} s = {frames / cap_s:,.0f} frames/s; "
+              f"kernel: {received} received, {dropped} dropped")
+    else:
+        dropped = -1
+        print(f"capture:   no summary from tlssniff (exit {sniff.returncode}):\n{err[-2000:]}")
+    print(f"verdicts:  {len(records)} client connections ({len(hs)} handshake clients + "
+          f"{len(records) - len(hs)} bulk); tlssniff reported {len(got)}: "
+          f"{len(records) - missing - unclassified - wrong} agree, {missing} missing, "
+          f"{unclassified} unknown, {wrong} disagree, {extra} extra")
+    if reused_tuples:
+        print(f"           {reused_tuples} client connections reused the 4-tuple of an earlier one "
+              f"(counted as disagreements or missing above)")
+    for line in examples[:10]:
+        print("   ", line)
+    print(f"tlssniff:  CPU {cpu:.1f} s over {seconds:.0f} s ({100 * cpu / seconds:.0f}% of a core); "
+          f"exit {sniff.returncode}; peak RSS {peak if peak is None else round(peak, 1)} MB")
+    ok = (dropped == 0 and missing == 0 and unclassified == 0 and wrong == 0
+          and sniff.returncode == 0)
+    if samples:
+        rss = [s[1] for s in samples]
+        growth = rss[-1] - rss[0]
+        print(f"RSS:       {len(rss)} samples every 10 s: first {rss[0]:.1f} MB, last {rss[-1]:.1f} MB, "
+              f"min {min(rss):.1f}, max {max(rss):.1f}; growth {growth:+.1f} MB")
+        if args.minutes:
+            ok = ok and growth < 20
+    print("result:   ", "PASS" if ok else "FAIL")
+    return 0 if ok else 1
+
+
+# --------------------------------------------------------------------------------------------
+# Reader comparison (the figures in tlssniff/capture/live.py's docstring)
+
+
+def reader_bench_main(args: argparse.Namespace) -> int:
+    """A burst of N UDP datagrams (1,514-byte frames) on lo, read after it was sent."""
+    sys.path.insert(0, str(REPO))
+    port = 39000 + os.getpid() % 1000
+    n = args.frames
+    bpf = f"udp dst port {port}"
+
+    def flood() -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            payload = b"x" * 1472
+            for _ in range(n):
+                s.sendto(payload, ("127.0.0.1", port))
+        time.sleep(0.3)
+
+    from tlssniff.capture.live import LiveCapture
+
+    with LiveCapture("lo", bpf) as cap:
+        flood()
+        t, got = time.perf_counter(), 0
+        while True:
+            batch = cap.read(4096)
+            if batch:
+                got += len(batch)
+            elif not cap.wait(0.3):
+                break
+        dt = time.perf_counter() - t - 0.3
+    print(f"LiveCapture.read (libpcap, 64 MB ring): {dt / got * 1e6:5.1f} us/frame, "
+          f"{got} of {n} kept")
+
+    from scapy.config import conf
+
+    conf.use_pcap = True
+    from scapy.arch.libpcap import open_pcap
+
+    p = open_pcap("lo", 262144, False, 100)
+    p.setfilter(bpf)
+    p.setnonblock(1)
+    flood()
+    t, got, idle = time.perf_counter(), 0, 0
+    while idle < 30:
+        _, pkt = p.next()
+        if pkt is None:
+            idle += 1
+            time.sleep(0.01)
+        else:
+            got += 1
+    dt = time.perf_counter() - t - 0.3
+    p.close()
+    print(f"scapy open_pcap().next() (libpcap):    {dt / max(got, 1) * 1e6:5.1f} us/frame, "
+          f"{got} of {n} kept")
+
+    from scapy.arch.linux import L2ListenSocket
+
+    s = L2ListenSocket(iface="lo", filter=bpf)
+    s.ins.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 20)
+    flood()
+    s.ins.setblocking(False)
+    t, got = time.perf_counter(), 0
+    while True:
+        try:
+            _, data, _ = s.recv_raw(65535)
+        except BlockingIOError:
+            break
+        if data is None:
+            break
+        got += 1
+    dt = time.perf_counter() - t
+    s.close()
+    print(f"scapy L2ListenSocket.recv_raw:          {dt / max(got, 1) * 1e6:5.1f} us/frame, "
+          f"{got} of {n} kept (socket buffer capped by net.core.rmem_max)")
+    return 0
+
+
+def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "_offloads":
+        set_offloads_off(sys.argv[2])
+        return 0
+    if len(sys.argv) > 1 and sys.argv[1] == "_clients":
+        p = argparse.ArgumentParser()
+        p.add_argument("--ephemeral-ports", action="store_true")
+        for name, typ in (("--server", str), ("--client-ips", str), ("--rate", float),
+                          ("--bulk", float), ("--seconds", float), ("--workers", int),
+                          ("--out", str)):
+            p.add_argument(name, type=typ, required=True)
+        clients_main(p.parse_args(sys.argv[2:]))
+        return 0
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--seconds", type=float, default=60, help="load duration (default 60)")
+    p.add_argument("--minutes", type=float, default=0,
+                   help="long run: minutes of load, tlssniff's RSS sampled every 10 s")
+    p.add_argument("--rate", type=float, default=330, help="handshakes/s (default 330)")
+    p.add_argument("--bulk", type=float, default=55, help="bulk MB/s (default 55)")
+    p.add_argument("--workers", type=int, default=6, help="handshake client processes")
+    p.add_argument("--keep", action="store_true", help="keep the work directory")
+    p.add_argument("--ephemeral-ports", action="store_true",
+                   help="let the kernel choose client ports (4-tuples get reused quickly)")
+    p.add_argument("--reader-bench", action="store_true",
+                   help="compare the capture readers instead (needs root)")
+    p.add_argument("--frames", type=int, default=20000, help="frames for --reader-bench")
+    p.add_argument("tlssniff_args", nargs="*", help="extra arguments for tlssniff live (after --)")
+    args = p.parse_args()
+    if args.reader_bench:
+        return reader_bench_main(args)
+    return load_main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,232 @@
+"""Diagnostics (docs/diagnostics.md): real captures with exact expected findings, and the
+precision rules on hand-made verdicts.
+
+Each ``captures/diagnostics/NAME.pcap`` was recorded by ``scripts/make_diagnostic_captures.py``
+from real servers (nginx, Apache httpd) and real clients (Python ``ssl``, ``openssl
+s_client``); ``NAME.expected.json`` lists the findings tlssniff must give, and no others;
+``NAME.truth.jsonl`` what the Python clients themselves reported.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CAPTURES, analyze_jsonl, run_tlssniff
+from tlssniff.analysis.diagnostics import Diagnostics
+from tlssniff.analysis.verdict import ConnectionVerdict, Handshake, Offered
+
+DIAG = CAPTURES / "diagnostics"
+EXPECTED = sorted(DIAG.glob("*.expected.json"))
+NAMES = [p.name.removesuffix(".expected.json") for p in EXPECTED]
+
+
+def _expected(name: str) -> dict:
+    return json.loads((DIAG / f"{name}.expected.json").read_text())
+
+
+def _key(f: dict) -> tuple[str, tuple[str, ...]]:
+    return f["code"], tuple(f["servers"])
+
+
+def test_every_scenario_is_shipped():
+    assert set(NAMES) >= {
+        "cache-timeout", "cluster-separate-keys", "cluster-shared-key", "concurrent-nginx",
+        "concurrent-apache", "resumption-disabled", "not-resumable", "clients", "key-rotation",
+    }
+    for name in NAMES:
+        size = (DIAG / f"{name}.pcap").stat().st_size
+        assert size < 64_000, f"{name}.pcap is {size} bytes: keep the captures small"
+
+
+@pytest.fixture(scope="module", params=NAMES)
+def scenario(request):
+    name = request.param
+    pcap = DIAG / f"{name}.pcap"
+    doc = json.loads(run_tlssniff("analyze", str(pcap), "-f", "json").stdout)
+    table = run_tlssniff("analyze", str(pcap)).stdout
+    jsonl = analyze_jsonl(pcap)
+    return name, _expected(name), doc, table, jsonl
+
+
+def _matches(want, got) -> bool:
+    if isinstance(want, list) and len(want) == 2 and all(isinstance(x, (int, float)) for x in want):
+        return got is not None and want[0] <= got <= want[1]  # a bracket of plausible values
+    if isinstance(want, int) and isinstance(got, list):
+        return len(got) == want
+    return want == got
+
+
+def test_json_findings_are_exactly_the_expected(scenario):
+    name, expected, doc, _, _ = scenario
+    got = Counter(_key(f) for f in doc["findings"])
+    want = Counter(_key(f) for f in expected["findings"])
+    assert got == want, f"{name}: findings {sorted(got)}, expected {sorted(want)}"
+    by_key = {_key(f): f for f in doc["findings"]}
+    for w in expected["findings"]:
+        f = by_key[_key(w)]
+        for field, value in w.items():
+            if field in ("code", "servers"):
+                continue
+            assert _matches(value, f.get(field)), f"{name} {w['code']}: {field}={f.get(field)!r}, want {value!r}"
+        assert f["severity"] in ("error", "warning", "info")
+        assert f["message"] and f["evidence"], f"{name} {w['code']}: no message or evidence"
+
+
+def test_terminal_shows_the_same_findings(scenario):
+    name, expected, _, table, _ = scenario
+    shown = re.findall(r"(?m)^(ERROR|WARNING|INFO) (\w+) ", table)
+    assert Counter(code for _, code in shown) == Counter(f["code"] for f in expected["findings"])
+    if not expected["findings"]:
+        assert "Findings" not in table
+
+
+def test_evidence_resolves_in_jsonl(scenario):
+    name, _, doc, _, jsonl = scenario
+    index = {}
+    for rec in jsonl:
+        index.setdefault((rec["client"], rec["server"]), []).append(rec)
+    for f in doc["findings"]:
+        for e in f["evidence"]:
+            recs = [r for r in index.get((e["client"], e["server"]), []) if abs(r["ts"] - e["ts"]) < 1e-6]
+            assert len(recs) == 1, f"{name} {f['code']}: evidence {e} does not resolve"
+            assert e["frames"] == recs[0]["frames"]
+
+
+def test_concurrency_counts(scenario):
+    name, expected, doc, _, _ = scenario
+    for server, want in expected.get("concurrency", {}).items():
+        got = doc["diagnostics"]["concurrency"][server]
+        assert (got["offers"], got["accepted"]) == (want["offers"], want["accepted"]), name
+
+
+def test_clients_own_reports(scenario):
+    """The verdicts agree with what each Python client reported (session_reused, version)."""
+    name, _, _, _, jsonl = scenario
+    truth = [json.loads(x) for x in (DIAG / f"{name}.truth.jsonl").read_text().splitlines()]
+    got = {(r["client"], r["server"]): r for r in jsonl}
+    for t in truth:
+        r = got[(t["client"], t["server"])]
+        for field in ("offered", "handshake", "resumed", "version"):
+            assert r[field] == t[field], f"{name} {t['client']}: {field} {r[field]!r} != {t[field]!r}"
+
+
+def test_breakdowns_by_client_and_ja4():
+    doc = json.loads(run_tlssniff("analyze", str(DIAG / "clients.pcap"), "-f", "json").stdout)
+    by_ja4 = doc["diagnostics"]["clients"]["by_ja4"]
+    rates = sorted((row["handshakes"], row["offered"], row["resumed"]) for row in by_ja4)
+    # openssl s_client: 6 connections, never offers; Python: 4 connections, 2 offers, 2 resumed
+    assert rates == [(4, 2, 2), (6, 0, 0)]
+    assert all(row["ja4"] for row in by_ja4)
+    by_addr = doc["diagnostics"]["clients"]["by_address"]
+    assert [(r["client"], r["handshakes"]) for r in by_addr] == [("127.0.0.1", 10)]
+
+
+def test_shipped_captures_raise_no_false_alarm():
+    """The earlier captures restart servers (refusals younger than 1 s): not a cache timeout."""
+    for pcap in ("openssl-tls12.pcap", "openssl-tls13.pcap", "nginx.pcap"):
+        doc = json.loads(run_tlssniff("analyze", str(CAPTURES / pcap), "-f", "json").stdout)
+        codes = {f["code"] for f in doc["findings"]}
+        assert codes <= {"ticket_key_rotation"}, (pcap, codes)
+
+
+# -- precision rules on hand-made verdicts -----------------------------------------------------
+
+
+def _v(ts, client, server="10.0.0.1:443", *, offered="none", handshake="full", sid=None,
+       issued_id=None, ticket=None, issued_ticket=None, key=None, issued_key=None, psk=None,
+       end=None, version="TLSv1.2", ja4="t12d_pop") -> ConnectionVerdict:
+    v = ConnectionVerdict(ts=ts, client=client, server=server, sni="example.test")
+    v.version = version
+    v.offered = Offered(offered)
+    v.handshake = Handshake(handshake)
+    v.session_id = sid
+    v.issued_session_id = issued_id
+    v.ticket_hash, v.ticket_key_name = ticket, key
+    v.issued_ticket_hash, v.issued_ticket_key_name = issued_ticket, issued_key
+    v.issued_ticket = issued_ticket is not None
+    v.psk_identity_hash = psk
+    v.client_hello_ts = v.server_hello_ts = ts
+    v.handshake_end_ts = end if end is not None else ts + 0.01
+    v.ja4 = v.ja4_base = ja4
+    v.frames = [1, 2]
+    return v
+
+
+def _codes(verdicts, **kw) -> list[str]:
+    d = Diagnostics(**kw)
+    for v in verdicts:
+        d.add(v)
+    return sorted(f.code for f in d.findings())
+
+
+def test_cache_timeout_needs_refusals_older_than_every_acceptance():
+    base = [_v(0, "1.1.1.1:1", issued_id="aa"), _v(0, "1.1.1.2:1", issued_id="bb")]
+    clean = base + [_v(5, "1.1.1.1:2", offered="session_id", handshake="session_id", sid="aa"),
+                    _v(50, "1.1.1.2:2", offered="session_id", sid="bb")]
+    assert _codes(clean) == ["cache_timeout"]
+    # An acceptance older than a refusal: age does not explain it (a restart, an eviction).
+    interleaved = base + [_v(60, "1.1.1.1:2", offered="session_id", handshake="session_id", sid="aa"),
+                          _v(50, "1.1.1.2:2", offered="session_id", sid="bb")]
+    assert "cache_timeout" not in _codes(interleaved)
+    # Offers of sessions whose issuance is not in the capture prove no age at all.
+    unlinked = [_v(5, "1.1.1.1:2", offered="session_id", handshake="session_id", sid="cc"),
+                _v(50, "1.1.1.2:2", offered="session_id", sid="dd")]
+    assert "cache_timeout" not in _codes(unlinked)
+    # Refusals younger than a second are no timeout (lifetimes are whole seconds).
+    fast = base + [_v(0.2, "1.1.1.1:2", offered="session_id", handshake="session_id", sid="aa"),
+                   _v(0.6, "1.1.1.2:2", offered="session_id", sid="bb")]
+    assert "cache_timeout" not in _codes(fast)
+
+
+def test_refusal_after_key_change_is_not_a_timeout():
+    vs = [_v(0, "1.1.1.1:1", issued_ticket="t1", issued_key="k1"),
+          _v(1, "1.1.1.1:2", offered="ticket", handshake="ticket", ticket="t1", key="k1"),
+          _v(5, "1.1.1.2:1", issued_ticket="t2", issued_key="k2"),
+          _v(9, "1.1.1.1:3", offered="ticket", ticket="t1", key="k1", issued_ticket="t3",
+             issued_key="k2")]
+    assert _codes(vs) == ["ticket_key_rotation"]
+
+
+def test_concurrent_refused_counts_one_session_racing():
+    vs = [_v(0, "1.1.1.1:1", version="TLSv1.3")]
+    vs += [_v(10 + i * 0.001, f"1.1.1.1:{i + 2}", offered="psk", psk="p1", end=10.5,
+              handshake="psk" if i == 0 else "full", version="TLSv1.3") for i in range(5)]
+    d = Diagnostics()
+    for v in vs:
+        d.add(v)
+    (f,) = d.findings()
+    assert (f.code, f.details["offers"], f.details["accepted"]) == ("concurrent_refused", 5, 1)
+    # The same offers one after another: not concurrency (and no other claim either).
+    seq = [vs[0]] + [_v(10 + i, f"1.1.1.1:{i + 2}", offered="psk", psk="p1",
+                        handshake="psk" if i == 0 else "full", version="TLSv1.3") for i in range(5)]
+    assert _codes(seq) == []
+
+
+def test_cross_server_needs_a_target_that_resumes_its_own():
+    a, b = "10.0.0.1:443", "10.0.0.2:443"
+    base = [_v(0, "1.1.1.1:1", a, issued_ticket="ta", issued_key="ka"),
+            _v(1, "1.1.1.1:2", b, offered="ticket", ticket="ta", key="ka", issued_ticket="tb",
+               issued_key="kb")]
+    # b accepts nothing at all: its refusal may be resumption being off, not the cluster.
+    assert "cross_server_refused" not in _codes(base)
+    own = base + [_v(2, "1.1.1.1:3", b, offered="ticket", handshake="ticket", ticket="tb", key="kb")]
+    assert "cross_server_refused" in _codes(own)
+
+
+def test_one_connection_raises_nothing():
+    assert _codes([_v(0, "1.1.1.1:1", issued_id="aa")]) == []
+    assert _codes([_v(0, "1.1.1.1:1", offered="session_id", sid="zz")]) == []
+
+
+def test_memory_is_bounded():
+    d = Diagnostics(max_sessions=10)
+    for i in range(1000):
+        d.add(_v(i, f"1.1.1.1:{i}", issued_id=f"{i:04x}"))
+        d.add(_v(i + 0.5, f"1.1.1.1:{i}", offered="session_id", handshake="session_id", sid=f"{i:04x}"))
+    assert len(d.sessions) <= 10
+    assert d.to_dict()["limits"]["sessions_dropped"] >= 990

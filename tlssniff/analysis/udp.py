@@ -1,0 +1,160 @@
+"""The UDP side of the pipeline: a bounded flow table whose flows are QUIC or DTLS handshakes.
+
+A UDP flow is its two endpoints. The first datagrams of a flow are looked at (a QUIC client
+Initial that opens with the keys of its own Destination Connection ID, or a DTLS ClientHello);
+the side that sent it is the client. A flow that shows neither within ``DETECT_DATAGRAMS``
+datagrams (DNS, RTP, ...) is marked done, and its later datagrams cost one dictionary lookup,
+as do those of a flow whose handshake verdict is known. Memory is bounded like the TCP table's:
+``max_flows`` flows, least recently active evicted first, idle flows expired.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from tlssniff.dtls.connection import DtlsConnection, is_client_hello
+from tlssniff.flow.table import Limits
+from tlssniff.quic.connection import QuicConnection, is_initial
+
+# Datagrams of an unrecognised flow looked at before it is given up on (WebRTC sends STUN
+# before the DTLS ClientHello on the same ports).
+DETECT_DATAGRAMS = 16
+# How often (in datagrams) idle flows are looked for.
+SWEEP_EVERY = 4096
+
+
+class UdpFlow:
+    __slots__ = ("a_ip", "a_port", "b_ip", "b_port", "client_is_a", "ts", "last", "app", "done",
+                 "tries")
+
+    def __init__(self, key: tuple, ts: float):
+        self.a_ip, self.a_port, self.b_ip, self.b_port = key
+        self.client_is_a = True
+        self.ts = ts
+        self.last = ts
+        self.app: QuicConnection | DtlsConnection | None = None
+        self.done = False
+        self.tries = 0
+
+    @property
+    def client(self) -> tuple:
+        return (self.a_ip, self.a_port) if self.client_is_a else (self.b_ip, self.b_port)
+
+    @property
+    def server(self) -> tuple:
+        return (self.b_ip, self.b_port) if self.client_is_a else (self.a_ip, self.a_port)
+
+
+class UdpTable:
+    """Flows keyed by (src ip, src port, dst ip, dst port) in both orientations."""
+
+    def __init__(self, on_done: Callable[[UdpFlow], None], limits: Limits):
+        self.on_done = on_done
+        self.limits = limits
+        self.flows: dict[tuple, UdpFlow] = {}
+        self.count = 0  # flows created
+        self.quic = 0
+        self.dtls = 0
+        self.evicted = 0
+        self.idle_expired = 0
+        self._seen = 0
+        self._next_sweep_ts: float | None = None
+
+    def datagram(self, ts: float, d: tuple, frame_no: int) -> bool:
+        """One decoded UDP datagram ``(proto, src, dst, sport, dport, ..., payload)``; True when it
+        belonged to a handshake still being read."""
+        key = (d[1], d[3], d[2], d[4])
+        flow = self.flows.get(key)
+        if flow is not None:
+            flow.last = ts
+            if flow.done:
+                return False
+        else:
+            self._seen += 1
+            if not self._seen % SWEEP_EVERY:
+                self._sweep(ts)
+            flow = UdpFlow(key, ts)
+            self.flows[key] = flow
+            self.flows[(d[2], d[4], d[1], d[3])] = flow
+            self.count += 1
+            if len(self.flows) > 2 * self.limits.max_flows:
+                self._evict()
+        payload = d[8]
+        if flow.app is not None:
+            flow.app.tracker.last_ts = ts  # the tracker's clock (HandshakeTracker.last_ts)
+        from_a = key[0] == flow.a_ip and key[1] == flow.a_port
+        app = flow.app
+        if app is None:
+            app = self._detect(flow, from_a, payload, frame_no)  # feeds the datagram
+            if app is None:
+                return False
+            hs = True
+        else:
+            hs = app.datagram(from_a == flow.client_is_a, payload, frame_no)
+        if app.done:
+            self._end(flow, "done")
+        return hs
+
+    def _detect(self, flow: UdpFlow, from_a: bool, payload: bytes, frame_no: int):
+        """The app for a flow whose first handshake datagram this is (fed to it), else None."""
+        flow.tries += 1
+        app = None
+        if is_initial(payload):
+            # Only a client Initial opens with the keys of its own DCID (RFC 9001 §5.2).
+            version = int.from_bytes(payload[1:5], "big")
+            dcid = bytes(payload[6 : 6 + payload[5]])
+            q = QuicConnection(version, dcid, self.limits.max_message)
+            q.tracker.last_ts = flow.last
+            q.datagram(True, payload, frame_no)
+            if q.opened:
+                app = q
+                self.quic += 1
+        elif is_client_hello(payload):
+            app = DtlsConnection(self.limits.max_message)
+            app.tracker.last_ts = flow.last
+            app.datagram(True, payload, frame_no)
+            self.dtls += 1
+        if app is None:
+            if flow.tries >= DETECT_DATAGRAMS:
+                flow.done = True
+            return None
+        flow.client_is_a = from_a
+        flow.ts = flow.last
+        flow.app = app
+        return app
+
+    def _end(self, flow: UdpFlow, reason: str) -> None:
+        if flow.done:
+            return
+        flow.done = True
+        if flow.app is not None:
+            flow.app.finish(reason)
+            self.on_done(flow)
+
+    def _drop(self, flow: UdpFlow) -> None:
+        self.flows.pop((flow.a_ip, flow.a_port, flow.b_ip, flow.b_port), None)
+        self.flows.pop((flow.b_ip, flow.b_port, flow.a_ip, flow.a_port), None)
+
+    def _sweep(self, ts: float) -> None:
+        limit = ts - self.limits.idle_timeout
+        for flow in {id(f): f for f in self.flows.values()}.values():
+            if flow.last < limit:
+                if not flow.done and flow.app is not None:
+                    self.idle_expired += 1
+                self._end(flow, "idle")
+                self._drop(flow)
+
+    def _evict(self) -> None:
+        uniq = {id(f): f for f in self.flows.values()}.values()
+        victims = sorted(uniq, key=lambda f: (not f.done, f.last))
+        target = int(self.limits.max_flows * 0.9)
+        for flow in victims[: max(0, len(uniq) - target)]:
+            if not flow.done and flow.app is not None:
+                self.evicted += 1
+            self._end(flow, "evicted")
+            self._drop(flow)
+
+    def finish_all(self) -> None:
+        for flow in {id(f): f for f in self.flows.values()}.values():
+            self._end(flow, "end")
+        self.flows.clear()

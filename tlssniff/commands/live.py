@@ -1,0 +1,321 @@
+"""``tlssniff live IFACE``: classify the handshakes on an interface as they happen.
+
+The capture loop is single-threaded: read what the kernel ring holds, feed every frame to the
+same :class:`~tlssniff.analysis.pipeline.Analyzer` as offline analysis, write the handshake
+frames to ``--write``, redraw the dashboard once a second, check the stop conditions. SIGINT
+and SIGTERM only set a flag; the loop then drains the ring, decides every open connection with
+what was seen (``Analyzer.finish``), writes the summary and exits 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from tlssniff.errors import UsageError
+from tlssniff.flow.table import Limits
+
+_DEFAULT_LIMITS = Limits()
+_FORMATS = ("table", "jsonl")
+# How long the drain after a stop may take, at most (seconds). The kernel hands over a partly
+# filled ring block after BLOCK_TIMEOUT_MS, so a drain waits at least that long for the last one.
+_DRAIN_SECONDS = 1.0
+_WAIT_SECONDS = 0.25  # longest sleep of the loop without traffic: the stop flag's latency
+
+
+def live(
+    iface: Annotated[str, typer.Argument(help="Interface to capture on (eth0, lo, any).",
+                                         show_default=False)],
+    bpf: Annotated[Optional[str], typer.Option(
+        "--filter", help="BPF capture filter, applied in the kernel. Default: tcp.")] = None,
+    duration: Annotated[Optional[float], typer.Option(
+        "--duration", help="Stop after S seconds.", metavar="S")] = None,
+    count: Annotated[Optional[int], typer.Option(
+        "--count", help="Stop after N captured frames.", metavar="N")] = None,
+    snaplen: Annotated[int, typer.Option(
+        help="Bytes kept of each frame (handshake frames must be whole).")] = 262144,
+    promisc: Annotated[bool, typer.Option(
+        "--promisc/--no-promisc", help="Put the interface in promiscuous mode.")] = True,
+    fmt: Annotated[str, typer.Option(
+        "--format", "-f", help="table: live dashboard on a terminal and a per-server summary "
+        "at the end; jsonl: one JSON object per TLS connection, flushed per line.")] = "table",
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", help="Write the jsonl stream or the summary to FILE.")] = None,
+    write: Annotated[Optional[Path], typer.Option(
+        "--write", help="Keep the frames of TLS handshakes (not the bulk data) in FILE.pcapng.",
+        metavar="FILE.pcapng")] = None,
+    user: Annotated[str, typer.Option(
+        help="Once the capture is open, run as this user (like tcpdump -Z).")] = "nobody",
+    drop_privileges: Annotated[bool, typer.Option(
+        "--drop-privileges/--no-drop-privileges",
+        help="Drop root privileges to --user after opening the capture.")] = True,
+    buffer_mb: Annotated[int, typer.Option(
+        help="Kernel ring buffer in MB (what absorbs bursts and pauses).")] = 64,
+    max_flows: Annotated[int, typer.Option(
+        help="Connections tracked at once; the least active are evicted beyond.")
+    ] = _DEFAULT_LIMITS.max_flows,
+    idle_timeout: Annotated[float, typer.Option(
+        help="Seconds after which an idle connection is closed.")] = _DEFAULT_LIMITS.idle_timeout,
+    max_buffer: Annotated[int, typer.Option(
+        help="Out-of-order bytes buffered per direction before a verdict.")
+    ] = _DEFAULT_LIMITS.max_buffer,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No notes on stderr.")] = False,
+) -> None:
+    """Capture on an interface and classify every TLS handshake live.
+
+    Needs root (or CAP_NET_RAW). Stop with Ctrl-C (or SIGTERM): what is buffered is analyzed,
+    connections still open are decided with what was seen, and the summary is printed.
+
+    Examples:
+
+      tlssniff live eth0
+
+      tlssniff live eth0 --filter 'tcp port 443' -f jsonl | jq 'select(.resumed)'
+
+      tlssniff live eth0 --duration 600 --write evidence.pcapng -o summary.txt
+    """
+    import signal
+
+    from rich.console import Console
+
+    from tlssniff.analysis.aggregate import Aggregator
+    from tlssniff.analysis.pipeline import Analyzer
+    from tlssniff.capture.live import DEFAULT_FILTER, LiveCapture, LiveCaptureError
+    from tlssniff.capture.live import drop_privileges as _drop
+    from tlssniff.output.formats import VerdictWriter
+    from tlssniff.output.table import print_report
+
+    if fmt not in _FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(_FORMATS)}, not {fmt!r}")
+    if duration is not None and duration <= 0 or count is not None and count < 1:
+        raise UsageError("--duration and --count must be positive")
+    if snaplen < 64 or buffer_mb < 1:
+        raise UsageError("--snaplen must be at least 64 and --buffer-mb at least 1")
+    if max_flows < 1 or idle_timeout <= 0 or max_buffer < 0:
+        raise UsageError("--max-flows, --idle-timeout and --max-buffer must be positive")
+    bpf = DEFAULT_FILTER if bpf is None else bpf
+    if drop_privileges and os.geteuid() == 0:
+        import pwd
+
+        try:
+            pwd.getpwnam(user)
+        except KeyError:
+            raise UsageError(f"--user {user}: no such user") from None
+    err = Console(stderr=True, highlight=False)
+
+    def note(message: str) -> None:
+        if not quiet:
+            err.print(f"tlssniff: {message}", markup=False, soft_wrap=True)
+
+    cap = LiveCapture(iface, bpf, snaplen=snaplen, promisc=promisc, buffer_mb=buffer_mb)
+    with contextlib.ExitStack() as stack:
+        cap.open()
+        stack.callback(cap.close)
+        # Every file is opened before the privileges go.
+        out = sys.stdout
+        if output is not None:
+            out = stack.enter_context(_open(output, "w"))
+        pcapng = None
+        if write is not None:
+            from tlssniff.capture.pcapng_writer import PcapngWriter
+
+            wfile = stack.enter_context(_open(write, "wb"))
+            pcapng = PcapngWriter(wfile, cap.linktype, snaplen, if_name=iface, if_filter=bpf)
+        if cap.warning:
+            note(f"warning: {cap.warning}")
+
+        agg = Aggregator()
+        writer = VerdictWriter(fmt, out) if fmt == "jsonl" else None
+        broken = []  # the jsonl reader went away (a closed pipe): stop
+
+        def on_verdict(v) -> None:
+            agg.add(v)
+            if writer is not None and not broken:
+                try:
+                    writer.write(v)
+                    out.flush()
+                except BrokenPipeError:
+                    broken.append(True)
+
+        analyzer = Analyzer(on_verdict, Limits(max_flows=max_flows, idle_timeout=idle_timeout,
+                                                max_buffer=max_buffer))
+        analyzer.capture_name = f"live:{iface}"
+        dashboard_on = fmt == "table" and sys.stdout.isatty()
+        summary_console = _summary_console(fmt, output, out)
+        _warm_up(summary_console, dashboard_on)
+        if drop_privileges:
+            done = _drop(user)
+            if done:
+                note(done)
+
+        stop: list[str] = []
+
+        def on_signal(signum, frame) -> None:
+            stop.append(signal.Signals(signum).name)
+
+        old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        stack.callback(lambda: [signal.signal(s, h) for s, h in old.items()])
+        note(f"listening on {iface}, link type {cap.linktype}, filter {bpf!r}")
+
+        dash = None
+        if dashboard_on:
+            from tlssniff.output.dashboard import Dashboard
+
+            dash = Dashboard(Console(highlight=False), iface, bpf, agg)
+            dash.start()
+            stack.callback(dash.stop)
+            dash.active = lambda: analyzer.table.active
+            dash.tick(0, analyzer.counters, cap.stats(), force=True)
+        started = time.monotonic()
+        deadline = None if duration is None else started + duration
+        feed = analyzer.feed_frame
+        read = cap.read
+        frame_no = 0
+        last_flush = started
+        while not stop and not broken:
+            limit = 4096 if count is None else min(4096, count - frame_no)
+            batch = read(limit)
+            if batch:
+                if pcapng is None:
+                    for ts, lt, frame in batch:
+                        frame_no += 1
+                        feed(ts, lt, frame, frame_no)
+                else:
+                    pw = pcapng.write
+                    for ts, lt, frame in batch:
+                        frame_no += 1
+                        if feed(ts, lt, frame, frame_no):
+                            pw(ts, frame)
+                if count is not None and frame_no >= count:
+                    break
+            else:
+                cap.wait(_WAIT_SECONDS)
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                break
+            if now - last_flush >= 1.0:
+                last_flush = now
+                if pcapng is not None:
+                    pcapng.flush()
+                if dash is not None:
+                    dash.tick(frame_no, analyzer.counters, cap.stats())
+        # Stop: what the ring already holds is analyzed too (not after --count: it is exact).
+        if count is None or frame_no < count:
+            frame_no = _drain(cap, feed, pcapng, frame_no, count)
+        kernel = cap.stats()
+        elapsed = time.monotonic() - started
+        if dash is not None:
+            dash.stop()
+        analyzer.finish()  # connections still open: decided with what was seen
+        if pcapng is not None:
+            pcapng.close(kernel.received, kernel.dropped)
+        counters = analyzer.counters.to_dict()
+        why = stop[0] if stop else ("closed output" if broken else
+                                     "count" if count is not None and frame_no >= count else
+                                     "duration")
+        if not broken:
+            if summary_console is not None:
+                print_report(summary_console, agg, counters)
+                summary_console.print(_kernel_line(iface, kernel, elapsed, frame_no, why, pcapng,
+                                                   write), soft_wrap=True)
+                summary_console.file.flush()
+            out.flush()
+    if broken:
+        with contextlib.suppress(Exception):
+            sys.stdout = open(os.devnull, "w")
+
+
+def _open(path: Path, mode: str):
+    try:
+        if "b" in mode:
+            return open(path, mode)
+        return open(path, mode, encoding="utf-8", newline="")
+    except OSError as err:
+        raise UsageError(f"{path}: cannot write: {err.strerror}") from None
+
+
+def _summary_console(fmt: str, output: Optional[Path], out):
+    """Where the final summary goes: stdout (or -o FILE), unless the jsonl stream is there."""
+    from rich.console import Console
+
+    if fmt == "table":
+        return Console(file=out, highlight=False) if output is not None else Console(highlight=False)
+    if output is not None:
+        return Console(highlight=False)
+    return Console(stderr=True, highlight=False)
+
+
+def _warm_up(console, dashboard: bool) -> None:
+    """Import and exercise everything the loop and the summary use while still root: after the
+    privileges drop, Python's own files (say, under /root/.pyenv) may no longer be readable."""
+    import json  # noqa: F401
+
+    from rich.console import Console
+
+    from tlssniff.analysis.aggregate import Aggregator
+    from tlssniff.analysis.verdict import ConnectionVerdict
+    from tlssniff.capture.live import KernelStats
+    from tlssniff.output.formats import VerdictWriter
+    from tlssniff.output.table import print_report
+
+    agg = Aggregator()
+    v = ConnectionVerdict(ts=0.0, client="10.0.0.1:1", server="10.0.0.2:443", capture=None)
+    agg.add(v)
+    agg.add(ConnectionVerdict(ts=0.0, client="10.0.0.1:2", server="10.0.0.3:443", capture=None))
+    VerdictWriter("jsonl", io.StringIO()).write(v)
+    sink = Console(file=io.StringIO(), force_terminal=console is not None and console.is_terminal,
+                   width=100)
+    print_report(sink, agg, {"frames": 0, "tcp_connections": 0, "tls_connections": 0})
+    if dashboard:
+        from tlssniff.output.dashboard import Dashboard
+
+        d = Dashboard(sink, "lo", "tcp", agg)
+        sink.print(d.render(0, _Zero(), KernelStats()))
+        sink.print(_kernel_line("lo", KernelStats(), 1.0, 0, "SIGINT", None, None))
+
+
+class _Zero:
+    def __getattr__(self, name):
+        return 0
+
+
+def _kernel_line(iface, kernel, elapsed, frames, why, pcapng, write) -> str:
+    line = (f"Captured {frames} frames on {iface} in {elapsed:.1f} s (stopped by {why}); "
+            f"kernel: {kernel.received} received, {kernel.dropped} dropped")
+    if kernel.if_dropped:
+        line += f", {kernel.if_dropped} dropped by the interface"
+    line += "."
+    if pcapng is not None:
+        line += f" Wrote {pcapng.frames} handshake frames to {write}."
+    return line
+
+
+def _drain(cap, feed, pcapng, frame_no: int, count: int | None) -> int:
+    """Analyze what the kernel ring holds at the stop, for at most _DRAIN_SECONDS: the ring's
+    last, partly filled block comes out after the block timeout."""
+    from tlssniff.capture.live import BLOCK_TIMEOUT_MS
+
+    end = time.monotonic() + _DRAIN_SECONDS
+    quiet_until = time.monotonic() + 2 * BLOCK_TIMEOUT_MS / 1000
+    while time.monotonic() < end:
+        batch = cap.read(4096 if count is None else min(4096, count - frame_no))
+        if batch:
+            for ts, lt, frame in batch:
+                frame_no += 1
+                if feed(ts, lt, frame, frame_no) and pcapng is not None:
+                    pcapng.write(ts, frame)
+            if count is not None and frame_no >= count:
+                break
+            quiet_until = time.monotonic() + 2 * BLOCK_TIMEOUT_MS / 1000
+        elif time.monotonic() >= quiet_until:
+            break
+        else:
+            cap.wait(0.05)
+    return frame_no

@@ -1,0 +1,378 @@
+"""Write an evidence bundle (docs/report.md) from an analysis held in memory.
+
+:func:`write_bundle` is what ``tlssniff report`` and ``tlssniff live --report`` call: it takes
+the verdicts (and, when the caller has them, the aggregator, diagnostics and counters of the
+same run), re-reads the input captures for the evidence packets, and writes:
+
+summary.md, report.html, summary.json, handshakes.jsonl, evidence.pcapng, provenance.json.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from tlssniff import __version__
+from tlssniff.analysis.aggregate import Aggregator, ServerStats
+from tlssniff.analysis.diagnostics import Diagnostics, server_label
+from tlssniff.analysis.findings import Finding
+from tlssniff.analysis.verdict import ConnectionVerdict, Handshake, Offered
+from tlssniff.errors import UsageError
+from tlssniff.output.report.evidence import Chosen, EvidenceStats, collect, write_pcapng
+from tlssniff.output.report.privacy import Anonymizer, Redactor, scrub, split_endpoint, verdict_dict
+
+SAMPLE_PER_KIND = 2  # uncited connections kept per (server, handshake, offered)
+MAX_SAMPLE = 60
+
+
+@dataclass
+class Bundle:
+    """What :func:`write_bundle` wrote, for the caller's exit status and messages."""
+
+    out_dir: Path
+    files: list[str]
+    connections: int
+    failing: list[ServerStats]  # servers under --fail-under (empty without it)
+    problem_servers: list[str]  # servers named by an error or warning finding
+    evidence: EvidenceStats
+    cross_check: dict
+    findings: list[Finding] = field(default_factory=list)
+
+
+def parse_rate(text: str | float) -> float:
+    """``0.8``, ``80%`` or ``80`` -> 0.8."""
+    try:
+        s = str(text).strip()
+        value = float(s[:-1]) / 100 if s.endswith("%") else float(s)
+    except ValueError:
+        raise UsageError(f"--fail-under: {text!r} is not a rate (0.8 or 80%)") from None
+    if value > 1:
+        value /= 100
+    if not 0 <= value <= 1:
+        raise UsageError(f"--fail-under: {text!r} is not between 0 and 100%")
+    return value
+
+
+def fail_under(aggregator: Aggregator, rate: float, min_handshakes: int = 10) -> list[ServerStats]:
+    """The servers with at least ``min_handshakes`` handshakes whose resumption rate (resumed /
+    classified) is below ``rate`` (0..1), busiest first. ``analyze``, ``report`` and ``live``
+    exit with status 3 when this is not empty."""
+    return [s for s in aggregator.sorted_servers()
+            if s.handshakes >= min_handshakes and s.resumption_rate is not None
+            and s.resumption_rate < rate]
+
+
+def stats_label(s: ServerStats) -> str:
+    return f"{s.server} {s.sni}" if s.sni else s.server
+
+
+def describe(v: ConnectionVerdict) -> str:
+    """A verdict in a few plain words."""
+    mech = {"session_id": "session id", "ticket": "session ticket", "psk": "TLS 1.3 PSK"}
+    if v.resumed:
+        return f"resumed ({mech[v.handshake.value]})"
+    if v.handshake is Handshake.FULL:
+        if v.offered is not Offered.NONE:
+            return f"offer refused: full handshake although the client presented a " \
+                   f"{mech[v.offered.value]}"
+        return "full handshake, nothing offered"
+    return f"unknown ({v.note.value if v.note else 'not proven by the capture'})"
+
+
+def write_bundle(
+    out_dir: str | os.PathLike,
+    verdicts: list[ConnectionVerdict],
+    aggregator: Aggregator | None = None,
+    diagnostics: Diagnostics | None = None,
+    counters: dict | None = None,
+    inputs: list[str] | None = None,
+    argv: list[str] | None = None,
+    *,
+    anonymize: bool = False,
+    redact: bool = False,
+    cross_check: bool = True,
+    fail_under_rate: float | None = None,
+    min_handshakes: int = 10,
+    started: float | None = None,
+) -> Bundle:
+    """Write the bundle into ``out_dir`` (created; existing bundle files are replaced).
+
+    ``verdicts``: every connection of the analysis, in the order they came. ``aggregator``,
+    ``diagnostics``: built from ``verdicts`` when not given. ``counters``: the pipeline's
+    ``Counters.to_dict()``. ``inputs``: the capture files the evidence packets are read from
+    (for live capture: the ``--write`` file, or none: the pcapng is then empty and says so).
+    ``argv``: the command line to record (default ``sys.argv``).
+    """
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"{out}: cannot create the bundle directory: {err.strerror}") from None
+    inputs = [str(p) for p in (inputs or [])]
+    argv = list(sys.argv if argv is None else argv)
+    started = started or time.time()
+    if aggregator is None:
+        aggregator = Aggregator()
+        for v in verdicts:
+            aggregator.add(v)
+    if diagnostics is None:
+        diagnostics = Diagnostics()
+        for v in verdicts:
+            diagnostics.add(v)
+    counters = dict(counters or {})
+    findings = diagnostics.findings()
+
+    anon = None
+    if anonymize:
+        clients = {split_endpoint(v.client)[0] for v in verdicts}
+        servers = {split_endpoint(v.server)[0] for v in verdicts}
+        anon = Anonymizer(clients, servers)
+    redactor = Redactor() if redact else None
+
+    # -- the cross-check first: its result is part of every document -----------------------
+    if not cross_check:
+        check = {"ran": False, "error": "skipped (--no-verify)"}
+    elif not inputs:
+        check = {"ran": False, "error": "no capture file to check"}
+    else:
+        from tlssniff.verify import verify_verdicts
+
+        result = verify_verdicts(inputs, verdicts)
+        check = result.to_dict()
+        check["summary"] = result.summary()
+        for c in check["contradictions"]:
+            if anon is not None:
+                c["client"] = anon.endpoint(c["client"])
+    check.setdefault("summary", "not run: " + str(check.get("error")))
+
+    # -- handshakes.jsonl ----------------------------------------------------------------------
+    with open(out / "handshakes.jsonl", "w", encoding="utf-8") as f:
+        for v in verdicts:
+            f.write(json.dumps(verdict_dict(v, anon, redactor), separators=(",", ":")) + "\n")
+
+    # -- evidence.pcapng -----------------------------------------------------------------------
+    chosen = _choose(verdicts, findings, anon)
+    if inputs:
+        collect(inputs, chosen)
+    with open(out / "evidence.pcapng", "wb") as f:
+        ev = write_pcapng(f, chosen, anon, redactor)
+
+    # -- summary.json, summary.md, report.html ------------------------------------------------
+    failing = fail_under(aggregator, fail_under_rate, min_handshakes) \
+        if fail_under_rate is not None else []
+    problems = []
+    for f_ in findings:
+        if f_.severity.value in ("error", "warning"):
+            problems += [s for s in f_.servers if s not in problems]
+    ctx = _Context(
+        verdicts=verdicts, agg=aggregator, diag=diagnostics, findings=findings,
+        counters=counters, inputs=_inputs(inputs), argv=argv, started=started, anon=anon,
+        redacted=redactor is not None, evidence=ev, check=check, failing=failing,
+        fail_under=fail_under_rate, min_handshakes=min_handshakes, problems=problems,
+    )
+    doc = ctx.summary_json()
+    (out / "summary.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    from tlssniff.output.report import html, markdown
+
+    (out / "summary.md").write_text(markdown.render(ctx), encoding="utf-8")
+    (out / "report.html").write_text(html.render(ctx), encoding="utf-8")
+    prov = ctx.provenance(out)
+    (out / "provenance.json").write_text(json.dumps(prov, indent=2) + "\n", encoding="utf-8")
+    return Bundle(out, sorted(p.name for p in out.iterdir()), len(verdicts), failing, problems,
+                  ev, check, findings)
+
+
+# -- choosing the evidence ---------------------------------------------------------------------
+
+
+def _choose(verdicts: list[ConnectionVerdict], findings: list[Finding],
+            anon: Anonymizer | None) -> list[Chosen]:
+    index: dict[tuple[str, str], list[ConnectionVerdict]] = {}
+    for v in verdicts:
+        index.setdefault((v.client, v.server), []).append(v)
+    cites: dict[int, list[str]] = {}
+    by_id: dict[int, ConnectionVerdict] = {}
+    for f in findings:
+        for e in f.evidence:
+            for v in index.get((e.client, e.server), []):
+                if abs(v.ts - e.ts) < 2e-6:
+                    why = f"{f.code} ({f.severity.value})" + (f": {e.why}" if e.why else "")
+                    cites.setdefault(id(v), [])
+                    if why not in cites[id(v)]:
+                        cites[id(v)].append(why)
+                    by_id[id(v)] = v
+                    break
+    chosen = [Chosen(v, _comment(v, cites[id(v)], anon), True)
+              for v in verdicts if id(v) in cites]
+    seen: dict[tuple, int] = {}
+    sample = []
+    for v in verdicts:
+        if id(v) in cites:
+            continue
+        kind = (server_label(v), v.transport, v.handshake.value, v.offered.value)
+        if seen.get(kind, 0) >= SAMPLE_PER_KIND or len(sample) >= MAX_SAMPLE:
+            continue
+        seen[kind] = seen.get(kind, 0) + 1
+        sample.append(Chosen(v, _comment(v, [], anon), False))
+    return chosen + sample
+
+
+def _comment(v: ConnectionVerdict, cites: list[str], anon: Anonymizer | None) -> str:
+    client = anon.endpoint(v.client) if anon is not None else v.client
+    parts = [f"tlssniff: {client} -> {v.server}" + (f" sni {v.sni}" if v.sni else "")
+             + f": {describe(v)}",
+             f"handshake={v.handshake.value} offered={v.offered.value} "
+             f"version={v.version or '-'}" + (" hrr" if v.hrr else "")
+             + (f" early_data={v.early_data.value}" if v.early_data.value != "none" else "")]
+    if cites:
+        parts.append("cited by finding " + "; ".join(cites))
+    else:
+        parts.append("sample (not cited by a finding)")
+    if v.frames:
+        name = Path(v.capture).name if v.capture else "the input"
+        parts.append(f"original frames {','.join(map(str, v.frames))} of {name}")
+    return " | ".join(parts)
+
+
+# -- what the documents share ------------------------------------------------------------------
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _inputs(paths: list[str]) -> list[dict]:
+    out = []
+    for p in paths:
+        try:
+            out.append({"path": p, "name": Path(p).name, "size": os.path.getsize(p),
+                        "sha256": _sha256(p)})
+        except OSError as err:
+            out.append({"path": p, "name": Path(p).name, "error": err.strerror})
+    return out
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds") \
+        .replace("+00:00", "Z")
+
+
+@dataclass
+class _Context:
+    verdicts: list
+    agg: Aggregator
+    diag: Diagnostics
+    findings: list
+    counters: dict
+    inputs: list
+    argv: list
+    started: float
+    anon: Anonymizer | None
+    redacted: bool
+    evidence: EvidenceStats
+    check: dict
+    failing: list
+    fail_under: float | None
+    min_handshakes: int
+    problems: list
+
+    def client(self, endpoint: str) -> str:
+        return self.anon.endpoint(endpoint) if self.anon is not None else endpoint
+
+    def time_range(self) -> tuple[float | None, float | None]:
+        first = self.counters.get("first_ts")
+        last = self.counters.get("last_ts")
+        if first is None and self.verdicts:
+            first = min(v.ts for v in self.verdicts)
+            last = max(v.handshake_end_ts or v.ts for v in self.verdicts)
+        return first, last
+
+    def counts(self) -> dict:
+        c = self.counters
+        ev = self.evidence
+        return {
+            "frames": c.get("frames"),
+            "tcp_connections": c.get("tcp_connections"),
+            "udp_flows": c.get("udp_flows"),
+            "tls_connections": c.get("tls_connections", len(self.verdicts)),
+            "handshakes_jsonl": len(self.verdicts),
+            "servers": len(self.agg.servers),
+            "findings": len(self.findings),
+            "evidence": {"connections": ev.connections - ev.missing, "cited": ev.cited,
+                         "sampled": ev.sampled, "packets": ev.packets, "not_found": ev.missing,
+                         "redacted_values": ev.redacted_values},
+        }
+
+    def finding_dicts(self) -> list[dict]:
+        out = []
+        for f in self.findings:
+            d = f.to_dict()
+            for e in d["evidence"]:
+                e["client"] = self.client(e["client"])
+            out.append(scrub(d, self.anon))
+        return out
+
+    def summary_json(self) -> dict:
+        d = self.diag.to_dict()
+        d.pop("findings", None)
+        doc = {
+            "tlssniff": __version__,
+            "captures": [i["path"] for i in self.inputs],
+            "counts": self.counts(),
+            "failing_servers": self.problems,
+            "fail_under": None if self.fail_under is None else {
+                "rate": self.fail_under, "min_handshakes": self.min_handshakes,
+                "servers": [stats_label(s) for s in self.failing]},
+            "findings": self.finding_dicts(),
+            "totals": self.agg.total.to_dict(),
+            "servers": [s.to_dict() for s in self.agg.sorted_servers()],
+            "diagnostics": scrub(d, self.anon),
+            "counters": self.counters,
+            "cross_check": self.check,
+        }
+        return doc
+
+    def provenance(self, out: Path) -> dict:
+        first, last = self.time_range()
+        files = {}
+        for name in ("summary.md", "report.html", "summary.json", "handshakes.jsonl",
+                     "evidence.pcapng"):
+            p = out / name
+            if p.exists():
+                files[name] = {"size": p.stat().st_size, "sha256": _sha256(str(p))}
+        return {
+            "tlssniff": __version__,
+            "command": self.argv,
+            "command_line": shlex.join(self.argv),
+            "working_directory": os.getcwd(),
+            "analyzed_at": iso(self.started),
+            "written_at": iso(time.time()),
+            "python": sys.version.split()[0],
+            "inputs": self.inputs,
+            "capture": {"first_ts": first, "last_ts": last, "first": iso(first),
+                        "last": iso(last),
+                        "duration_s": None if first is None else round(last - first, 6)},
+            "counts": self.counts(),
+            "cross_check": {k: v for k, v in self.check.items() if k != "contradictions"}
+            | {"contradictions": len(self.check.get("contradictions") or [])},
+            "privacy": {
+                "anonymized_clients": self.anon is not None,
+                "redacted_sessions": self.redacted,
+                "key": "random for this bundle, not stored" if self.anon or self.redacted
+                else None,
+            },
+            "files": files,
+        }

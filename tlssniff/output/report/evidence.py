@@ -1,0 +1,358 @@
+"""evidence.pcapng: the packets of the connections that matter, each annotated with its verdict.
+
+The input captures are read again (tlssniff's own reader) and a frame is kept when its
+addresses and ports are those of a chosen connection and its time falls in that connection's
+handshake: from the connection's first packet to the last handshake bytes tlssniff read, plus
+a few packets after (:data:`AFTER`), at most :data:`MAX_FRAMES_PER_CONNECTION`. A new SYN on
+the same ports ends the connection (port reuse).
+
+Every kept packet carries a pcapng ``opt_comment`` (an Enhanced Packet Block option) with the
+connection's verdict, so ``tshark -r evidence.pcapng -Y frame.comment`` and Wireshark's packet
+comments show the explanation in place. One Interface Description Block per link type.
+
+With an :class:`~tlssniff.output.report.privacy.Anonymizer` the client's address is rewritten
+in the IPv4/IPv6 header of every kept packet (IPv4 header, TCP and UDP checksums updated
+incrementally, RFC 1624, so they stay valid even for frames cut by the snap length). With a
+:class:`~tlssniff.output.report.privacy.Redactor`, session ids, tickets and PSK identities
+found in the hellos and NewSessionTickets are overwritten with keyed bytes of the same length.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from tlssniff import __version__
+from tlssniff.analysis.verdict import ConnectionVerdict
+from tlssniff.capture.decode import MalformedFrame, _l3_offset, decode_frame
+from tlssniff.capture.files import open_capture
+from tlssniff.output.report.privacy import Anonymizer, Redactor, pack_ip, split_endpoint
+
+AFTER = 4  # packets kept after the last handshake bytes (the client's Finished, data, FIN)
+MAX_FRAMES_PER_CONNECTION = 200
+SLACK = 1e-6  # timestamps are rounded to the microsecond in verdicts
+
+_SHB, _IDB, _EPB = 0x0A0D0D0A, 0x00000001, 0x00000006
+_OPT_END, _OPT_COMMENT, _SHB_USERAPPL = 0, 1, 4
+_TCP_SYN, _TCP_ACK = 0x02, 0x10
+
+
+@dataclass(slots=True)
+class Chosen:
+    """One connection to put in the file, and what its packets' comment says."""
+
+    verdict: ConnectionVerdict
+    comment: str
+    cited: bool
+    frames: list = field(default_factory=list)  # (ts, linktype, frame bytes)
+    done: bool = False
+    after: int = 0  # frames taken after the handshake's end
+
+
+@dataclass(slots=True)
+class EvidenceStats:
+    connections: int = 0
+    cited: int = 0
+    sampled: int = 0
+    packets: int = 0
+    missing: int = 0  # chosen connections whose packets were not found again
+    redacted_values: int = 0
+
+
+def _key(src: bytes, sport: int, dst: bytes, dport: int) -> tuple:
+    return (src, sport, dst, dport)
+
+
+def collect(inputs: list[str], chosen: list[Chosen]) -> None:
+    """Read ``inputs`` again and attach to each chosen connection its frames."""
+    by_key: dict[tuple, list[Chosen]] = {}
+    for c in chosen:
+        cip, cport = split_endpoint(c.verdict.client)
+        sip, sport = split_endpoint(c.verdict.server)
+        k = _key(pack_ip(cip), cport, pack_ip(sip), sport)
+        by_key.setdefault(k, []).append(c)
+        by_key.setdefault(_key(k[2], k[3], k[0], k[1]), []).append(c)
+    for group in by_key.values():
+        group.sort(key=lambda c: c.verdict.ts)
+    for path in inputs:
+        with open_capture(path) as cap:
+            for ts, linktype, frame in cap.frames():
+                try:
+                    d = decode_frame(linktype, frame)
+                except MalformedFrame:
+                    continue
+                if d is None:
+                    continue
+                group = by_key.get(_key(d[1], d[3], d[2], d[4]))
+                if group is None:
+                    continue
+                for c in group:
+                    if _take(c, ts, d[7]):
+                        c.frames.append((ts, linktype, frame))
+                        break
+
+
+def _take(c: Chosen, ts: float, flags: int) -> bool:
+    v = c.verdict
+    if c.done or ts < v.ts - SLACK:
+        return False
+    if c.frames and flags & _TCP_SYN and not flags & _TCP_ACK and ts > c.frames[0][0]:
+        c.done = True  # the same ports again: a new connection
+        return False
+    end = max(x for x in (v.ts, v.client_hello_ts, v.server_hello_ts, v.handshake_end_ts)
+              if x is not None)
+    if ts > end + SLACK:
+        if c.after >= AFTER:
+            c.done = True
+            return False
+        c.after += 1
+    if len(c.frames) >= MAX_FRAMES_PER_CONNECTION:
+        c.done = True
+        return False
+    return True
+
+
+# -- rewriting ------------------------------------------------------------------------------
+
+
+def _csum_update(csum: int, old: bytes, new: bytes) -> int:
+    """RFC 1624 incremental update of a ones'-complement checksum for a 16-bit-aligned change."""
+    s = ~csum & 0xFFFF
+    for i in range(0, len(old), 2):
+        s += (~((old[i] << 8) | old[i + 1])) & 0xFFFF
+        s += (new[i] << 8) | new[i + 1]
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def _l4_offset_v6(buf: bytearray, off: int) -> tuple[int, int] | None:
+    nxt = buf[off + 6]
+    start = off + 40
+    while nxt in (0, 43, 44, 50, 51, 60, 135, 139, 140):
+        if start + 8 > len(buf):
+            return None
+        if nxt == 44:
+            hlen = 8
+        elif nxt == 51:
+            hlen = (buf[start + 1] + 2) << 2
+        else:
+            hlen = (buf[start + 1] + 1) << 3
+        nxt = buf[start]
+        start += hlen
+    return nxt, start
+
+
+def rewrite_address(linktype: int, frame: bytes, old: bytes, new: bytes) -> bytes:
+    """``frame`` with IP address ``old`` replaced by ``new`` (source or destination), the IPv4
+    header checksum and the TCP/UDP checksum updated. Unchanged when the frame is not IP."""
+    try:
+        where = _l3_offset(linktype, frame)
+    except (MalformedFrame, IndexError):
+        return frame
+    if where is None:
+        return frame
+    off = where[0]
+    buf = bytearray(frame)
+    if off >= len(buf):
+        return frame
+    version = buf[off] >> 4
+    if version == 4 and len(old) == 4 and len(buf) >= off + 20:
+        proto = buf[off + 9]
+        hl = (buf[off] & 0x0F) << 2
+        l4 = off + hl
+        fields = (off + 12, off + 16)
+        ipsum = off + 10
+    elif version == 6 and len(old) == 16 and len(buf) >= off + 40:
+        r = _l4_offset_v6(buf, off)
+        if r is None:
+            proto, l4 = -1, len(buf)
+        else:
+            proto, l4 = r
+        fields = (off + 8, off + 24)
+        ipsum = None
+    else:
+        return frame
+    l4sum = None
+    if proto == 6 and l4 + 18 <= len(buf):
+        l4sum = l4 + 16
+    elif proto == 17 and l4 + 8 <= len(buf):
+        l4sum = l4 + 6
+        if version == 4 and buf[l4sum:l4sum + 2] == b"\0\0":
+            l4sum = None  # IPv4 UDP without checksum stays without
+    for pos in fields:
+        if bytes(buf[pos:pos + len(old)]) != old:
+            continue
+        buf[pos:pos + len(old)] = new
+        if ipsum is not None:
+            cs = struct.unpack_from("!H", buf, ipsum)[0]
+            struct.pack_into("!H", buf, ipsum, _csum_update(cs, old, new))
+        if l4sum is not None:
+            cs = struct.unpack_from("!H", buf, l4sum)[0]
+            cs = _csum_update(cs, old, new)
+            if proto == 17 and cs == 0:
+                cs = 0xFFFF
+            struct.pack_into("!H", buf, l4sum, cs)
+    return bytes(buf)
+
+
+def redact_payload(
+    linktype: int, frame: bytes, redactor: Redactor, known: dict[bytes, str]
+) -> tuple[bytes, int]:
+    """Overwrite session ids, tickets and PSK identities in the TLS handshake records that start
+    in this frame's TCP payload; then any ``known`` value (ids seen whole elsewhere) anywhere.
+    Returns the new frame and how many values were replaced."""
+    try:
+        d = decode_frame(linktype, frame)
+    except MalformedFrame:
+        return frame, 0
+    if d is None or d[0] != 6 or not d[8]:
+        return frame, 0
+    payload = d[8]
+    start = frame.find(payload) if len(payload) > 8 else -1
+    if start < 0:
+        return frame, 0
+    buf = bytearray(frame)
+    spans = _secret_spans(payload)
+    n = 0
+    for kind, a, b in spans:
+        value = bytes(payload[a:b])
+        if value and len(value) >= 8:
+            known[value] = kind
+            buf[start + a:start + b] = redactor.raw(kind, value)
+            n += 1
+    # values seen whole in another frame (a hello split across segments)
+    for value, kind in known.items():
+        i = buf.find(value, start)
+        while i >= 0:
+            buf[i:i + len(value)] = redactor.raw(kind, value)
+            n += 1
+            i = buf.find(value, i + len(value))
+    return bytes(buf), n
+
+
+def _secret_spans(p: bytes) -> list[tuple[str, int, int]]:
+    """(kind, start, end) of secrets in the handshake messages wholly inside ``p``'s records."""
+    out = []
+    off = 0
+    while off + 5 <= len(p) and p[off] in (20, 21, 22, 23) and p[off + 1] == 3:
+        rlen = int.from_bytes(p[off + 3:off + 5], "big")
+        body_start, body_end = off + 5, min(off + 5 + rlen, len(p))
+        if p[off] == 22:
+            m = body_start
+            while m + 4 <= body_end:
+                mtype = p[m]
+                mlen = int.from_bytes(p[m + 1:m + 4], "big")
+                if m + 4 + mlen > body_end:
+                    break
+                try:
+                    out += _message_spans(mtype, p, m + 4, m + 4 + mlen)
+                except IndexError:
+                    pass
+                m += 4 + mlen
+        off = off + 5 + rlen
+    return out
+
+
+def _message_spans(mtype: int, p: bytes, a: int, end: int) -> list[tuple[str, int, int]]:
+    out = []
+    if mtype in (1, 2):  # ClientHello / ServerHello: version, random, session id
+        sid = a + 34
+        n = p[sid]
+        if n:
+            out.append(("sid", sid + 1, sid + 1 + n))
+        pos = sid + 1 + n
+        if mtype == 1:
+            pos += 2 + int.from_bytes(p[pos:pos + 2], "big")  # cipher suites
+            pos += 1 + p[pos]  # compression methods
+        else:
+            pos += 3
+        if pos + 2 > end:
+            return out
+        ext_end = min(pos + 2 + int.from_bytes(p[pos:pos + 2], "big"), end)
+        pos += 2
+        while pos + 4 <= ext_end:
+            etype = int.from_bytes(p[pos:pos + 2], "big")
+            elen = int.from_bytes(p[pos + 2:pos + 4], "big")
+            body = pos + 4
+            if etype == 35 and elen and mtype == 1:
+                out.append(("tkt", body, body + elen))
+            elif etype == 41 and mtype == 1:
+                ids_end = body + 2 + int.from_bytes(p[body:body + 2], "big")
+                q = body + 2
+                while q + 2 <= ids_end:
+                    ilen = int.from_bytes(p[q:q + 2], "big")
+                    out.append(("psk", q + 2, q + 2 + ilen))
+                    q += 2 + ilen + 4
+            pos = body + elen
+    elif mtype == 4:  # NewSessionTicket: TLS 1.2 lifetime(4) ticket<2>
+        tlen = int.from_bytes(p[a + 4:a + 6], "big")
+        if a + 6 + tlen == end and tlen:
+            out.append(("tkt", a + 6, end))
+    return out
+
+
+# -- writing --------------------------------------------------------------------------------
+
+
+def _option(code: int, value: bytes) -> bytes:
+    return struct.pack("<HH", code, len(value)) + value + b"\0" * (-len(value) % 4)
+
+
+def _block(btype: int, body: bytes) -> bytes:
+    length = 12 + len(body)
+    return struct.pack("<II", btype, length) + body + struct.pack("<I", length)
+
+
+def write_pcapng(
+    out: BinaryIO,
+    chosen: list[Chosen],
+    anon: Anonymizer | None = None,
+    redactor: Redactor | None = None,
+) -> EvidenceStats:
+    """Write the chosen connections' frames in time order, each with its comment."""
+    stats = EvidenceStats()
+    packets = []
+    for c in chosen:
+        stats.connections += 1
+        if c.cited:
+            stats.cited += 1
+        else:
+            stats.sampled += 1
+        if not c.frames:
+            stats.missing += 1
+        old = new = None
+        if anon is not None:
+            ip, _ = split_endpoint(c.verdict.client)
+            old = pack_ip(ip)
+            new = anon.packed.get(old)
+        for ts, linktype, frame in c.frames:
+            packets.append((ts, linktype, frame, c.comment, old, new))
+    packets.sort(key=lambda p: p[0])
+    out.write(_block(_SHB, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1)
+                     + _option(_SHB_USERAPPL, f"tlssniff {__version__} report".encode())
+                     + _option(_OPT_END, b"")))
+    interfaces: dict[int, int] = {}
+    known: dict[bytes, str] = {}
+    leak = {pack_ip(a) for a in anon.leaks()} if anon is not None else set()
+    for ts, linktype, frame, comment, old, new in packets:
+        if linktype not in interfaces:
+            interfaces[linktype] = len(interfaces)
+            out.write(_block(_IDB, struct.pack("<HHI", linktype, 0, 262144)))
+        if new is not None:
+            frame = rewrite_address(linktype, frame, old, new)
+            # Anything left (a tunnel's inner header, a copy in the payload) is overwritten too.
+            for raw in leak:
+                if raw in frame:
+                    frame = frame.replace(raw, anon.packed[raw])
+        if redactor is not None:
+            frame, n = redact_payload(linktype, frame, redactor, known)
+            stats.redacted_values += n
+        us = int(round(ts * 1_000_000))
+        n = len(frame)
+        opts = _option(_OPT_COMMENT, comment.encode()) + _option(_OPT_END, b"")
+        body = struct.pack("<IIIII", interfaces[linktype], us >> 32, us & 0xFFFFFFFF, n, n)
+        out.write(_block(_EPB, body + frame + b"\0" * (-n % 4) + opts))
+        stats.packets += 1
+    return stats

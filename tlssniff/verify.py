@@ -1,0 +1,339 @@
+"""An independent cross-check of tlssniff's verdicts by Wireshark's TLS dissector.
+
+tshark (through pyshark) dissects the same capture on its own: its TLS dissector, its TCP
+reassembly, its idea of which packets are TLS. For every TCP connection where tshark sees a
+ClientHello, the hello fields it reports are compared with what tlssniff concluded, and every
+*contradiction* is listed: a case where tshark's fields prove tlssniff's verdict wrong.
+
+What is compared (tshark's fields -> the verdict field they contradict):
+
+* ``sni``: the server_name of the first ClientHello.
+* ``version``: the negotiated version: the ServerHello's supported_versions, else its
+  legacy_version.
+* ``offered``: the last ClientHello carries pre_shared_key (``psk``), else a non-empty
+  session_ticket extension (``ticket``); a non-empty session id is an offer (``session_id``)
+  when the client did not offer TLS 1.3 and TLS <= 1.2 was negotiated. tlssniff claiming an
+  offer tshark does not see is a contradiction too.
+* ``handshake``: TLS 1.3: pre_shared_key in the final ServerHello is resumption (``psk``), its
+  absence a full handshake. TLS <= 1.2: the server's next plaintext message after ServerHello
+  is Certificate / ServerKeyExchange / CertificateRequest / ServerHelloDone (full) or
+  ChangeCipherSpec / NewSessionTicket (resumed). Where tshark sees neither, nothing is claimed.
+* ``connection``: a ClientHello tshark dissects on a connection tlssniff does not report.
+
+Connections tshark does not dissect as TLS (STARTTLS on unusual ports, QUIC and DTLS, which
+this check does not cover) are counted as *not checked*, never as contradictions.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+
+from tlssniff.analysis.verdict import ConnectionVerdict
+from tlssniff.errors import TlssniffError
+
+_HRR_RANDOM = "cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c"
+_FULL_NEXT = {11, 12, 13, 14}  # Certificate, ServerKeyExchange, CertificateRequest, SHDone
+_RESUMED_NEXT = {4}  # NewSessionTicket (TLS <= 1.2, before the server's ChangeCipherSpec)
+_VERSIONS = {"SSLv3": 0x0300, "TLSv1.0": 0x0301, "TLSv1.1": 0x0302, "TLSv1.2": 0x0303,
+             "TLSv1.3": 0x0304}
+_DISPLAY_FILTER = "tls.handshake.type or tls.record.content_type == 20"
+
+
+class TsharkMissing(TlssniffError):
+    """tshark (or pyshark) is not installed: the cross-check cannot run."""
+
+    exit_code = 2
+
+
+@dataclass(slots=True)
+class Contradiction:
+    client: str
+    server: str
+    field: str  # sni, version, offered, handshake, connection
+    tlssniff: str | None
+    tshark: str | None
+    frames: list[int] = field(default_factory=list)  # tshark's frame numbers of the hellos
+    capture: str | None = None
+
+    def to_dict(self) -> dict:
+        return {"client": self.client, "server": self.server, "field": self.field,
+                "tlssniff": self.tlssniff, "tshark": self.tshark, "frames": self.frames,
+                "capture": self.capture}
+
+
+@dataclass(slots=True)
+class VerifyResult:
+    tshark: str | None  # tshark's version line; None when not installed
+    compared: int = 0  # connections both saw
+    not_checked: int = 0  # tlssniff connections tshark did not dissect as TLS
+    contradictions: list[Contradiction] = field(default_factory=list)
+    error: str | None = None  # why the check could not run
+
+    @property
+    def agree(self) -> bool:
+        return self.error is None and not self.contradictions
+
+    def summary(self) -> str:
+        if self.error:
+            return f"not run: {self.error}"
+        head = (f"{self.compared} connections compared with {self.tshark}"
+                + (f", {self.not_checked} not dissected as TLS by tshark (not compared)"
+                   if self.not_checked else ""))
+        if not self.contradictions:
+            return head + ": tshark agrees with every verdict."
+        return head + f": {len(self.contradictions)} contradictions."
+
+    def to_dict(self) -> dict:
+        return {"tshark": self.tshark, "ran": self.error is None, "error": self.error,
+                "compared": self.compared, "not_checked": self.not_checked,
+                "agree": self.agree,
+                "contradictions": [c.to_dict() for c in self.contradictions]}
+
+
+@dataclass(slots=True)
+class _Stream:
+    """What tshark dissected on one TCP connection."""
+
+    client: str | None = None
+    server: str | None = None
+    ts: float | None = None
+    ch_frames: list = field(default_factory=list)
+    sh_frames: list = field(default_factory=list)
+    sni: str | None = None
+    ch_psk: bool = False  # of the last ClientHello
+    ch_ticket: bool = False
+    ch_session_id: bool = False
+    ch_offers_13: bool = False
+    sh_version: int | None = None
+    sh_psk: bool = False
+    next_after_sh: str | None = None  # "full", "resumed"
+    sh_seen: bool = False
+
+
+def tshark_version() -> str | None:
+    """tshark's version line, or None when tshark is not on PATH."""
+    import subprocess
+
+    exe = shutil.which("tshark")
+    if exe is None:
+        return None
+    try:
+        out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    import re
+
+    m = re.search(r"\d+\.\d+(\.\d+)?", out.stdout)
+    return f"tshark {m.group(0)}" if m else "tshark"
+
+
+def _endpoint(ip: str, port: str) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def _values(layer, name: str) -> list:
+    f = layer.get_field(name)
+    return [] if f is None else list(f.all_fields)
+
+
+def dissect(path: str) -> list[_Stream]:
+    """tshark's view of every TCP connection of ``path`` that carries a ClientHello."""
+    try:
+        import pyshark
+    except ImportError as err:
+        raise TsharkMissing(
+            "pyshark is not installed: pip install 'tlssniff[verify]' (and tshark: apt-get "
+            "install tshark)") from err
+    if shutil.which("tshark") is None:
+        raise TsharkMissing("tshark is not installed (Debian/Ubuntu: apt-get install tshark)")
+    streams: dict[str, _Stream] = {}
+    cap = pyshark.FileCapture(str(path), display_filter=_DISPLAY_FILTER, keep_packets=False)
+    try:
+        for pkt in cap:
+            if not hasattr(pkt, "tcp"):
+                continue  # QUIC and DTLS are not compared
+            ipl = pkt.ip if hasattr(pkt, "ip") else getattr(pkt, "ipv6", None)
+            if ipl is None:
+                continue
+            src = _endpoint(ipl.src, pkt.tcp.srcport)
+            dst = _endpoint(ipl.dst, pkt.tcp.dstport)
+            s = streams.setdefault(pkt.tcp.stream, _Stream())
+            number = int(pkt.number)
+            for layer in pkt.get_multiple_layers("tls"):
+                _read_layer(s, layer, src, dst, number, float(pkt.frame_info.time_epoch))
+    finally:
+        cap.close()
+    return [s for s in streams.values() if s.client is not None]
+
+
+def _read_layer(s: _Stream, layer, src: str, dst: str, number: int, ts: float) -> None:
+    types = [int(x.show) for x in _values(layer, "handshake_type")]
+    ext_types = [int(x.show) for x in _values(layer, "handshake_extension_type")]
+    ext_lens = [int(x.show) for x in _values(layer, "handshake_extension_len")]
+    exts = list(zip(ext_types, ext_lens))
+    from_client = s.client is None or src == s.client
+    if 1 in types and (s.client is None or from_client):
+        if s.client is None:
+            s.client, s.server, s.ts = src, dst, ts
+        s.ch_frames.append(number)
+        names = _values(layer, "handshake_extensions_server_name")
+        if names and s.sni is None:
+            s.sni = names[0].show
+        s.ch_psk = any(t == 41 for t, _ in exts)
+        s.ch_ticket = any(t == 35 and n > 0 for t, n in exts)
+        sid_len = _values(layer, "handshake_session_id_length")
+        s.ch_session_id = bool(sid_len) and int(sid_len[0].show) > 0
+        sv = [int(x.raw_value, 16) for x in _values(layer, "handshake_extensions_supported_version")]
+        s.ch_offers_13 = any(v == 0x0304 or v >> 8 == 0x7F for v in sv)
+        return
+    if s.client is None or from_client:
+        return
+    if 2 in types:
+        randoms = [x.raw_value for x in _values(layer, "handshake_random")]
+        hrr = bool(randoms) and randoms[0] == _HRR_RANDOM
+        s.sh_frames.append(number)
+        if not hrr:
+            s.sh_seen = True
+            sv = [int(x.raw_value, 16) for x in _values(layer, "handshake_extensions_supported_version")]
+            legacy = [int(x.raw_value, 16) for x in _values(layer, "handshake_version")]
+            s.sh_version = sv[0] if sv else (legacy[0] if legacy else None)
+            s.sh_psk = any(t == 41 for t, _ in exts)
+            after = types[types.index(2) + 1:]
+            s.next_after_sh = _next_kind(after, layer)
+        return
+    if s.sh_seen and s.next_after_sh is None:
+        s.next_after_sh = _next_kind(types, layer)
+
+
+def _next_kind(types: list[int], layer) -> str | None:
+    for t in types:
+        if t in _FULL_NEXT:
+            return "full"
+        if t in _RESUMED_NEXT:
+            return "resumed"
+    if any(x.show == "20" for x in _values(layer, "record_content_type")):
+        return "resumed"  # the server's ChangeCipherSpec before any other handshake message
+    return None
+
+
+def _version_code(name: str | None) -> int | None:
+    if not name:
+        return None
+    if name in _VERSIONS:
+        return _VERSIONS[name]
+    for prefix, base in (("TLSv1.3-draft", 0x7F00), ("TLSv1.3-experiment", 0x7E00)):
+        if name.startswith(prefix):
+            try:
+                return base | int(name.removeprefix(prefix))
+            except ValueError:
+                return None
+    return None
+
+
+def _name(code: int | None) -> str | None:
+    if code is None:
+        return None
+    for k, v in _VERSIONS.items():
+        if v == code:
+            return k
+    return f"0x{code:04x}"
+
+
+def compare(streams: list[_Stream], verdicts: list[dict], capture: str | None = None
+            ) -> tuple[int, int, list[Contradiction]]:
+    """(compared, not_checked, contradictions) of tshark's streams against JSONL verdicts."""
+    by_ends: dict[tuple[str, str], list[dict]] = {}
+    for v in verdicts:
+        if v.get("transport", "tcp") == "tcp":
+            by_ends.setdefault((v["client"], v["server"]), []).append(v)
+    used: set[int] = set()
+    compared = 0
+    out: list[Contradiction] = []
+    for s in streams:
+        cands = [v for v in by_ends.get((s.client, s.server), []) if id(v) not in used]
+        frames = s.ch_frames[:1] + s.sh_frames[-1:]
+
+        def bad(fld: str, ours, theirs) -> None:
+            out.append(Contradiction(s.client, s.server, fld, ours, theirs, frames, capture))
+
+        if not cands:
+            bad("connection", None, "ClientHello" + (f" (sni {s.sni})" if s.sni else ""))
+            continue
+        v = min(cands, key=lambda v: abs(v["ts"] - (s.ts or v["ts"])))
+        used.add(id(v))
+        compared += 1
+        if v.get("note") == "missing_start":
+            bad("connection", "missing_start", "ClientHello")
+            continue
+        if (v.get("sni") or None) != (s.sni or None):
+            bad("sni", v.get("sni"), s.sni)
+        if s.sh_seen and s.sh_version is not None and v.get("version"):
+            ours = _version_code(v["version"])
+            if ours is not None and ours != s.sh_version:
+                bad("version", v["version"], _name(s.sh_version))
+        # offered
+        if s.ch_psk:
+            want = "psk"
+        elif s.ch_ticket:
+            want = "ticket"
+        elif (s.ch_session_id and not s.ch_offers_13 and s.sh_version is not None
+              and s.sh_version <= 0x0303):
+            want = "session_id"
+        else:
+            want = None
+        got = v.get("offered")
+        if want is not None and got != want:
+            bad("offered", got, want)
+        elif want is None and got in ("psk", "ticket"):
+            bad("offered", got, "none")
+        elif want is None and got == "session_id" and not s.ch_session_id:
+            bad("offered", got, "none (empty session id)")
+        # handshake
+        hs = v.get("handshake")
+        if s.sh_seen and s.sh_version is not None:
+            if not 0x0300 <= s.sh_version <= 0x0303:  # TLS 1.3, its drafts and experiments
+                if s.sh_psk and hs != "psk":
+                    bad("handshake", hs, "psk (pre_shared_key in ServerHello)")
+                elif not s.sh_psk and hs == "psk":
+                    bad("handshake", hs, "full (no pre_shared_key in ServerHello)")
+            elif s.next_after_sh == "full" and hs != "full":
+                bad("handshake", hs, "full (Certificate/key exchange after ServerHello)")
+            elif s.next_after_sh == "resumed" and hs not in ("session_id", "ticket"):
+                bad("handshake", hs, "resumed (ChangeCipherSpec/NewSessionTicket after "
+                    "ServerHello)")
+    not_checked = sum(1 for group in by_ends.values() for v in group if id(v) not in used
+                      and v.get("note") != "missing_start")
+    return compared, not_checked, out
+
+
+def verify_captures(paths: list[str], verdicts: list[dict] | None = None) -> VerifyResult:
+    """Cross-check ``paths``; ``verdicts`` (JSONL dicts) default to tlssniff's own analysis,
+    one file at a time (so each verdict is compared with the file it came from)."""
+    result = VerifyResult(tshark=tshark_version())
+    for path in paths:
+        if verdicts is None:
+            from tlssniff.analysis.parallel import analyze_captures
+
+            mine: list[dict] = []
+            analyze_captures([str(path)], lambda v: mine.append(v.to_dict()))
+        else:
+            mine = [v for v in verdicts if v.get("capture") in (None, str(path))] \
+                if len(paths) > 1 else verdicts
+        compared, not_checked, bad = compare(dissect(str(path)), mine, str(path))
+        result.compared += compared
+        result.not_checked += not_checked
+        result.contradictions += bad
+    return result
+
+
+def verify_verdicts(paths: list[str], verdicts: list[ConnectionVerdict]) -> VerifyResult:
+    """The report's cross-check: never raises; says why when it cannot run."""
+    if shutil.which("tshark") is None:
+        return VerifyResult(tshark=None, error="tshark is not installed")
+    try:
+        return verify_captures(paths, [v.to_dict() for v in verdicts])
+    except TsharkMissing as err:
+        return VerifyResult(tshark=tshark_version(), error=str(err))
+    except Exception as err:  # tshark crashed or choked on the file: say so, keep the bundle
+        return VerifyResult(tshark=tshark_version(), error=f"{type(err).__name__}: {err}")
