@@ -18,9 +18,16 @@ need mergecap tshark
 need editcap tshark
 need ip iproute2
 need ps procps
-# nginx lives in /usr/sbin, which may not be on a non-root PATH.
+# headless browser for the report tests (tests/test_report.py renders report.html)
+command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+    MISSING="$MISSING chromium"
+# nginx and apache2 live in /usr/sbin, which may not be on a non-root PATH.
 if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
     MISSING="$MISSING nginx-light"
+fi
+# Apache httpd with mod_ssl (shmcb session cache): the probe and diagnostics tests use it.
+if ! command -v apache2 >/dev/null 2>&1 && [ ! -x /usr/sbin/apache2 ]; then
+    MISSING="$MISSING apache2"
 fi
 
 if [ -z "$MISSING" ]; then

@@ -1,7 +1,7 @@
 """Command line: thin typer commands over the pipeline; errors become one line and an exit code.
 
 Exit status: 0 success; 1 unexpected internal error; 2 unusable input (unreadable capture,
-bad option); 130 interrupted.
+bad option); 3 a server resumes less than --fail-under; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -145,6 +145,19 @@ def analyze(
             "follow connections across files. Without it each file is analyzed on its own.",
         ),
     ] = False,
+    fail_under: Annotated[
+        Optional[str],
+        typer.Option(
+            "--fail-under", metavar="RATE",
+            help="Exit with status 3 when a server with at least --min-handshakes handshakes "
+            "resumes less than RATE (0.8 or 80%) of its classified handshakes; the servers "
+            "are named on stderr. For cron and CI monitoring.",
+        ),
+    ] = None,
+    min_handshakes: Annotated[
+        int, typer.Option("--min-handshakes", metavar="N",
+                          help="Servers with fewer handshakes are not held to --fail-under.")
+    ] = 10,
 ) -> None:
     """Classify every TLS handshake in capture files and report resumption per server.
 
@@ -159,6 +172,10 @@ def analyze(
       tlssniff analyze day1.pcap.gz day2.pcap.gz --format jsonl | jq 'select(.offered != "none")'
 
       tlssniff analyze --one-stream rotated.pcap0 rotated.pcap1
+
+      tlssniff analyze capture.pcap --fail-under 80% --min-handshakes 20 || alert
+
+    Exit status: 0 done; 2 unusable input; 3 a server is under --fail-under.
     """
     if fmt not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
@@ -167,6 +184,12 @@ def analyze(
     if jobs < 0:
         raise UsageError("--jobs must be 0 (one per core) or more")
     jobs = jobs or os.cpu_count() or 1
+    from tlssniff.output.report import FAIL_UNDER_EXIT, fail_under_lines, parse_rate
+    from tlssniff.output.report import fail_under as _fail_under
+
+    rate = parse_rate(fail_under) if fail_under is not None else None
+    if min_handshakes < 1:
+        raise UsageError("--min-handshakes must be at least 1")
     _check_inputs(captures)
     limits = Limits(max_flows=max_flows, idle_timeout=idle_timeout, max_buffer=max_buffer,
                     max_pending_memory=max_pending_memory)
@@ -210,6 +233,12 @@ def analyze(
     if totals.errors:
         # What came before the damage was reported above; the run still failed.
         raise CaptureError("; ".join(totals.errors))
+    if rate is not None:
+        failing = _fail_under(agg, rate, min_handshakes)
+        for line in fail_under_lines(failing, rate):
+            err_console.print(f"tlssniff: {line}", markup=False, soft_wrap=True)
+        if failing:
+            raise typer.Exit(FAIL_UNDER_EXIT)
 
 
 def main() -> None:
@@ -256,3 +285,7 @@ from tlssniff.commands import live as _live  # noqa: E402
 app.command("live")(_live.live)
 from tlssniff.commands import probe as _probe  # noqa: E402
 app.command("probe")(_probe.probe)
+from tlssniff.commands import report as _report  # noqa: E402
+app.command("report")(_report.report)
+from tlssniff.commands import verify as _verify  # noqa: E402
+app.command("verify")(_verify.verify)

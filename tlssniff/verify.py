@@ -254,7 +254,7 @@ def compare(streams: list[_Stream], verdicts: list[dict], capture: str | None = 
         cands = [v for v in by_ends.get((s.client, s.server), []) if id(v) not in used]
         frames = s.ch_frames[:1] + s.sh_frames[-1:]
 
-        def bad(fld: str, ours, theirs) -> None:
+        def bad(fld: str, ours, theirs, s=s, frames=frames) -> None:
             out.append(Contradiction(s.client, s.server, fld, ours, theirs, frames, capture))
 
         if not cands:
@@ -316,7 +316,7 @@ def verify_captures(paths: list[str], verdicts: list[dict] | None = None) -> Ver
             from tlssniff.analysis.parallel import analyze_captures
 
             mine: list[dict] = []
-            analyze_captures([str(path)], lambda v: mine.append(v.to_dict()))
+            analyze_captures([str(path)], lambda v, mine=mine: mine.append(v.to_dict()))
         else:
             mine = [v for v in verdicts if v.get("capture") in (None, str(path))] \
                 if len(paths) > 1 else verdicts

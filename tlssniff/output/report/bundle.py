@@ -198,7 +198,6 @@ def _choose(verdicts: list[ConnectionVerdict], findings: list[Finding],
     for v in verdicts:
         index.setdefault((v.client, v.server), []).append(v)
     cites: dict[int, list[str]] = {}
-    by_id: dict[int, ConnectionVerdict] = {}
     for f in findings:
         for e in f.evidence:
             for v in index.get((e.client, e.server), []):
@@ -207,7 +206,6 @@ def _choose(verdicts: list[ConnectionVerdict], findings: list[Finding],
                     cites.setdefault(id(v), [])
                     if why not in cites[id(v)]:
                         cites[id(v)].append(why)
-                    by_id[id(v)] = v
                     break
     chosen = [Chosen(v, _comment(v, cites[id(v)], anon), True)
               for v in verdicts if id(v) in cites]
@@ -376,3 +374,10 @@ class _Context:
             },
             "files": files,
         }
+
+
+def fail_under_lines(servers: list[ServerStats], rate: float) -> list[str]:
+    """One stderr line per server under ``--fail-under`` (what analyze, report and live say)."""
+    return [f"resumption rate under {100 * rate:g}%: {stats_label(s)}: "
+            f"{100 * (s.resumption_rate or 0):.0f}% ({s.resumed} of {s.classified} classified, "
+            f"{s.handshakes} handshakes)" for s in servers]

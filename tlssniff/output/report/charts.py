@@ -141,7 +141,7 @@ def session_ages(ages: dict[str, dict[str, list[float]]]) -> str | None:
         return None
     plt = _plt()
     fig, ax = plt.subplots(figsize=(9, 0.7 * len(rows) + 1.6))
-    for i, (label, acc, ref) in enumerate(rows):
+    for i, (_label, acc, ref) in enumerate(rows):
         y = len(rows) - 1 - i
         ax.scatter(acc, [y + 0.12] * len(acc), marker="o", s=46, color="#2ca02c",
                    label="accepted" if i == 0 else None, zorder=3)

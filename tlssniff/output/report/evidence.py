@@ -144,32 +144,37 @@ def _l4_offset_v6(buf: bytearray, off: int) -> tuple[int, int] | None:
     return nxt, start
 
 
-def rewrite_address(linktype: int, frame: bytes, old: bytes, new: bytes) -> bytes:
-    """``frame`` with IP address ``old`` replaced by ``new`` (source or destination), the IPv4
-    header checksum and the TCP/UDP checksum updated. Unchanged when the frame is not IP."""
+def _locate(linktype: int, frame: bytes) -> tuple[int, int, int, int] | None:
+    """(IP offset, IP version, transport protocol, transport offset) or None."""
     try:
         where = _l3_offset(linktype, frame)
     except (MalformedFrame, IndexError):
-        return frame
+        return None
+    if where is None or where[0] >= len(frame):
+        return None
+    off = where[0]
+    version = frame[off] >> 4
+    if version == 4 and len(frame) >= off + 20:
+        return off, 4, frame[off + 9], off + ((frame[off] & 0x0F) << 2)
+    if version == 6 and len(frame) >= off + 40:
+        r = _l4_offset_v6(bytearray(frame), off)
+        proto, l4 = r if r is not None else (-1, len(frame))
+        return off, 6, proto, l4
+    return None
+
+
+def rewrite_address(linktype: int, frame: bytes, old: bytes, new: bytes) -> bytes:
+    """``frame`` with IP address ``old`` replaced by ``new`` (source or destination), the IPv4
+    header checksum and the TCP/UDP checksum updated. Unchanged when the frame is not IP."""
+    where = _locate(linktype, frame)
     if where is None:
         return frame
-    off = where[0]
+    off, version, proto, l4 = where
     buf = bytearray(frame)
-    if off >= len(buf):
-        return frame
-    version = buf[off] >> 4
-    if version == 4 and len(old) == 4 and len(buf) >= off + 20:
-        proto = buf[off + 9]
-        hl = (buf[off] & 0x0F) << 2
-        l4 = off + hl
+    if version == 4 and len(old) == 4:
         fields = (off + 12, off + 16)
         ipsum = off + 10
-    elif version == 6 and len(old) == 16 and len(buf) >= off + 40:
-        r = _l4_offset_v6(buf, off)
-        if r is None:
-            proto, l4 = -1, len(buf)
-        else:
-            proto, l4 = r
+    elif version == 6 and len(old) == 16:
         fields = (off + 8, off + 24)
         ipsum = None
     else:
@@ -229,6 +234,15 @@ def redact_payload(
             buf[i:i + len(value)] = redactor.raw(kind, value)
             n += 1
             i = buf.find(value, i + len(value))
+    if n:
+        where = _locate(linktype, frame)
+        if where is not None and where[2] == 6 and where[3] + 18 <= len(buf):
+            l4 = where[3]
+            old, new = frame[l4:], bytes(buf[l4:])
+            if len(old) % 2:
+                old, new = old + b"\0", new + b"\0"
+            cs = struct.unpack_from("!H", buf, l4 + 16)[0]
+            struct.pack_into("!H", buf, l4 + 16, _csum_update(cs, old, new))
     return bytes(buf), n
 
 

@@ -1,0 +1,22 @@
+"""Evidence bundles for incident tickets (docs/report.md).
+
+``write_bundle(out_dir, verdicts, aggregator, diagnostics, counters, inputs, argv, ...)``
+writes summary.md, report.html, summary.json, handshakes.jsonl, evidence.pcapng and
+provenance.json; ``fail_under(aggregator, rate, min_handshakes)`` lists the servers that make
+``--fail-under`` exit with status 3.
+"""
+
+from tlssniff.output.report.bundle import (
+    Bundle,
+    describe,
+    fail_under,
+    fail_under_lines,
+    parse_rate,
+    stats_label,
+    write_bundle,
+)
+
+FAIL_UNDER_EXIT = 3
+
+__all__ = ["Bundle", "FAIL_UNDER_EXIT", "describe", "fail_under", "fail_under_lines", "parse_rate", "stats_label",
+           "write_bundle"]

@@ -1,0 +1,180 @@
+"""report.html: the summary and the charts in one file that opens offline.
+
+No external resource at all: the styles are inline and the charts are SVG drawn by matplotlib
+(:mod:`tlssniff.output.report.charts`) and pasted in. Every piece of text from the capture
+(SNI, messages) is HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import html
+import shlex
+
+from tlssniff import __version__
+from tlssniff.output.report import charts
+from tlssniff.output.report.bundle import _Context, iso, stats_label
+from tlssniff.output.report.markdown import VERDICT_TEXT, mix, pct
+
+_CSS = """
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:24px auto;max-width:1100px;
+color:#222;line-height:1.45;padding:0 16px}
+h1{font-size:1.6em;margin-bottom:.2em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;
+margin-top:1.6em}table{border-collapse:collapse;margin:.6em 0;font-size:.9em}
+td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}
+th{background:#f3f3f3}td.n{text-align:right}tr.fail td{background:#fff1f0}
+.sev-error{color:#b00020;font-weight:bold}.sev-warning{color:#a05a00;font-weight:bold}
+.sev-info{color:#00639b;font-weight:bold}.finding{border-left:4px solid #ccc;padding:.2em .8em;
+margin:.8em 0}.finding.error{border-color:#b00020}.finding.warning{border-color:#e69500}
+.finding.info{border-color:#00639b}code{background:#f4f4f4;padding:0 3px}
+.chart svg{max-width:100%;height:auto}.muted{color:#666}ul.short li{margin:.3em 0}
+"""
+
+
+def e(x) -> str:
+    return html.escape("" if x is None else str(x))
+
+
+def _verdict_html() -> str:
+    """The markdown verdict text as simple HTML (bullets, bold, code)."""
+    import re
+
+    out = []
+
+    def inline(t: str) -> str:
+        t = e(t)
+        t = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", t)
+        return re.sub(r"`(.+?)`", r"<code>\1</code>", t)
+
+    for block in VERDICT_TEXT.split("\n\n"):
+        lines = block.strip().splitlines()
+        if lines and lines[0].startswith("- "):
+            items, cur = [], ""
+            for line in lines:
+                if line.startswith("- "):
+                    if cur:
+                        items.append(cur)
+                    cur = line[2:]
+                else:
+                    cur += " " + line.strip()
+            items.append(cur)
+            out.append("<ul>" + "".join(f"<li>{inline(i)}</li>" for i in items) + "</ul>")
+        elif lines:
+            out.append(f"<p>{inline(' '.join(lines))}</p>")
+    return "\n".join(out)
+
+
+def render(ctx: _Context) -> str:
+    first, last = ctx.time_range()
+    counts = ctx.counts()
+    ev = counts["evidence"]
+    from tlssniff.output.report.markdown import headline
+
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        "<title>tlssniff: TLS session resumption report</title>",
+        f"<style>{_CSS}</style></head><body>",
+        "<h1>TLS session resumption report</h1>",
+        f"<p class='muted'>tlssniff {e(__version__)}: {counts['handshakes_jsonl']} TLS "
+        f"connections to {counts['servers']} servers, captured {e(iso(first))} to "
+        f"{e(iso(last))} (UTC), from {e(', '.join(i['name'] for i in ctx.inputs) or 'a live capture')}.</p>",
+        "<h2>In short</h2><ul class='short'>",
+    ]
+    import re
+
+    for line in headline(ctx):
+        t = e(line[2:])
+        t = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", t)
+        t = re.sub(r"`(.+?)`", r"<code>\1</code>", t)
+        parts.append(f"<li>{t}</li>")
+    parts.append("</ul>")
+
+    parts.append("<h2>Charts</h2>")
+    why = charts.available()
+    if why:
+        parts.append(f"<p class='muted'>No charts: {e(why)}.</p>")
+    else:
+        for svg, empty in _charts(ctx):
+            if svg:
+                parts.append(f"<div class='chart'>{svg}</div>")
+            else:
+                parts.append(f"<p class='muted'>{e(empty)}</p>")
+
+    parts.append("<h2>Findings</h2>")
+    if not ctx.findings:
+        parts.append("<p>No findings: nothing in the capture explains a low resumption rate.</p>")
+    for f, d in zip(ctx.findings, ctx.finding_dicts()):
+        sev = f.severity.value
+        parts.append(f"<div class='finding {sev}'><p><span class='sev-{sev}'>{sev.upper()}</span> "
+                     f"<code>{e(f.code)}</code> {e(', '.join(f.servers))}</p><p>{e(f.message)}</p>")
+        if d["evidence"]:
+            parts.append("<table><tr><th>client</th><th>server</th><th>time (UTC)</th>"
+                         "<th>frames</th><th>what it shows</th></tr>")
+            for x in d["evidence"]:
+                parts.append(f"<tr><td>{e(x['client'])}</td><td>{e(x['server'])}</td>"
+                             f"<td>{e(iso(x['ts']))}</td><td>{e(','.join(map(str, x['frames'])))}"
+                             f"</td><td>{e(x['why'])}</td></tr>")
+            parts.append("</table>")
+        parts.append("</div>")
+
+    parts.append("<h2>Resumption per server</h2><table><tr><th>server</th><th>SNI</th>"
+                 "<th>handshakes</th><th>classified</th><th>resumed</th><th>offered</th>"
+                 "<th>accepted</th><th>refused</th><th>hit rate</th><th>mix</th>"
+                 "<th>versions</th></tr>")
+    flagged = {stats_label(s) for s in ctx.failing} | set(ctx.problems)
+    for s in ctx.agg.sorted_servers():
+        fail = stats_label(s) in flagged
+        parts.append(
+            f"<tr{' class=fail' if fail else ''}><td>{e(s.server)}{' (fails)' if fail else ''}</td>"
+            f"<td>{e(s.sni or '-')}</td><td class=n>{s.handshakes}</td>"
+            f"<td class=n>{s.classified}</td><td class=n>{s.resumed} ({pct(s.resumption_rate)})</td>"
+            f"<td class=n>{s.offered}</td><td class=n>{s.accepted}</td><td class=n>{s.refused}</td>"
+            f"<td class=n>{pct(s.hit_rate)}</td><td>{e(mix(s.by_handshake))}</td>"
+            f"<td>{e(', '.join(f'{k} {n}' for k, n in sorted(s.by_version.items())))}</td></tr>")
+    parts.append("</table>")
+
+    parts.append("<h2>What the verdicts mean</h2>" + _verdict_html())
+
+    parts.append("<h2>How this was analyzed</h2><ul>")
+    parts.append(f"<li>Command: <code>{e(shlex.join(ctx.argv))}</code></li>")
+    parts.append(f"<li>Analyzed at {e(iso(ctx.started))} (UTC), passively.</li>")
+    for i in ctx.inputs:
+        parts.append(f"<li>Input <code>{e(i['path'])}</code>: {e(i.get('size'))} bytes, sha256 "
+                     f"<code>{e(i.get('sha256'))}</code></li>")
+    c = ctx.counters
+    if c:
+        parts.append(f"<li>{e(c.get('frames'))} frames, {e(c.get('tcp_connections'))} TCP "
+                     f"connections, {e(c.get('tls_connections'))} TLS connections.</li>")
+    parts.append(f"<li>Cross-check by Wireshark's dissector: {e(ctx.check.get('summary'))}</li>")
+    parts.append(f"<li>evidence.pcapng: {ev['connections']} connections ({ev['cited']} cited, "
+                 f"{ev['sampled']} sampled), {ev['packets']} packets with verdict comments.</li>")
+    if ctx.anon is not None:
+        parts.append("<li>Client addresses are pseudonyms (--anonymize).</li>")
+    if ctx.redacted:
+        parts.append("<li>Session ids, tickets and PSK identities are keyed hashes "
+                     "(--redact).</li>")
+    parts.append("</ul></body></html>\n")
+    return "\n".join(parts)
+
+
+def _charts(ctx: _Context):
+    series: dict[str, list] = {}
+    refused: dict[str, int] = {}
+    for v in ctx.verdicts:
+        label = f"{v.server} {v.sni}" if v.sni else v.server
+        if v.handshake.value != "unknown":
+            series.setdefault(label, []).append((v.ts, v.resumed))
+        if v.refused:
+            refused[label] = refused.get(label, 0) + 1
+    order = [stats_label(s) for s in ctx.agg.sorted_servers()]
+    series = {k: series[k] for k in order if k in series}
+    first, _ = ctx.time_range()
+    t0 = min((ts for s in series.values() for ts, _ in s), default=first or 0.0)
+    yield (charts.rate_over_time(series, t0),
+           "Resumption over time: no classified handshake.")
+    rows = [(stats_label(s), charts.mix_counts(s, refused.get(stats_label(s), 0)))
+            for s in ctx.agg.sorted_servers()]
+    yield charts.mechanism_mix(rows), "Mechanism mix: no handshake."
+    yield (charts.session_ages(ctx.diag.session_ages()),
+           "Session ages: no TLS <= 1.2 offer could be linked to the full handshake that "
+           "issued its session (TLS 1.3 tickets are issued encrypted), so there is no age "
+           "to chart.")
