@@ -42,7 +42,7 @@ def capture_files() -> list[Path]:
 class _Recorder:
     """A flow-table app that keeps the first bytes of each direction, in arrival order."""
 
-    __slots__ = ("flow", "chunks", "size", "done", "segs")
+    __slots__ = ("flow", "chunks", "size", "done")
 
     def __init__(self, flow) -> None:
         self.flow = flow
@@ -125,7 +125,8 @@ def _reassembly_seed(segments: list[tuple[int, int, int]]) -> bytes | None:
             if off > 0xFFFF:
                 break
             big = ln > 255
-            out += struct.pack("!BHB", 0x80 if big else 0, off, min(255, -(-ln // 64) if big else ln))
+            units = min(255, -(-ln // 64)) if big else ln
+            out += struct.pack("!BHB", 0x80 if big else 0, off, units)
     return bytes(out) if len(out) > 10 else None
 
 
@@ -166,7 +167,7 @@ def build(verbose: bool = True) -> dict[str, int]:
             add("tls", join_chunks(chunks))
             for h in _hello_seeds(chunks):
                 add("hello", h)
-        for key, s in segs.items():
+        for s in segs.values():
             add("reassembly", _reassembly_seed(s))
         seen_kinds = set()
         for linktype, frame in frames:

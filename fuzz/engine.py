@@ -37,6 +37,7 @@ class Report:
     slowest: float = 0.0
     slowest_len: int = 0
     slowest_path: str | None = None
+    slowest_retimed: float | None = None  # the slowest input run again (best of 3): outlier or not
 
     def render(self) -> str:
         rate = self.iterations / self.seconds if self.seconds else 0.0
@@ -45,6 +46,8 @@ class Report:
             f"{self.seconds:.1f} s ({rate:.0f}/s)",
             f"  uncaught exceptions: {self.exceptions} ({len(self.distinct)} distinct)",
             f"  slowest input: {self.slowest * 1000:.1f} ms ({self.slowest_len} bytes)"
+            + (f", {self.slowest_retimed * 1000:.1f} ms when run again"
+               if self.slowest_retimed is not None else "")
             + (f", saved as {self.slowest_path}" if self.slowest_path else ""),
             f"  inputs over {SLOW_SECONDS:g} s: {self.slow}",
         ]
@@ -111,6 +114,15 @@ class Runner:
         r.seconds = time.monotonic() - self.start
         if self.slowest_data:
             r.slowest_path = str(self._save("slowest", self.slowest_data))
+            times = []
+            for _ in range(3):
+                t0 = time.perf_counter()
+                try:
+                    self.fn(self.slowest_data)
+                except Exception:  # noqa: BLE001 - already counted
+                    pass
+                times.append(time.perf_counter() - t0)
+            r.slowest_retimed = min(times)
         return r
 
 
@@ -192,6 +204,7 @@ def run_atheris(name: str, args, seed_dir: Path, findings: Path) -> None:
             report = runner.finish()
             print(report.render(), flush=True)
             sys.stdout.flush()
+            targets.cleanup()
             os._exit(1 if report.exceptions or report.slow else 0)
 
     work = Path(args.work) / name

@@ -20,6 +20,7 @@ Input layouts are small and forgiving so that mutated seeds stay meaningful:
 
 from __future__ import annotations
 
+import atexit
 import os
 import struct
 import tempfile
@@ -163,6 +164,17 @@ class _CaptureFile:
 
 
 _scratch: dict[str, _CaptureFile] = {}
+
+
+@atexit.register
+def cleanup() -> None:
+    """Remove the scratch capture files (the atheris engine calls this before ``os._exit``)."""
+    for scratch in _scratch.values():
+        try:
+            os.unlink(scratch.path)
+        except OSError:
+            pass
+    _scratch.clear()
 
 
 def _tight_limits(data: bytes) -> Limits:

@@ -23,7 +23,7 @@ from tlssniff.capture.files import open_capture
 from tlssniff.flow.reassembly import MAX_SEGMENTS, StreamReassembler
 from tlssniff.flow.table import PENDING_COST, FlowTable, Limits
 from tlssniff.output.table import print_report
-from tlssniff.testing.pcapwriter import Endpoint, PcapWriter, tcp_frames, write_pcap
+from tlssniff.testing.pcapwriter import Endpoint, PcapWriter, TcpOptions, tcp_frames, write_pcap
 
 # -- helpers -----------------------------------------------------------------------------------
 
@@ -448,3 +448,19 @@ def test_flipped_bytes_leave_untouched_connections_alone(generated: Path, tmp_pa
     assert len(untouched) > len(clean) * 0.5
     diffs = [(k, clean[k], dirty.get(k)) for k in untouched if clean[k] != dirty.get(k)]
     assert not diffs, diffs[:3]
+
+
+def test_evicted_partial_client_hello_is_reported_evicted(tmp_path: Path) -> None:
+    """A connection evicted before its ClientHello was whole says so (not `malformed`)."""
+    convs = []
+    for i in range(30):
+        convs.append(tcp_frames([("c", CH[: len(CH) // 2])], Endpoint("10.0.0.1", 30000 + i),
+                                Endpoint("10.0.0.2", 443), start=1_700_000_000.0 + i,
+                                options=TcpOptions(no_fin=True),
+                                rng=random.Random(i)))
+    path = tmp_path / "partial.pcap"
+    write_pcap(path, convs)
+    verdicts: list = []
+    a = analyze_paths([str(path)], verdicts.append, Limits(max_flows=10))
+    notes = [v.note.value for v in verdicts]
+    assert a.counters.evicted == 20 and notes.count("evicted") == 20, notes

@@ -7,6 +7,7 @@ bad option); 3 a server resumes less than --fail-under; 130 interrupted.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import sys
 from pathlib import Path
@@ -243,6 +244,10 @@ def analyze(
 
 def main() -> None:
     """Console entry point: domain errors become one line on stderr and an exit status."""
+    # The analysis allocates many short-lived objects and makes no reference cycles worth
+    # collecting early: a larger first generation saves ~5% (bench/bench.py, callgrind).
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
     try:
         # With standalone_mode=False click returns a command's typer.Exit code instead of
         # exiting: pass it on.

@@ -40,7 +40,9 @@ def classify(
     chs = t.client_hellos
     sh = t.server_hello
     if not chs:
-        v.note = _error_note(t) or Note.MALFORMED
+        # No complete ClientHello: evicted or cut by a gap before it was whole, else malformed.
+        v.note = (_error_note(t) or _end_note(end_reason)
+                  or (Note.GAP if end_reason == "gap" else Note.MALFORMED))
         return v
     ch = chs[0]
     v.sni = ch.sni

@@ -34,7 +34,7 @@ def live(
     iface: Annotated[str, typer.Argument(help="Interface to capture on (eth0, lo, any).",
                                          show_default=False)],
     bpf: Annotated[Optional[str], typer.Option(
-        "--filter", help="BPF capture filter, applied in the kernel. Default: tcp.")] = None,
+        "--filter", help="BPF capture filter, applied in the kernel. Default: tcp or udp port 443 (QUIC).")] = None,
     duration: Annotated[Optional[float], typer.Option(
         "--duration", help="Stop after S seconds.", metavar="S")] = None,
     count: Annotated[Optional[int], typer.Option(
@@ -58,6 +58,9 @@ def live(
         help="Drop root privileges to --user after opening the capture.")] = True,
     buffer_mb: Annotated[int, typer.Option(
         help="Kernel ring buffer in MB (what absorbs bursts and pauses).")] = 64,
+    backend: Annotated[str, typer.Option(
+        help="auto: a memory-mapped AF_PACKET ring on Ethernet and loopback interfaces, "
+        "libpcap elsewhere; ring; pcap.")] = "auto",
     max_flows: Annotated[int, typer.Option(
         help="Connections tracked at once; the least active are evicted beyond.")
     ] = _DEFAULT_LIMITS.max_flows,
@@ -87,7 +90,7 @@ def live(
 
     from tlssniff.analysis.aggregate import Aggregator
     from tlssniff.analysis.pipeline import Analyzer
-    from tlssniff.capture.live import DEFAULT_FILTER, LiveCapture, LiveCaptureError
+    from tlssniff.capture.live import DEFAULT_FILTER, LiveCapture
     from tlssniff.capture.live import drop_privileges as _drop
     from tlssniff.output.formats import VerdictWriter
     from tlssniff.output.table import print_report
@@ -96,6 +99,8 @@ def live(
         raise UsageError(f"--format must be one of {', '.join(_FORMATS)}, not {fmt!r}")
     if duration is not None and duration <= 0 or count is not None and count < 1:
         raise UsageError("--duration and --count must be positive")
+    if backend not in ("auto", "ring", "pcap"):
+        raise UsageError(f"--backend must be auto, ring or pcap, not {backend!r}")
     if snaplen < 64 or buffer_mb < 1:
         raise UsageError("--snaplen must be at least 64 and --buffer-mb at least 1")
     if max_flows < 1 or idle_timeout <= 0 or max_buffer < 0:
@@ -114,7 +119,8 @@ def live(
         if not quiet:
             err.print(f"tlssniff: {message}", markup=False, soft_wrap=True)
 
-    cap = LiveCapture(iface, bpf, snaplen=snaplen, promisc=promisc, buffer_mb=buffer_mb)
+    cap = LiveCapture(iface, bpf, snaplen=snaplen, promisc=promisc, buffer_mb=buffer_mb,
+                      backend=backend)
     with contextlib.ExitStack() as stack:
         cap.open()
         stack.callback(cap.close)
@@ -162,7 +168,7 @@ def live(
 
         old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         stack.callback(lambda: [signal.signal(s, h) for s, h in old.items()])
-        note(f"listening on {iface}, link type {cap.linktype}, filter {bpf!r}")
+        note(f"listening on {iface} ({cap.backend}), link type {cap.linktype}, filter {bpf!r}")
 
         dash = None
         if dashboard_on:
@@ -183,6 +189,8 @@ def live(
             limit = 4096 if count is None else min(4096, count - frame_no)
             batch = read(limit)
             if batch:
+                if count is not None and len(batch) > limit:
+                    batch = batch[:limit]  # the ring hands out whole blocks
                 if pcapng is None:
                     for ts, lt, frame in batch:
                         frame_no += 1
@@ -305,7 +313,8 @@ def _drain(cap, feed, pcapng, frame_no: int, count: int | None) -> int:
     end = time.monotonic() + _DRAIN_SECONDS
     quiet_until = time.monotonic() + 2 * BLOCK_TIMEOUT_MS / 1000
     while time.monotonic() < end:
-        batch = cap.read(4096 if count is None else min(4096, count - frame_no))
+        limit = 4096 if count is None else min(4096, count - frame_no)
+        batch = cap.read(limit)[:limit]
         if batch:
             for ts, lt, frame in batch:
                 frame_no += 1

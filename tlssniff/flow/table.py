@@ -165,6 +165,11 @@ class FlowTable:
         seq = d[5]
         flags = d[7]
         payload = d[8]
+        if flow is not None and flow.done and flags & SYN and not flags & ACK:
+            # A bare SYN on the 4-tuple of a finished connection: the client reused its port
+            # (busy clients do within seconds); a new connection, not more of the old one.
+            self._drop(flow)
+            flow = None
         if flow is None:
             if flags & RST or not (payload or flags & SYN):
                 return  # a stray ACK/FIN/RST of a connection we never saw carry anything

@@ -76,8 +76,14 @@ class RecordStream:
                 return events
             data = data[self._record_skip :]
             self._record_skip = 0
-        buf = self._buf
-        buf += data
+        # Usually nothing is held over and the chunk holds whole records: parse the chunk
+        # itself and copy only what is left over into the buffer.
+        held = self._buf
+        if held:
+            held += data
+            buf = held
+        else:
+            buf = data
         pos = 0
         end = len(buf)
         try:
@@ -112,7 +118,9 @@ class RecordStream:
                     break
                 if end - pos - 5 < length:
                     break
-                body = bytes(buf[pos + 5 : pos + 5 + length])
+                body = buf[pos + 5 : pos + 5 + length]
+                if buf is held:
+                    body = bytes(body)
                 pos += 5 + length
                 self.records += 1
                 if ctype == 22:
@@ -129,7 +137,10 @@ class RecordStream:
                     else:
                         events.append((ALERT, body[0], body[1]))
         finally:
-            del buf[:pos]
+            if buf is held:
+                del held[:pos]
+            elif pos < end:
+                held += buf[pos:]
         return events
 
     def held(self) -> int:
