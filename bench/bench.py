@@ -8,7 +8,7 @@
 For each capture it runs, alternating within each round so that machine noise hits all alike:
 
   (a) tlssniff analyze FILE --format jsonl         (the whole CLI, startup included)
-  (b) tshark -r FILE -Y 'tls.handshake.type in {1 2}' -T fields -e ... (the same hello fields)
+  (b) tshark -r FILE -Y 'tls.handshake.type in {1,2}' -T fields -e ... (the same hello fields)
   (c) the floor: a bare Python loop that walks the pcap record headers and touches nothing else
 
 and prints the best time of each, packets/s, handshakes/s, the ratios a/b and a/c, and the peak
@@ -89,7 +89,7 @@ def tlssniff_cmd(path: str, *extra: str) -> list[str]:
 
 
 def tshark_cmd(path: str) -> list[str]:
-    cmd = ["tshark", "-n", "-r", path, "-Y", "tls.handshake.type in {1 2}", "-T", "fields"]
+    cmd = ["tshark", "-n", "-r", path, "-Y", "tls.handshake.type in {1,2}", "-T", "fields"]
     for f in TSHARK_FIELDS:
         cmd += ["-e", f]
     return cmd

@@ -13,6 +13,9 @@ from tlssniff.analysis.verdict import ConnectionVerdict
 
 FORMATS = ("table", "json", "jsonl", "csv", "ecs")
 
+# One encoder for every line: json.dumps(..., separators=...) would build a new one per call.
+_encode_line = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
+
 CSV_FIELDS = (
     "ts", "client", "server", "transport", "sni", "version", "offered", "handshake", "resumed",
     "hrr", "early_data", "established", "alpn", "cipher", "note", "alert", "capture",
@@ -39,9 +42,9 @@ class VerdictWriter:
     def write(self, v: ConnectionVerdict) -> None:
         fmt = self.fmt
         if fmt == "jsonl":
-            self.out.write(json.dumps(v.to_dict(), separators=(",", ":")) + "\n")
+            self.out.write(_encode_line(v.to_dict()) + "\n")
         elif fmt == "ecs":
-            self.out.write(json.dumps(to_ecs(v), separators=(",", ":")) + "\n")
+            self.out.write(_encode_line(to_ecs(v)) + "\n")
         elif fmt == "csv":
             row = v.to_dict()
             self._csv.writerow({k: ("" if row[k] is None else row[k]) for k in CSV_FIELDS})
