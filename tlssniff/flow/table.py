@@ -224,7 +224,7 @@ class FlowTable:
         if flags & SYN and flags & ACK:
             src, dst = dst, src  # a SYN-ACK comes from the server
         if self._next_sweep is None:
-            self._next_sweep = ts + self.limits.idle_timeout / 4
+            self._next_sweep = ts + self._sweep_interval()
         elif ts >= self._next_sweep:
             self.sweep(ts)
         while self.count >= self.limits.max_flows:
@@ -343,6 +343,11 @@ class FlowTable:
         live = self._live
         self._done_q = deque(f for f in self._done_q if live(f))
 
+    def _sweep_interval(self) -> float:
+        # Often enough that closed connections leave about CLOSED_GRACE after their last packet:
+        # memory then follows the connections in flight, not the length of the capture.
+        return min(CLOSED_GRACE, self.limits.idle_timeout / 4)
+
     def sweep(self, now: float) -> None:
         """Expire idle connections and forget closed ones past their grace period."""
         idle_before = now - self.limits.idle_timeout
@@ -357,7 +362,7 @@ class FlowTable:
                 self._drop(flow)
         self._compact_pending()
         self._compact_done()
-        self._next_sweep = now + self.limits.idle_timeout / 4
+        self._next_sweep = now + self._sweep_interval()
 
     def finish_all(self) -> None:
         """End of input: every connection still open is decided with what was captured."""
