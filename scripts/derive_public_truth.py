@@ -91,7 +91,9 @@ def tshark_tcp(path: str) -> dict[int, Conn]:
         src = v[f"{kind}.src"].split(",")[-1]
         dst = v[f"{kind}.dst"].split(",")[-1]
         # only the innermost TCP header counts (tcp fields may repeat for tunnels in tunnels)
-        last = lambda k: v[k].split(",")[-1]
+        def last(k, v=v):
+            return v[k].split(",")[-1]
+
         sport, dport = int(last("tcp.srcport")), int(last("tcp.dstport"))
         stream = int(last("tcp.stream"))
         seq = int(last("tcp.seq_raw"))
@@ -803,7 +805,7 @@ def compare_zeek(result: dict) -> None:
                     print(f"{rel}\t{e['client']}\t-> {e['server']}\tours={v['version']}/{v['offered']}/{v['handshake']}\tZEEK: no row")
                     continue
                 seen = set()
-                for test, fn, traces, z in zs:
+                for _test, _fn, _traces, z in zs:
                     sig = (z.get("version"), z.get("resumed"), z.get("server_name"), z.get("established"), z.get("ssl_history"))
                     if sig in seen:
                         continue

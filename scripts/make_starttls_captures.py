@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
 
-from make_captures import SNI, assign_client_ports, free_port, make_cert, s_client  # noqa: E402
+from make_captures import assign_client_ports, free_port, make_cert, s_client  # noqa: E402
 from udp_capture import Tcpdump  # noqa: E402
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import gzip
 import os
 import struct
-import zlib
 from pathlib import Path
 
 import dpkt

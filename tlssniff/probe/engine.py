@@ -438,7 +438,7 @@ class Prober:
             issued = list(pool.map(lambda job: self.issue(job[0].mechanism, job[0].target, "age"),
                                    jobs))
             plan = []
-            for (run, age), (issue, session, why) in zip(jobs, issued):
+            for (run, age), (issue, session, _why) in zip(jobs, issued):
                 issue.note = f"issues the session presented at age {age:g} s"
                 run.extra_issues.append(issue)
                 if session is not None:
