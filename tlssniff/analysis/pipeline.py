@@ -236,13 +236,7 @@ class Analyzer:
         c = self.counters
         if app.state == TLS:
             v = self._verdict(flow)
-            classify(app.tracker, v, self._was_issued, app.end_reason)
-            if app.tracker.error == "malformed":
-                c.malformed_tls += 1
-            elif app.tracker.error == "oversized":
-                c.oversized_tls += 1
-            if v.issued_session_id:
-                self._remember_issued(bytes.fromhex(v.issued_session_id))
+            self._classify(app.tracker, v, app.end_reason)
         elif app.state == MIDSTREAM_TLS:
             c.midstream_tls += 1
             v = self._verdict(flow)
@@ -264,16 +258,19 @@ class Analyzer:
             transport=app.transport,
             capture=self.capture_name,
         )
-        classify(app.tracker, v, self._was_issued, app.end_reason, app.early_data_seen)
-        c = self.counters
-        if app.tracker.error == "malformed":
-            c.malformed_tls += 1
-        elif app.tracker.error == "oversized":
-            c.oversized_tls += 1
+        self._classify(app.tracker, v, app.end_reason, app.early_data_seen)
+        self.counters.tls_connections += 1
+        self.on_verdict(v)
+
+    def _classify(self, tracker, v: ConnectionVerdict, end_reason, early_data_seen=False) -> None:
+        """One classifier for TCP, QUIC and DTLS: the verdict, its counters, issued ids."""
+        classify(tracker, v, self._was_issued, end_reason, early_data_seen)
+        if tracker.error == "malformed":
+            self.counters.malformed_tls += 1
+        elif tracker.error == "oversized":
+            self.counters.oversized_tls += 1
         if v.issued_session_id:
             self._remember_issued(bytes.fromhex(v.issued_session_id))
-        c.tls_connections += 1
-        self.on_verdict(v)
 
     def _verdict(self, flow: Flow) -> ConnectionVerdict:
         return ConnectionVerdict(
