@@ -20,7 +20,7 @@ from tlssniff.capture.files import open_capture
 from tlssniff.flow.table import Flow, FlowTable, Limits, flow_key
 
 # How many issued TLS <= 1.2 session ids are remembered for linking offers to issues.
-MAX_ISSUED_IDS = 100_000
+MAX_ISSUED_IDS = 50_000
 
 
 @dataclass(slots=True)
