@@ -55,7 +55,7 @@ def headline(ctx: _Context) -> list[str]:
             for s in f.servers:
                 errors.setdefault(s, []).append(f)
     for s, fs in errors.items():
-        codes = ", ".join(f"`{f.code}`" for f in fs)
+        codes = ", ".join(f"`{code}`" for code in dict.fromkeys(f.code for f in fs))
         lines.append(f"- **{s}** has a problem ({codes}): {fs[0].message}")
     for s in ctx.failing:
         lines.append(
