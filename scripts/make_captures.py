@@ -37,6 +37,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tlssniff.testing.nginx import http_head, nginx_binary  # noqa: E402
+
 REPO = Path(__file__).resolve().parent.parent
 SNI = "tlssniff.test"
 HTTP_GET = b"GET / HTTP/1.0\r\nHost: " + SNI.encode() + b"\r\n\r\n"
@@ -197,22 +201,7 @@ class OpenSSLServer:
         self.stop()
 
 
-NGINX_CONF = """\
-worker_processes 1;
-daemon off;
-pid {d}/nginx.pid;
-error_log {d}/error.log notice;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-    ssl_certificate {cert};
-    ssl_certificate_key {key};
-    ssl_protocols TLSv1.2 TLSv1.3;
+NGINX_SERVERS = """\
     ssl_session_cache shared:SSL:1m;
     ssl_session_timeout 10m;
     server {{
@@ -232,11 +221,6 @@ http {{
 """
 
 
-def nginx_binary() -> str | None:
-    return shutil.which("nginx") or (
-        "/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None)
-
-
 @contextlib.contextmanager
 def nginx(directory: Path, cert: Path, key: Path, tickets_on: int, tickets_off: int):
     """A real nginx: one server with tickets on (IPv4 and [::1]), one with tickets off; both
@@ -245,8 +229,8 @@ def nginx(directory: Path, cert: Path, key: Path, tickets_on: int, tickets_off: 
     if binary is None:
         raise CaptureFailed("nginx is not installed")
     conf = directory / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(d=directory, cert=cert, key=key, sni=SNI,
-                                      tickets_on=tickets_on, tickets_off=tickets_off))
+    conf.write_text(http_head(directory, cert, key, 64) + NGINX_SERVERS.format(
+        sni=SNI, tickets_on=tickets_on, tickets_off=tickets_off))
     proc = subprocess.Popen([binary, "-p", str(directory), "-c", str(conf),
                              "-e", str(directory / "error.log")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -32,33 +32,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import make_captures as mc  # noqa: E402
+from tlssniff.testing.nginx import http_head  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "captures" / "diagnostics"
 SNI = mc.SNI
 TLS12 = ssl.TLSVersion.TLSv1_2
 TLS13 = ssl.TLSVersion.TLSv1_3
-
-NGINX_HEAD = """\
-worker_processes 1;
-daemon off;
-pid {d}/nginx.pid;
-error_log {d}/error.log notice;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-    ssl_certificate {cert};
-    ssl_certificate_key {key};
-    ssl_protocols TLSv1.2 TLSv1.3;
-{servers}
-}}
-"""
 
 NGINX_SERVER = """\
     server {{
@@ -80,7 +62,7 @@ def nginx(directory: Path, cert: Path, key: Path, servers: list[tuple[str, list[
         for listen, directives in servers
     )
     conf = directory / "nginx.conf"
-    conf.write_text(NGINX_HEAD.format(d=directory, cert=cert, key=key, servers=blocks))
+    conf.write_text(http_head(directory, cert, key, 256) + blocks + "}\n")
     binary = mc.nginx_binary()
     if binary is None:
         raise mc.CaptureFailed("nginx is not installed")

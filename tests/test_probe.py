@@ -32,6 +32,7 @@ from tlssniff.errors import UsageError
 from tlssniff.probe.engine import ProbeConfig, ProbeResult, Rate, run_probe
 from tlssniff.probe.report import age_bracket, findings, score
 from tlssniff.probe.target import split_host_port
+from tlssniff.testing.nginx import http_head
 
 SNI = "tlssniff.test"
 WAIT = 10.0  # seconds: every wait for a server is bounded by this
@@ -98,24 +99,6 @@ def pki(tmp_path_factory) -> tuple[Path, Path]:
     return cert, key
 
 
-NGINX_HEAD = """\
-worker_processes 1;
-daemon off;
-pid {d}/nginx.pid;
-error_log {d}/error.log notice;
-events {{ worker_connections 512; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-    ssl_certificate {cert};
-    ssl_certificate_key {key};
-    ssl_protocols TLSv1.2 TLSv1.3;
-"""
-
 NGINX_SERVER = """\
     server {{
         listen {ip}:{port} ssl;
@@ -131,7 +114,7 @@ def start_nginx(d: Path, pki, ip: str, servers: dict[str, str]) -> tuple[subproc
     cert, key = pki
     d.mkdir(parents=True, exist_ok=True)
     ports = {}
-    conf = NGINX_HEAD.format(d=d, cert=cert, key=key)
+    conf = http_head(d, cert, key, 512)
     for name, directives in servers.items():
         ports[name] = free_port(ip)
         body = "\n".join(f"        {line.strip()}" for line in directives.strip().splitlines())
