@@ -3,6 +3,8 @@ detail, every kind of damage and every error."""
 
 from __future__ import annotations
 
+import builtins
+
 import gzip
 import os
 import struct
@@ -638,8 +640,13 @@ def test_permission_denied_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     """The same message when running as root, where chmod cannot deny reading."""
     path = write(tmp_path, "secret.pcap", pcap_bytes([]))
 
-    def denied(*_args: object, **_kw: object) -> None:
-        raise PermissionError(13, "Permission denied")
+    real_open = builtins.open
 
-    monkeypatch.setattr(files_mod, "open", denied, raising=False)
+    def denied(file: object, *args: object, **kw: object) -> object:
+        if str(file) == str(path):
+            raise PermissionError(13, "Permission denied")
+        return real_open(file, *args, **kw)  # type: ignore[call-overload]
+
+    # builtins, not the module: a compiled (mypyc) module looks names up there directly.
+    monkeypatch.setattr(builtins, "open", denied)
     assert_capture_error(path, "permission denied")

@@ -9,7 +9,14 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from tlssniff.analysis.verdict import ConnectionVerdict, Handshake, Offered
+from tlssniff.analysis.verdict import (
+    RESUMED_HANDSHAKES,
+    VALUE,
+    ConnectionVerdict,
+    EarlyData,
+    Handshake,
+    Offered,
+)
 
 
 @dataclass(slots=True)
@@ -37,23 +44,24 @@ class ServerStats:
             self.starttls = v.starttls
         self.handshakes += 1
         h = v.handshake
-        self.by_handshake[h.value] += 1
-        self.by_offered[v.offered.value] += 1
+        self.by_handshake[VALUE[h]] += 1
+        self.by_offered[VALUE[v.offered]] += 1
         if v.version:
             self.by_version[v.version] += 1
         if h is not Handshake.UNKNOWN:
             self.classified += 1
-            if v.resumed:
+            resumed = h in RESUMED_HANDSHAKES
+            if resumed:
                 self.resumed += 1
             if v.offered is not Offered.NONE:
                 self.offered += 1
-                if v.resumed:
+                if resumed:
                     self.accepted += 1
                 else:
                     self.refused += 1
         if v.hrr:
             self.hrr += 1
-        if v.early_data.value != "none":
+        if v.early_data is not EarlyData.NONE:
             self.early_data_offered += 1
         if self.first_ts is None or v.ts < self.first_ts:
             self.first_ts = v.ts

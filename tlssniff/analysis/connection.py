@@ -62,6 +62,7 @@ class TlsApp:
             self._plaintext(from_client, data, frame)
             return
         t = self.tracker
+        assert t is not None  # state TLS
         if from_client:
             t.client_data(data, frame, ts)
         else:
@@ -112,10 +113,11 @@ class TlsApp:
 
     def _plaintext(self, from_client: bool, data: bytes, frame: int) -> None:
         """STARTTLS: plaintext until the client's upgrade request; its next bytes start TLS."""
-        result = self.plain.feed(from_client, data)
+        plain = self.plain
+        assert plain is not None  # state PLAINTEXT
+        result = plain.feed(from_client, data)
         if result == st.WAIT:
             return
-        plain = self.plain
         self.plain = None
         if result == st.GIVE_UP:
             self._give_up(NOT_TLS)

@@ -16,7 +16,7 @@ from tlssniff.analysis.connection import MIDSTREAM_TLS, TLS, TlsApp
 from tlssniff.analysis.udp import UdpFlow, UdpTable
 from tlssniff.analysis.verdict import ConnectionVerdict, Note
 from tlssniff.capture.decode import MalformedFrame, decode_frame, format_endpoint
-from tlssniff.capture.files import open_capture
+from tlssniff.capture.files import FrameSink, open_capture
 from tlssniff.flow.table import Flow, FlowTable, Limits, flow_key
 
 # How many issued TLS <= 1.2 session ids are remembered for linking offers to issues.
@@ -56,7 +56,7 @@ class Counters:
         return asdict(self)
 
 
-class Analyzer:
+class Analyzer(FrameSink):
     def __init__(
         self,
         on_verdict: Callable[[ConnectionVerdict], None],
@@ -69,6 +69,12 @@ class Analyzer:
         self._issued: OrderedDict[bytes, None] = OrderedDict()
         self.capture_name: str | None = None
         self.udp: UdpTable | None = None  # made by the first UDP datagram: TCP-only costs nothing
+        # analyze_file's per-file state, kept here for ``frame`` (the capture's FrameSink).
+        self._flows = self.table.flows
+        self._frame_no = 0
+        self._ts: float | None = None
+        self._first_ts = 0.0
+        self._fast = self._malformed = self._other = self._udp_count = self._tcp = 0
 
     # -- per frame ---------------------------------------------------------------------------
 
@@ -121,90 +127,100 @@ class Analyzer:
         """Read one capture through the pipeline. Files given one after another continue the same
         flow table (rotated captures of one link); call :meth:`finish` after the last one."""
         c = self.counters
-        flows = self.table.flows
-        segment = self.table.segment
-        udp_datagram = self.udp_datagram
         with open_capture(path) as cap:
             self.capture_name = str(path)
-            size = cap.size
-            frame_no = 0
-            ts = None
-            fast = malformed = other = udp = tcp = 0
-            next_progress = 0
-            for ts, linktype, frame in cap.frames():
-                frame_no += 1
-                # Fast path (measured by bench/bench.py): most frames are Ethernet + IPv4/IPv6 +
-                # TCP of a connection whose verdict is known. Its key is sliced straight out of
-                # the frame (addresses and ports are contiguous, the flow_key layout) and the
-                # frame costs one slice, one dict lookup and one attribute store; no decoding.
-                # Pure ACKs of connections still in their handshake are skipped the same way:
-                # without payload, SYN, FIN or RST they change nothing tlssniff reads. SYN, FIN
-                # and RST of finished connections go to the table (port reuse, closing).
-                key = None
-                if linktype == 1:
-                    try:
-                        if frame[12] == 8 and frame[13] == 0 and frame[14] == 0x45 and frame[23] == 6:
-                            key = frame[26:38]
-                            flow = flows.get(key)
-                            if flow is not None and not frame[47] & 7 and (
-                                flow.done
-                                or (frame[16] << 8 | frame[17]) == 20 + (frame[46] >> 4 << 2)
-                            ):
-                                flow.last = ts
-                                fast += 1
-                                continue
-                        elif frame[12] == 0x86 and frame[13] == 0xDD and frame[20] == 6:
-                            key = frame[22:58]
-                            flow = flows.get(key)
-                            if flow is not None and not frame[67] & 7 and (
-                                flow.done or (frame[18] << 8 | frame[19]) == frame[66] >> 4 << 2
-                            ):
-                                flow.last = ts
-                                fast += 1
-                                continue
-                    except IndexError:
-                        key = None
-                # Slow path: every other frame is decoded in full.
-                try:
-                    d = decode_frame(linktype, frame)
-                except MalformedFrame:
-                    malformed += 1
-                    continue
-                if d is None:
-                    other += 1
-                    continue
-                if d[0] != 6:
-                    udp += 1
-                    udp_datagram(ts, d, frame_no)
-                    continue
-                tcp += 1
-                if key is None:
-                    key = flow_key(d[1], d[2], d[3], d[4])
-                    flow = flows.get(key)
-                    if flow is not None and flow.done and not d[7] & 7:
-                        flow.last = ts
-                        continue
-                segment(flow, key, ts, d, frame_no)
-                if c.first_ts is None:
-                    c.first_ts = ts
-                if progress is not None and frame_no >= next_progress:
+            self._reset_file_state()
+            on_chunk = None
+            if progress is not None:
+                size = cap.size
+
+                def on_chunk() -> None:
                     progress(cap.position, size)
-                    next_progress = frame_no + 65536
-            c.frames += frame_no
+
+            cap.walk(self, on_chunk)
+            ts = self._ts
+            c.frames += self._frame_no
             c.bytes += cap.position
-            c.malformed_frames += malformed
-            c.other_frames += other
-            c.udp_datagrams += udp
-            c.tcp_segments += tcp + fast
+            c.malformed_frames += self._malformed
+            c.other_frames += self._other
+            c.udp_datagrams += self._udp_count
+            c.tcp_segments += self._tcp + self._fast
             if ts is not None:
                 if c.first_ts is None:
-                    c.first_ts = ts
+                    c.first_ts = self._first_ts
                 if c.last_ts is None or ts > c.last_ts:
                     c.last_ts = ts
             for message in cap.warnings:
                 (c.errors if "corrupt" in message else c.warnings).append(message)
             if progress is not None:
-                progress(cap.position, size)
+                progress(cap.position, cap.size)
+
+    def _reset_file_state(self) -> None:
+        self._frame_no = 0
+        self._ts = None
+        self._fast = self._malformed = self._other = self._udp_count = self._tcp = 0
+        self._flows = self.table.flows
+
+    def frame(self, ts: float, linktype: int, buf: bytes, start: int, end: int) -> None:
+        """One frame of a capture file, in place (``buf[start:end]``; see FrameSink).
+
+        The fast path (measured by bench/bench.py): most frames are Ethernet + IPv4/IPv6 + TCP
+        of a connection whose verdict is known. Its key is sliced straight out of the buffer
+        (addresses and ports are contiguous, the flow_key layout) and the frame costs one slice,
+        one dict lookup and one attribute store; no decoding, no copy of the frame. Pure ACKs
+        of connections still in their handshake are skipped the same way: without payload, SYN,
+        FIN or RST they change nothing tlssniff reads. SYN, FIN and RST of finished connections
+        go to the table (port reuse, closing).
+        """
+        self._frame_no += 1
+        if self._ts is None:
+            self._first_ts = ts
+        self._ts = ts
+        key: bytes | None = None
+        flow: Flow | None = None
+        if linktype == 1 and end - start >= 48:
+            s = start
+            if buf[s + 12] == 8 and buf[s + 13] == 0 and buf[s + 14] == 0x45 and buf[s + 23] == 6:
+                key = buf[s + 26 : s + 38]
+                flow = self._flows.get(key)
+                if flow is not None and not buf[s + 47] & 7 and (
+                    flow.done or (buf[s + 16] << 8 | buf[s + 17]) == 20 + (buf[s + 46] >> 4 << 2)
+                ):
+                    flow.last = ts
+                    self._fast += 1
+                    return
+            elif (
+                buf[s + 12] == 0x86 and buf[s + 13] == 0xDD and buf[s + 20] == 6 and end - s >= 68
+            ):
+                key = buf[s + 22 : s + 58]
+                flow = self._flows.get(key)
+                if flow is not None and not buf[s + 67] & 7 and (
+                    flow.done or (buf[s + 18] << 8 | buf[s + 19]) == buf[s + 66] >> 4 << 2
+                ):
+                    flow.last = ts
+                    self._fast += 1
+                    return
+        # Slow path: every other frame is decoded in full.
+        try:
+            d = decode_frame(linktype, buf[start:end])
+        except MalformedFrame:
+            self._malformed += 1
+            return
+        if d is None:
+            self._other += 1
+            return
+        if d[0] != 6:
+            self._udp_count += 1
+            self.udp_datagram(ts, d, self._frame_no)
+            return
+        self._tcp += 1
+        if key is None:
+            key = flow_key(d[1], d[2], d[3], d[4])
+            flow = self._flows.get(key)
+            if flow is not None and flow.done and not d[7] & 7:
+                flow.last = ts
+                return
+        self.table.segment(flow, key, ts, d, self._frame_no)
 
     def finish(self) -> None:
         """End of input: decide every open connection with what the capture holds."""
@@ -232,7 +248,8 @@ class Analyzer:
         return TlsApp(flow, self.limits.max_message)
 
     def _flow_done(self, flow: Flow) -> None:
-        app: TlsApp = flow.app
+        app = flow.app
+        assert isinstance(app, TlsApp)
         c = self.counters
         if app.state == TLS:
             v = self._verdict(flow)
@@ -251,6 +268,7 @@ class Analyzer:
     def _udp_done(self, flow: UdpFlow) -> None:
         """A QUIC or DTLS handshake's verdict, by the same classifier as TLS over TCP."""
         app = flow.app
+        assert app is not None
         v = ConnectionVerdict(
             ts=flow.ts,
             client=format_endpoint(*flow.client),

@@ -98,7 +98,7 @@ class UdpTable:
     def _detect(self, flow: UdpFlow, from_a: bool, payload: bytes, frame_no: int):
         """The app for a flow whose first handshake datagram this is (fed to it), else None."""
         flow.tries += 1
-        app = None
+        app: QuicConnection | DtlsConnection | None = None
         if is_initial(payload):
             # Only a client Initial opens with the keys of its own DCID (RFC 9001 §5.2).
             version = int.from_bytes(payload[1:5], "big")
@@ -110,9 +110,10 @@ class UdpTable:
                 app = q
                 self.quic += 1
         elif is_client_hello(payload):
-            app = DtlsConnection(self.limits.max_message)
-            app.tracker.last_ts = flow.last
-            app.datagram(True, payload, frame_no)
+            d = DtlsConnection(self.limits.max_message)
+            d.tracker.last_ts = flow.last
+            d.datagram(True, payload, frame_no)
+            app = d
             self.dtls += 1
         if app is None:
             if flow.tries >= DETECT_DATAGRAMS:

@@ -16,11 +16,12 @@ from __future__ import annotations
 import os
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
+from typing import BinaryIO
 
 from tlssniff.errors import CaptureError
 
-__all__ = ["CaptureFile", "open_capture", "CHUNK_SIZE", "MAX_CAPLEN", "MAX_PCAPNG_BLOCK"]
+__all__ = ["CaptureFile", "FrameSink", "open_capture", "CHUNK_SIZE", "MAX_CAPLEN", "MAX_PCAPNG_BLOCK"]
 
 #: Bytes read from the file (or produced by the decompressor) per chunk.
 CHUNK_SIZE = 1 << 20
@@ -82,6 +83,33 @@ class _PcapngStructs:
 _PCAPNG_STRUCTS = {"<": _PcapngStructs("<"), ">": _PcapngStructs(">")}
 
 
+def _u32le(buf: bytes, i: int) -> int:
+    return buf[i] | buf[i + 1] << 8 | buf[i + 2] << 16 | buf[i + 3] << 24
+
+
+def _u32be(buf: bytes, i: int) -> int:
+    return buf[i] << 24 | buf[i + 1] << 16 | buf[i + 2] << 8 | buf[i + 3]
+
+
+class FrameSink:
+    """Receives the frames of a capture in place: the frame is ``buf[start:end]``.
+
+    The analyzer's loop is a sink (no bytes object is made for a frame it skips); the
+    ``frames()`` iterator is one that copies each frame out.
+    """
+
+    def frame(self, ts: float, linktype: int, buf: bytes, start: int, end: int) -> None:
+        raise NotImplementedError
+
+
+class _FrameList(FrameSink):
+    def __init__(self) -> None:
+        self.items: list[tuple[float, int, bytes]] = []
+
+    def frame(self, ts: float, linktype: int, buf: bytes, start: int, end: int) -> None:
+        self.items.append((ts, linktype, buf[start:end]))
+
+
 def _display_name(path: str) -> str:
     """The path as the user gave it, kept on one line."""
     if any(ord(c) < 32 for c in path):
@@ -125,9 +153,24 @@ class CaptureFile:
         self.format = ""
         self.linktype: int | None = None
         self.snaplen: int | None = None
-        self._raw = None
+        self._raw: BinaryIO | None = None
         self._started = False
-        self._gen: Iterator[tuple[float, int, bytes]] | None = None
+        self._closed_scan = False
+        self._frames_gen: Generator[tuple[float, int, bytes], None, None] | None = None
+        # Walker state (see _scan_pcap, _scan_pcapng): the buffer, the next record's offset in
+        # it, and that buffer's offset in the (decompressed) capture data.
+        self._buf = b""
+        self._off = 0
+        self._base = 0
+        self._pcapng = False
+        self._pcap_le = True
+        self._div = 1.0
+        self._pcap_linktype = 0
+        self._maxcap = MAX_CAPLEN
+        self._ng = _PCAPNG_STRUCTS["<"]
+        # per pcapng interface: (linktype, timestamp divisor, timestamp offset, snaplen)
+        self._ifaces: list[tuple[int, int, int, int]] = []
+        self._last_ts = 0.0
         try:
             self._raw = open(self.path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
             try:
@@ -154,7 +197,9 @@ class CaptureFile:
     # -- opening ---------------------------------------------------------------------------
 
     def _open(self) -> None:
-        first = self._raw.read(CHUNK_SIZE)
+        raw = self._raw
+        assert raw is not None
+        first = raw.read(CHUNK_SIZE)
         self.position = len(first)
         if not first:
             raise CaptureError(f"{self.name}: empty file")
@@ -204,10 +249,12 @@ class CaptureFile:
         self.format = fmt
         self.linktype = ltfield & 0xFFFF
         self.snaplen = snaplen
-        maxcap = MAX_CAPLEN if snaplen == 0 else min(MAX_CAPLEN, 4 * snaplen)
-        self._gen = self._walk_pcap(
-            head, struct.Struct(bo + "IIII"), div, self.linktype, maxcap
-        )
+        self._maxcap = MAX_CAPLEN if snaplen == 0 else min(MAX_CAPLEN, 4 * snaplen)
+        self._pcap_le = bo == "<"
+        self._div = float(div)
+        self._pcap_linktype = self.linktype
+        self._buf = head
+        self._off = _PCAP_HEADER_LEN
 
     def _open_pcapng(self, head: bytes) -> None:
         self.format = "pcapng"
@@ -215,11 +262,15 @@ class CaptureFile:
         if err:
             raise CaptureError(f"{self.name}: {err}")
         self.linktype = _first_linktype(head)
-        self._gen = self._walk_pcapng(head)
+        self._pcapng = True
+        self._buf = head
+        self._off = 0
+        self._ng = _PCAPNG_STRUCTS[">" if struct.unpack_from("<I", head, 8)[0] != _PCAPNG_BOM else "<"]
 
     # -- chunk sources ---------------------------------------------------------------------
 
     def _plain_chunks(self) -> Iterator[bytes]:
+        assert self._raw is not None
         read = self._raw.read
         while True:
             data = read(CHUNK_SIZE)
@@ -236,6 +287,7 @@ class CaptureFile:
         Input is fed in small pieces: an error (a bad CRC is only seen at the end of a member)
         loses the output of one piece.
         """
+        assert self._raw is not None
         raw_read = self._raw.read
         d = zlib.decompressobj(wbits=31)
         fresh = True  # no input fed to ``d`` yet
@@ -294,175 +346,178 @@ class CaptureFile:
             )
 
     # -- walkers ---------------------------------------------------------------------------
+    #
+    # A walker hands every complete packet record of the buffer to a sink, in place (the frame
+    # is ``buf[start:end]``; no copy is made unless the sink makes one), then reads the next
+    # chunk and returns: True while more may come. ``walk`` drives it to the end for the
+    # analyzer's loop; ``frames`` turns it into an iterator for everything else.
 
-    def _walk_pcap(
-        self, buf: bytes, rec: struct.Struct, div: int, linktype: int, maxcap: int
-    ) -> Iterator[tuple[float, int, bytes]]:
-        """Yield the records of a pcap file; ``buf`` holds its first bytes, header included."""
-        unpack = rec.unpack_from
-        div = float(div)
-        chunks = self._chunks
-        n = 0
-        base = 0  # offset of buf[0] in the (decompressed) capture data
-        off = _PCAP_HEADER_LEN
+    def _refill(self, off: int) -> bool:
+        """Keep the unread tail of the buffer, append the next chunk; False at the end."""
+        buf = self._buf
         blen = len(buf)
+        chunk = next(self._chunks, None)
+        if chunk is None:
+            if off < blen:
+                self._warn_truncated(self._base + off, self.frames_read)
+            return False
+        self._base += off
+        self._buf = buf[off:] + chunk if off < blen else chunk
+        self._off = 0
+        return True
+
+    def _scan_pcap(self, sink: FrameSink) -> bool:
+        buf = self._buf
+        off = self._off
+        blen = len(buf)
+        div = self._div
+        linktype = self._pcap_linktype
+        maxcap = self._maxcap
+        n = self.frames_read
+        limit = blen - _PCAP_RECORD_LEN
         caplen = 0
-        try:
-            while True:
-                limit = blen - _PCAP_RECORD_LEN
-                # The hot loop: one unpack, two compares, one slice per frame.
-                while off <= limit:
-                    sec, frac, caplen, _wirelen = unpack(buf, off)
-                    start = off + 16
-                    end = start + caplen
-                    if caplen > maxcap or end > blen:
-                        break
-                    n += 1
-                    yield (sec + frac / div, linktype, buf[start:end])
-                    off = end
-                if caplen > maxcap:
-                    self._warn_corrupt(base + off, n, f"caplen {caplen}")
-                    return
-                self.frames_read = n
-                chunk = next(chunks, None)
-                if chunk is None:
-                    if off < blen:
-                        self._warn_truncated(base + off, n)
-                    return
-                base += off
-                buf = buf[off:] + chunk if off < blen else chunk
-                off = 0
-                blen = len(buf)
-        finally:
-            self.frames_read = n
-            self.close()
+        # The hot loop: three 32-bit fields, two compares and one call per frame. Byte
+        # arithmetic rather than struct: compiled (setup.py) it is a few machine instructions.
+        le = self._pcap_le
+        while off <= limit:
+            if le:
+                sec = _u32le(buf, off)
+                frac = _u32le(buf, off + 4)
+                caplen = _u32le(buf, off + 8)
+            else:
+                sec = _u32be(buf, off)
+                frac = _u32be(buf, off + 4)
+                caplen = _u32be(buf, off + 8)
+            start = off + 16
+            end = start + caplen
+            if caplen > maxcap or end > blen:
+                break
+            n += 1
+            sink.frame(sec + frac / div, linktype, buf, start, end)
+            off = end
+        self.frames_read = n
+        if caplen > maxcap:
+            self._warn_corrupt(self._base + off, n, f"caplen {caplen}")
+            return False
+        return self._refill(off)
 
-    def _walk_pcapng(self, buf: bytes) -> Iterator[tuple[float, int, bytes]]:
-        """Yield the packets of a pcapng file; ``buf`` holds its first bytes."""
-        chunks = self._chunks
-        n = 0
-        base = 0
-        off = 0
+    def _scan_pcapng(self, sink: FrameSink) -> bool:
+        buf = self._buf
+        off = self._off
         blen = len(buf)
-        bo = ">" if struct.unpack_from("<I", buf, 8)[0] != _PCAPNG_BOM else "<"
-        s = _PCAPNG_STRUCTS[bo]
+        n = self.frames_read
+        s = self._ng
         head_unpack = s.blockhead.unpack_from
         u32_unpack = s.u32.unpack_from
         epb_unpack = s.epb.unpack_from
         epb_full = s.epb_full.unpack_from
-        nif = 0
-        # per interface: (linktype, timestamp divisor, timestamp offset, snaplen)
-        ifaces: list[tuple[int, int, int, int]] = []
-        last_ts = 0.0
+        ifaces = self._ifaces
+        nif = len(ifaces)
+        last_ts = self._last_ts
         try:
-            while True:
-                while off + 12 <= blen:
-                    # Fast path: a complete, sane Enhanced Packet Block in one unpack.
-                    try:
-                        btype, blk, ifid, hi, lo, caplen, _ = epb_full(buf, off)
-                    except struct.error:  # fewer than 28 bytes left in the buffer
-                        btype, blk = head_unpack(buf, off)
-                    else:
-                        end = off + blk
-                        if (
-                            btype == _EPB
-                            and caplen <= blk - 32
-                            and end <= blen
-                            and ifid < nif
-                            and not blk & 3
-                            and blk <= MAX_PCAPNG_BLOCK
-                            and u32_unpack(buf, end - 4)[0] == blk
-                        ):
-                            lt, div, tsoff, _snap = ifaces[ifid]
-                            last_ts = ((hi << 32) | lo) / div + tsoff
-                            n += 1
-                            yield (last_ts, lt, buf[off + 28 : off + 28 + caplen])
-                            off = end
-                            continue
-                    # Every other block, and every check with its own message.
-                    if btype == _SHB:
-                        # A new section may switch byte order: read its magic before its length.
-                        if blen - off < 28:
-                            break
-                        err = _check_shb(buf, off)
-                        if err:
-                            self._warn_corrupt(base + off, n, err)
-                            return
-                        le = struct.unpack_from("<I", buf, off + 8)[0] == _PCAPNG_BOM
-                        s = _PCAPNG_STRUCTS["<" if le else ">"]
-                        head_unpack = s.blockhead.unpack_from
-                        u32_unpack = s.u32.unpack_from
-                        epb_unpack = s.epb.unpack_from
-                        epb_full = s.epb_full.unpack_from
-                        btype, blk = head_unpack(buf, off)
-                        ifaces = []
-                        nif = 0
-                    if blk & 3 or blk < 12 or blk > MAX_PCAPNG_BLOCK:
-                        self._warn_corrupt(base + off, n, f"block length {blk}")
-                        return
+            while off + 12 <= blen:
+                # Fast path: a complete, sane Enhanced Packet Block in one unpack.
+                try:
+                    btype, blk, ifid, hi, lo, caplen, _ = epb_full(buf, off)
+                except struct.error:  # fewer than 28 bytes left in the buffer
+                    btype, blk = head_unpack(buf, off)
+                else:
                     end = off + blk
-                    if end > blen:
+                    if (
+                        btype == _EPB
+                        and caplen <= blk - 32
+                        and end <= blen
+                        and ifid < nif
+                        and not blk & 3
+                        and blk <= MAX_PCAPNG_BLOCK
+                        and u32_unpack(buf, end - 4)[0] == blk
+                    ):
+                        lt, div, tsoff, _snap = ifaces[ifid]
+                        last_ts = ((hi << 32) | lo) / div + tsoff
+                        n += 1
+                        sink.frame(last_ts, lt, buf, off + 28, off + 28 + caplen)
+                        off = end
+                        continue
+                # Every other block, and every check with its own message.
+                if btype == _SHB:
+                    # A new section may switch byte order: read its magic before its length.
+                    if blen - off < 28:
                         break
-                    if u32_unpack(buf, end - 4)[0] != blk:
-                        self._warn_corrupt(base + off, n, "block lengths do not match")
-                        return
-                    if btype == _EPB:
-                        if blk < 32:
-                            self._warn_corrupt(base + off, n, f"block length {blk}")
-                            return
-                        ifid, hi, lo, caplen, _ = epb_unpack(buf, off + 8)
-                        if caplen > blk - 32 or ifid >= len(ifaces):
-                            why = f"caplen {caplen}" if caplen > blk - 32 else f"interface {ifid}"
-                            self._warn_corrupt(base + off, n, why)
-                            return
-                        lt, div, tsoff, _snap = ifaces[ifid]
-                        last_ts = ((hi << 32) | lo) / div + tsoff
-                        n += 1
-                        yield (last_ts, lt, buf[off + 28 : off + 28 + caplen])
-                    elif btype == _IDB:
-                        if blk < 20:
-                            self._warn_corrupt(base + off, n, f"block length {blk}")
-                            return
-                        ifaces.append(_parse_idb(buf, off, end, s))
-                        nif = len(ifaces)
-                    elif btype == _SPB:
-                        if blk < 16 or not ifaces:
-                            self._warn_corrupt(base + off, n, "simple packet block")
-                            return
-                        lt, _div, _tsoff, snap = ifaces[0]
-                        caplen = min(u32_unpack(buf, off + 8)[0], blk - 16)
-                        if snap:
-                            caplen = min(caplen, snap)
-                        n += 1
-                        yield (last_ts, lt, buf[off + 12 : off + 12 + caplen])
-                    elif btype == _PB:
-                        if blk < 32:
-                            self._warn_corrupt(base + off, n, f"block length {blk}")
-                            return
-                        ifid, _drops, hi, lo, caplen, _ = s.pb.unpack_from(buf, off + 8)
-                        if caplen > blk - 32 or ifid >= len(ifaces):
-                            why = f"caplen {caplen}" if caplen > blk - 32 else f"interface {ifid}"
-                            self._warn_corrupt(base + off, n, why)
-                            return
-                        lt, div, tsoff, _snap = ifaces[ifid]
-                        last_ts = ((hi << 32) | lo) / div + tsoff
-                        n += 1
-                        yield (last_ts, lt, buf[off + 28 : off + 28 + caplen])
-                    # any other block type is skipped
-                    off = end
-                self.frames_read = n
-                chunk = next(chunks, None)
-                if chunk is None:
-                    if off < blen:
-                        self._warn_truncated(base + off, n)
-                    return
-                base += off
-                buf = buf[off:] + chunk if off < blen else chunk
-                off = 0
-                blen = len(buf)
+                    err = _check_shb(buf, off)
+                    if err:
+                        self._warn_corrupt(self._base + off, n, err)
+                        return False
+                    le = struct.unpack_from("<I", buf, off + 8)[0] == _PCAPNG_BOM
+                    s = self._ng = _PCAPNG_STRUCTS["<" if le else ">"]
+                    head_unpack = s.blockhead.unpack_from
+                    u32_unpack = s.u32.unpack_from
+                    epb_unpack = s.epb.unpack_from
+                    epb_full = s.epb_full.unpack_from
+                    btype, blk = head_unpack(buf, off)
+                    ifaces = self._ifaces = []
+                    nif = 0
+                if blk & 3 or blk < 12 or blk > MAX_PCAPNG_BLOCK:
+                    self._warn_corrupt(self._base + off, n, f"block length {blk}")
+                    return False
+                end = off + blk
+                if end > blen:
+                    break
+                if u32_unpack(buf, end - 4)[0] != blk:
+                    self._warn_corrupt(self._base + off, n, "block lengths do not match")
+                    return False
+                if btype == _EPB:
+                    if blk < 32:
+                        self._warn_corrupt(self._base + off, n, f"block length {blk}")
+                        return False
+                    ifid, hi, lo, caplen, _ = epb_unpack(buf, off + 8)
+                    if caplen > blk - 32 or ifid >= len(ifaces):
+                        why = f"caplen {caplen}" if caplen > blk - 32 else f"interface {ifid}"
+                        self._warn_corrupt(self._base + off, n, why)
+                        return False
+                    lt, div, tsoff, _snap = ifaces[ifid]
+                    last_ts = ((hi << 32) | lo) / div + tsoff
+                    n += 1
+                    sink.frame(last_ts, lt, buf, off + 28, off + 28 + caplen)
+                elif btype == _IDB:
+                    if blk < 20:
+                        self._warn_corrupt(self._base + off, n, f"block length {blk}")
+                        return False
+                    ifaces.append(_parse_idb(buf, off, end, s))
+                    nif = len(ifaces)
+                elif btype == _SPB:
+                    if blk < 16 or not ifaces:
+                        self._warn_corrupt(self._base + off, n, "simple packet block")
+                        return False
+                    lt, _div, _tsoff, snap = ifaces[0]
+                    caplen = min(u32_unpack(buf, off + 8)[0], blk - 16)
+                    if snap:
+                        caplen = min(caplen, snap)
+                    n += 1
+                    sink.frame(last_ts, lt, buf, off + 12, off + 12 + caplen)
+                elif btype == _PB:
+                    if blk < 32:
+                        self._warn_corrupt(self._base + off, n, f"block length {blk}")
+                        return False
+                    ifid, _drops, hi, lo, caplen, _ = s.pb.unpack_from(buf, off + 8)
+                    if caplen > blk - 32 or ifid >= len(ifaces):
+                        why = f"caplen {caplen}" if caplen > blk - 32 else f"interface {ifid}"
+                        self._warn_corrupt(self._base + off, n, why)
+                        return False
+                    lt, div, tsoff, _snap = ifaces[ifid]
+                    last_ts = ((hi << 32) | lo) / div + tsoff
+                    n += 1
+                    sink.frame(last_ts, lt, buf, off + 28, off + 28 + caplen)
+                # any other block type is skipped
+                off = end
         finally:
             self.frames_read = n
-            self.close()
+            self._last_ts = last_ts
+        return self._refill(off)
+
+    def _scan(self, sink: FrameSink) -> bool:
+        if self._closed_scan:
+            raise ValueError(f"{self.name}: capture file is closed")
+        return self._scan_pcapng(sink) if self._pcapng else self._scan_pcap(sink)
 
     def _where(self, offset: int) -> str:
         if self.compressed:
@@ -483,31 +538,61 @@ class CaptureFile:
 
     # -- public ----------------------------------------------------------------------------
 
+    def walk(self, sink: FrameSink, on_chunk: Callable[[], None] | None = None) -> None:
+        """Hand every frame to ``sink.frame`` in file order (the fast way; once only), calling
+        ``on_chunk`` after each chunk read (progress)."""
+        self._start()
+        try:
+            while self._scan(sink):
+                if on_chunk is not None:
+                    on_chunk()
+        finally:
+            self.close()
+
     def frames(self) -> Iterator[tuple[float, int, bytes]]:
         """The frames of the file as ``(epoch_seconds, linktype, frame_bytes)``; once only."""
+        self._start()
+        gen = self._frames_gen = self._frames()
+        return gen
+
+    def _frames(self) -> Generator[tuple[float, int, bytes], None, None]:
+        batch = _FrameList()
+        given = 0
+        try:
+            more = True
+            while more:
+                more = self._scan(batch)
+                items = batch.items
+                batch.items = []
+                for item in items:
+                    given += 1
+                    yield item
+        finally:
+            self.frames_read = given  # what the caller took, if it stopped early
+            self.close()
+
+    def _start(self) -> None:
         if self._started:
             raise ValueError(f"{self.name}: frames() can be iterated only once")
         self._started = True
-        if self._gen is None:
+        if self._closed_scan:
             raise ValueError(f"{self.name}: capture file is closed")
-        return self._gen
 
     def close(self) -> None:
         """Release the file. Safe to call more than once."""
         raw, self._raw = self._raw, None
         if raw is not None:
             raw.close()
-        gen, self._gen = getattr(self, "_gen", None), None
-        if gen is not None and not self._started:
-            gen.close()
+        self._closed_scan = True
+        self._buf = b""
 
     def __enter__(self) -> CaptureFile:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._started and self._gen is not None:
-            # closing the generator runs its cleanup (frames_read, file close)
-            self._gen.close()
+        gen, self._frames_gen = self._frames_gen, None
+        if gen is not None:
+            gen.close()  # runs its cleanup: frames_read, close
         self.close()
 
     def __repr__(self) -> str:

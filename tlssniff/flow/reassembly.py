@@ -88,6 +88,7 @@ class StreamReassembler:
         (O(n log n) whatever order they came in)."""
         chunks = [out]
         pending = self.pending
+        assert pending is not None
 
         def start(seq: int) -> int:  # offset from ns, segments behind it negative
             off = (seq - ns) & MASK

@@ -180,12 +180,14 @@ class FlowTable:
             return
         from_client = key == flow.ckey
         stream = flow.c2s if from_client else flow.s2c
+        assert stream is not None  # a flow without a verdict has both reassemblers
         if flags & SYN:
             stream.syn(seq)
         if payload:
             data = stream.add(seq, payload)
             if data:
                 app = flow.app
+                assert app is not None
                 app.data(from_client, data, frame, ts)
                 if app.done:
                     self._complete(flow)
@@ -209,7 +211,9 @@ class FlowTable:
 
     def _charge(self, flow: Flow) -> None:
         """Re-count what a flow without a verdict holds; shed the oldest when over budget."""
-        held = PENDING_COST + flow.c2s.pending_bytes + flow.s2c.pending_bytes
+        c2s, s2c = flow.c2s, flow.s2c
+        assert c2s is not None and s2c is not None
+        held = PENDING_COST + c2s.pending_bytes + s2c.pending_bytes
         measure = getattr(flow.app, "held", None)
         if measure is not None:
             held += measure()
@@ -259,6 +263,7 @@ class FlowTable:
         self.held -= flow.held
         flow.held = 0
         c2s, s2c = flow.c2s, flow.s2c
+        assert c2s is not None and s2c is not None
         if c2s.stuck or s2c.stuck:
             self.counters.gaps += 1
         if c2s.gap or s2c.gap:
@@ -280,8 +285,10 @@ class FlowTable:
             self.counters.evicted += 1
         elif reason == "idle":
             self.counters.idle_expired += 1
-        gap = flow.c2s.stuck or flow.s2c.stuck
-        flow.app.finish("gap" if gap and reason in ("closed", "eof") else reason)
+        c2s, s2c, app = flow.c2s, flow.s2c, flow.app
+        assert c2s is not None and s2c is not None and app is not None
+        gap = c2s.stuck or s2c.stuck
+        app.finish("gap" if gap and reason in ("closed", "eof") else reason)
         self._complete(flow, keep)
 
     def _drop(self, flow: Flow) -> None:

@@ -42,11 +42,12 @@ class VerdictWriter:
     def write(self, v: ConnectionVerdict) -> None:
         fmt = self.fmt
         if fmt == "jsonl":
-            self.out.write(_encode_line(v.to_dict()) + "\n")
+            self.out.write(v.to_json_line())
         elif fmt == "ecs":
             self.out.write(_encode_line(to_ecs(v)) + "\n")
         elif fmt == "csv":
             row = v.to_dict()
+            assert self._csv is not None
             self._csv.writerow({k: ("" if row[k] is None else row[k]) for k in CSV_FIELDS})
         elif fmt == "json":
             self.kept.append(v.to_dict())

@@ -20,6 +20,12 @@ from tlssniff.tls.messages import (
     parse_sslv2_client_hello,
 )
 
+# Message types compared per record, as plain ints (a compiled compare; see setup.py).
+_CLIENT_HELLO = int(HandshakeType.CLIENT_HELLO)
+_SERVER_HELLO = int(HandshakeType.SERVER_HELLO)
+_HELLO_RETRY_REQUEST_DRAFT = int(HandshakeType.HELLO_RETRY_REQUEST_DRAFT)
+_NEW_SESSION_TICKET = int(HandshakeType.NEW_SESSION_TICKET)
+
 # What the server sent right after the final ServerHello (besides handshake message types).
 AFTER_SH_CCS = -20
 AFTER_SH_ALERT = -21
@@ -139,7 +145,7 @@ class HandshakeTracker:
             return
         for kind, a, b in events:
             if kind == rec.HANDSHAKE:
-                if a == HandshakeType.CLIENT_HELLO and b is not None:
+                if a == _CLIENT_HELLO and b is not None:
                     if len(self.client_hellos) < 2:
                         self._client_hello(b, frame)
             elif kind == rec.CCS:
@@ -176,15 +182,15 @@ class HandshakeTracker:
             return
         for kind, a, b in events:
             if kind == rec.HANDSHAKE:
-                if a == HandshakeType.SERVER_HELLO and b is not None:
+                if a == _SERVER_HELLO and b is not None:
                     self._server_hello(b, frame)
-                elif a == HandshakeType.HELLO_RETRY_REQUEST_DRAFT:
+                elif a == _HELLO_RETRY_REQUEST_DRAFT:
                     self.hrr = True
                     self._set_tls13_rules()
                 elif self.server_hello is not None:
                     if self.after_sh is None:
                         self.after_sh = a
-                    if a == HandshakeType.NEW_SESSION_TICKET and b is not None:
+                    if a == _NEW_SESSION_TICKET and b is not None:
                         try:
                             self.ticket = parse_new_session_ticket(b)
                         except DecodeError as err:
@@ -306,10 +312,13 @@ class HandshakeTracker:
         return self._handshake_complete() and not fatal
 
     def alert_text(self) -> str | None:
-        if self.alert is None:
+        alert = self.alert
+        if alert is None:
             return None
-        level, desc = self.alert
+        level: int | None = alert[0]
+        desc: int | None = alert[1]
         if level is None:
             return "encrypted"
         lvl = {1: "warning", 2: "fatal"}.get(level, str(level))
-        return f"{lvl}:{ALERT_NAMES.get(desc, str(desc))}"
+        name = ALERT_NAMES.get(desc, str(desc)) if desc is not None else str(desc)
+        return f"{lvl}:{name}"

@@ -33,6 +33,20 @@ WANTED = frozenset(
 )
 
 
+# The handshake messages whose bodies are read, as plain ints (compiled compares; == WANTED).
+_CLIENT_HELLO = 1
+_SERVER_HELLO = 2
+_NEW_SESSION_TICKET = 4
+
+
+def _record_need(held: bytearray) -> int:
+    """Bytes a partial record needs before it can be complete (5 while its header is partial;
+    SSL 2.0 headers are parsed on every byte, they come first and are short)."""
+    if len(held) < 5 or held[0] & 0x80:
+        return len(held) + 1
+    return 5 + ((held[3] << 8) | held[4])
+
+
 class OversizedMessage(DecodeError):
     """A wanted handshake message declares more bytes than the buffering limit allows."""
 
@@ -49,6 +63,8 @@ class RecordStream:
         "_record_skip",
         "_hs",
         "_hs_skip",
+        "_need",
+        "_hs_need",
         "encrypted",
         "encrypt_after_ccs",
         "max_message",
@@ -61,6 +77,8 @@ class RecordStream:
         self._record_skip = 0  # record body bytes still to skip (application data, ciphertext)
         self._hs = bytearray()  # handshake-layer bytes not yet a complete message
         self._hs_skip = 0  # handshake-layer bytes still to skip (an unwanted message body)
+        self._need = 0  # bytes ``_buf`` must hold before a record can be complete
+        self._hs_need = 0  # bytes ``_hs`` must hold before a message can be complete
         self.encrypted = False  # a ChangeCipherSpec was seen and TLS <= 1.2 rules apply
         self.encrypt_after_ccs = True  # cleared by the caller once TLS 1.3 is negotiated
         self.max_message = max_message
@@ -80,8 +98,13 @@ class RecordStream:
         # itself and copy only what is left over into the buffer.
         held = self._buf
         if held:
+            # A record spans chunks: parse once it can be complete (one copy; a stream dripped
+            # byte by byte costs O(n), not a re-parse per byte).
             held += data
-            buf = held
+            if len(held) < self._need:
+                return events
+            buf = bytes(held)
+            held.clear()
         else:
             buf = data
         pos = 0
@@ -119,8 +142,6 @@ class RecordStream:
                 if end - pos - 5 < length:
                     break
                 body = buf[pos + 5 : pos + 5 + length]
-                if buf is held:
-                    body = bytes(body)
                 pos += 5 + length
                 self.records += 1
                 if ctype == 22:
@@ -137,10 +158,9 @@ class RecordStream:
                     else:
                         events.append((ALERT, body[0], body[1]))
         finally:
-            if buf is held:
-                del held[:pos]
-            elif pos < end:
+            if pos < end:
                 held += buf[pos:]
+                self._need = _record_need(held)
         return events
 
     def held(self) -> int:
@@ -154,7 +174,7 @@ class RecordStream:
         self._handshake(data, events)
         return events
 
-    def _sslv2(self, buf: bytearray, pos: int, events: list[tuple]) -> int:
+    def _sslv2(self, buf: bytes, pos: int, events: list[tuple]) -> int:
         """An SSL 2.0 record header (2 bytes, high bit set); returns bytes consumed or 0 for more."""
         length = ((buf[pos] & 0x7F) << 8) | buf[pos + 1]
         if length < 1:
@@ -163,7 +183,7 @@ class RecordStream:
             if length > MAX_RECORD:
                 raise DecodeError(f"SSLv2 record of {length} bytes")
             return 0
-        body = bytes(buf[pos + 2 : pos + 2 + length])
+        body = buf[pos + 2 : pos + 2 + length]
         self._first = False
         self.records += 1
         if body[0] == 1:
@@ -173,37 +193,48 @@ class RecordStream:
         return 2 + length
 
     def _handshake(self, body: bytes, events: list[tuple]) -> None:
-        hs = self._hs
         if self._hs_skip:
             if len(body) <= self._hs_skip:
                 self._hs_skip -= len(body)
                 return
             body = body[self._hs_skip :]
             self._hs_skip = 0
-        hs += body
+        held = self._hs
+        if held:
+            # A message spans records: parse once it can be complete (see feed).
+            held += body
+            if len(held) < self._hs_need:
+                return
+            hs = bytes(held)
+            held.clear()
+        else:
+            hs = body
         pos = 0
+        end = len(hs)
         try:
-            while len(hs) - pos >= 4:
+            while end - pos >= 4:
                 mtype = hs[pos]
                 mlen = (hs[pos + 1] << 16) | (hs[pos + 2] << 8) | hs[pos + 3]
-                if mtype in WANTED:
+                if mtype == _CLIENT_HELLO or mtype == _SERVER_HELLO or mtype == _NEW_SESSION_TICKET:
                     if mlen > self.max_message:
                         raise OversizedMessage(
                             f"handshake message type {mtype} declares {mlen} bytes "
                             f"(limit {self.max_message})"
                         )
-                    if len(hs) - pos - 4 < mlen:
+                    if end - pos - 4 < mlen:
                         break
-                    events.append((HANDSHAKE, mtype, bytes(hs[pos + 4 : pos + 4 + mlen])))
+                    events.append((HANDSHAKE, mtype, hs[pos + 4 : pos + 4 + mlen]))
                     pos += 4 + mlen
                 else:
                     events.append((HANDSHAKE, mtype, None))
-                    avail = len(hs) - pos - 4
+                    avail = end - pos - 4
                     if avail >= mlen:
                         pos += 4 + mlen
                     else:
                         self._hs_skip = mlen - avail
-                        pos = len(hs)
+                        pos = end
                         break
         finally:
-            del hs[:pos]
+            if pos < end:
+                held += hs[pos:]
+                self._hs_need = 4 + ((held[1] << 16) | (held[2] << 8) | held[3]) if len(held) >= 4 else 4
