@@ -117,3 +117,12 @@ def test_pure_and_compiled_give_the_same_output(tmp_path: Path) -> None:
         outputs.append(proc.stdout)
     assert outputs[0].count("\n") > 300
     assert outputs[0] == outputs[1]
+
+
+def test_verdicts_pickle_by_their_fields() -> None:
+    """``--jobs`` workers send verdicts to the parent pickled."""
+    import pickle
+
+    v = ConnectionVerdict(ts=1.5, client="10.0.0.2:5000", server="10.0.0.1:443",
+                          handshake=Handshake.PSK, frames=[3, 4], client_hello_ts=2.0)
+    assert pickle.loads(pickle.dumps(v)) == v

@@ -41,7 +41,10 @@ _DEFAULT_LIMITS = Limits()
 
 def _version(value: bool) -> None:
     if value:
-        print(f"tlssniff {__version__}")
+        from tlssniff import _native
+
+        build = "hot path compiled with mypyc" if _native.built() else "pure Python"
+        print(f"tlssniff {__version__}, {build}")
         raise typer.Exit()
 
 

@@ -11,7 +11,7 @@ from typing import Callable
 
 from tlssniff.analysis.verdict import ConnectionVerdict, EarlyData, Handshake, Note, Offered
 from tlssniff.tls.ciphers import cipher_name
-from tlssniff.tls.ja4 import ja4, ja4_base
+from tlssniff.tls.ja4 import ja4_pair
 from tlssniff.tls.handshake import AFTER_SH_ALERT, AFTER_SH_CCS, HandshakeTracker
 from tlssniff.tls.messages import HandshakeType, version_name
 
@@ -62,8 +62,7 @@ def classify(
     if psks:
         v.psk_identity_hash = short_hash(psks[0])
     if not ch.sslv2:
-        v.ja4 = ja4(ch, v.transport)
-        v.ja4_base = ja4_base(ch, v.transport)
+        v.ja4, v.ja4_base = ja4_pair(ch, v.transport)
     if t.ch_ts:
         v.client_hello_ts = t.ch_ts
     if t.sh_ts:

@@ -6,7 +6,7 @@ against the JSONL output); add fields, never rename them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import Enum
 from json.encoder import encode_basestring_ascii as _json_string  # C; what json.dumps uses
 
@@ -173,6 +173,10 @@ class ConnectionVerdict:
         self.server_hello_ts = server_hello_ts
         self.handshake_end_ts = handshake_end_ts
 
+    def __reduce__(self) -> tuple:
+        """Pickled by its fields in __init__ order (``--jobs`` workers send verdicts home)."""
+        return (ConnectionVerdict, tuple([getattr(self, name) for name in _FIELDS]))
+
     @property
     def resumed(self) -> bool:
         return self.handshake in RESUMED_HANDSHAKES
@@ -227,33 +231,37 @@ class ConnectionVerdict:
         """``json.dumps(self.to_dict())`` with compact separators and a newline, built directly:
         the JSONL output writes one per connection (bench/bench.py; same text, a fifth of the
         cost). tests/test_verdict.py holds the two to the same text."""
+        # Strings tlssniff makes itself (endpoints, names, hex, fingerprints) need no escaping;
+        # the ones from the wire or the user (SNI, ALPN, capture path) go through the encoder.
         return (
-            f'{{"ts":{_ts_text(self.ts)},"client":{_json_string(self.client)},'
-            f'"server":{_json_string(self.server)},"transport":{_json_string(self.transport)},'
-            f'"starttls":{_opt(self.starttls)},"sni":{_opt(self.sni)},'
-            f'"version":{_opt(self.version)},"offered":"{VALUE[self.offered]}",'
-            f'"handshake":"{VALUE[self.handshake]}",'
+            f'{{"ts":{_ts_text(self.ts)},"client":"{self.client}","server":"{self.server}",'
+            f'"transport":"{self.transport}","starttls":{_own(self.starttls)},'
+            f'"sni":{_opt(self.sni)},"version":{_own(self.version)},'
+            f'"offered":"{VALUE[self.offered]}","handshake":"{VALUE[self.handshake]}",'
             f'"resumed":{_BOOL[self.handshake in RESUMED_HANDSHAKES]},"hrr":{_BOOL[self.hrr]},'
             f'"early_data":"{VALUE[self.early_data]}","established":{_BOOL[self.established]},'
             f'"alpn":{_opt(self.alpn)},"alpn_offered":[{",".join([_json_string(a) for a in self.alpn_offered])}],'
-            f'"cipher":{_opt(self.cipher)},'
+            f'"cipher":{_own(self.cipher)},'
             f'"note":{"null" if self.note is None else chr(34) + VALUE[self.note] + chr(34)},'
-            f'"alert":{_opt(self.alert)},"session_id":{_opt(self.session_id)},'
+            f'"alert":{_own(self.alert)},"session_id":{_own(self.session_id)},'
             f'"ticket_len":{self.ticket_len},"psk_identities":{self.psk_identities},'
-            f'"issued_session_id":{_opt(self.issued_session_id)},'
+            f'"issued_session_id":{_own(self.issued_session_id)},'
             f'"issued_ticket":{_BOOL[self.issued_ticket]},'
             f'"ticket_lifetime":{"null" if self.ticket_lifetime is None else self.ticket_lifetime},'
             f'"frames":[{",".join([str(f) for f in self.frames])}],'
-            f'"capture":{_opt(self.capture)},"ja4":{_opt(self.ja4)},"ja4_base":{_opt(self.ja4_base)},'
-            f'"ticket_key_name":{_opt(self.ticket_key_name)},"ticket_hash":{_opt(self.ticket_hash)},'
-            f'"psk_identity_hash":{_opt(self.psk_identity_hash)},'
-            f'"issued_ticket_key_name":{_opt(self.issued_ticket_key_name)},'
-            f'"issued_ticket_hash":{_opt(self.issued_ticket_hash)},'
+            f'"capture":{_opt(self.capture)},"ja4":{_own(self.ja4)},"ja4_base":{_own(self.ja4_base)},'
+            f'"ticket_key_name":{_own(self.ticket_key_name)},"ticket_hash":{_own(self.ticket_hash)},'
+            f'"psk_identity_hash":{_own(self.psk_identity_hash)},'
+            f'"issued_ticket_key_name":{_own(self.issued_ticket_key_name)},'
+            f'"issued_ticket_hash":{_own(self.issued_ticket_hash)},'
             f'"client_hello_ts":{_opt_ts_text(self.client_hello_ts)},'
             f'"server_hello_ts":{_opt_ts_text(self.server_hello_ts)},'
             f'"handshake_end_ts":{_opt_ts_text(self.handshake_end_ts)}}}\n'
         )
 
+
+# Every field is an __init__ parameter, in field order.
+_FIELDS = tuple([f.name for f in fields(ConnectionVerdict)])
 
 # The string value of every verdict enum member: ``member.value`` goes through the enum
 # descriptor machinery, a dict lookup does not.
@@ -297,6 +305,11 @@ _ZEROS = ("", "0", "00", "000", "0000", "00000")
 
 def _opt_ts_text(x: float | None) -> str:
     return "null" if x is None else _ts_text(x)
+
+
+def _own(s: str | None) -> str:
+    """A string tlssniff made (no quote, backslash or control character can be in it)."""
+    return "null" if s is None else f'"{s}"'
 
 
 def _opt(s: str | None) -> str:

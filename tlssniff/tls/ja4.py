@@ -126,6 +126,23 @@ def ja4_base(ch: ClientHello, transport: str = "tcp") -> str:
     return ja4(ch, transport, RESUMPTION_EXTENSIONS)
 
 
+_PAIRS: dict[tuple, tuple[str, str]] = {}
+
+
+def ja4_pair(ch: ClientHello, transport: str = "tcp") -> tuple[str, str]:
+    """``(ja4(ch), ja4_base(ch))`` with one cache lookup: the per-connection call."""
+    key = (
+        transport, ch.legacy_version, ch.supported_versions, ch.sni is not None,
+        ch.cipher_suites, ch.extension_types, ch.alpn_first, ch.signature_algorithms,
+    )
+    pair = _PAIRS.get(key)
+    if pair is None:
+        if len(_PAIRS) >= _CACHE_MAX:
+            _PAIRS.clear()
+        pair = _PAIRS[key] = (_ja4(ch, transport), _ja4(ch, transport, RESUMPTION_EXTENSIONS))
+    return pair
+
+
 def _ja4(ch: ClientHello, transport: str, ignore: frozenset[int] = _NONE) -> str:
     a, ciphers, exts, sigalgs = ja4_parts(ch, transport, ignore)
     c_text = ",".join(exts)
