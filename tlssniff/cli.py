@@ -290,10 +290,14 @@ def main() -> None:
 
 # -- further commands (tlssniff/commands/), one registration line each ------------------------
 from tlssniff.commands import live as _live  # noqa: E402
+
 app.command("live")(_live.live)
 from tlssniff.commands import probe as _probe  # noqa: E402
+
 app.command("probe")(_probe.probe)
 from tlssniff.commands import report as _report  # noqa: E402
+
 app.command("report")(_report.report)
 from tlssniff.commands import verify as _verify  # noqa: E402
+
 app.command("verify")(_verify.verify)

@@ -6,7 +6,6 @@ and each name may have its own cache and ticket keys).
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 
 from tlssniff.analysis.verdict import (
@@ -33,9 +32,10 @@ class ServerStats:
     refused: int = 0  # offers answered with a full handshake
     hrr: int = 0
     early_data_offered: int = 0
-    by_handshake: Counter = field(default_factory=Counter)
-    by_offered: Counter = field(default_factory=Counter)
-    by_version: Counter = field(default_factory=Counter)
+    # name -> count; plain dicts (compiled, a Counter's += is a generic call): read with .get
+    by_handshake: dict[str, int] = field(default_factory=dict)
+    by_offered: dict[str, int] = field(default_factory=dict)
+    by_version: dict[str, int] = field(default_factory=dict)
     first_ts: float | None = None
     last_ts: float | None = None
 
@@ -44,10 +44,16 @@ class ServerStats:
             self.starttls = v.starttls
         self.handshakes += 1
         h = v.handshake
-        self.by_handshake[VALUE[h]] += 1
-        self.by_offered[VALUE[v.offered]] += 1
-        if v.version:
-            self.by_version[v.version] += 1
+        counts = self.by_handshake
+        name = VALUE[h]
+        counts[name] = counts.get(name, 0) + 1
+        counts = self.by_offered
+        name = VALUE[v.offered]
+        counts[name] = counts.get(name, 0) + 1
+        version = v.version
+        if version:
+            counts = self.by_version
+            counts[version] = counts.get(version, 0) + 1
         if h is not Handshake.UNKNOWN:
             self.classified += 1
             resumed = h in RESUMED_HANDSHAKES

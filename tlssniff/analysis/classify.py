@@ -7,16 +7,16 @@ over its parser's events). Every rule cites the RFC that makes it right.
 from __future__ import annotations
 
 import hashlib
-from typing import Callable
+from typing import Callable, Final
 
 from tlssniff.analysis.verdict import ConnectionVerdict, EarlyData, Handshake, Note, Offered
 from tlssniff.tls.ciphers import cipher_name
-from tlssniff.tls.ja4 import ja4_pair
 from tlssniff.tls.handshake import AFTER_SH_ALERT, AFTER_SH_CCS, HandshakeTracker
+from tlssniff.tls.ja4 import ja4_pair
 from tlssniff.tls.messages import HandshakeType, version_name
 
 # TLS <= 1.2 messages that can only follow the ServerHello of a full handshake (RFC 5246 §7.3).
-_FULL_HANDSHAKE_NEXT = frozenset(
+_FULL_HANDSHAKE_NEXT: Final = frozenset(
     {
         HandshakeType.CERTIFICATE,
         HandshakeType.SERVER_KEY_EXCHANGE,

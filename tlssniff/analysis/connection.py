@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 from tlssniff.analysis import starttls as st
 from tlssniff.flow.table import Flow
 from tlssniff.tls.handshake import HandshakeTracker
 from tlssniff.tls.records import MAX_RECORD
 
-DETECT = 0
-TLS = 1
-NOT_TLS = 2
-MIDSTREAM_TLS = 3
-PLAINTEXT = 4  # a plaintext protocol that may upgrade to TLS (STARTTLS): analysis/starttls.py
+DETECT: Final = 0
+TLS: Final = 1
+NOT_TLS: Final = 2
+MIDSTREAM_TLS: Final = 3
+PLAINTEXT: Final = 4  # a plaintext protocol that may upgrade to TLS (STARTTLS): analysis/starttls.py
 
 
 def sniff(data: bytes) -> int | None:

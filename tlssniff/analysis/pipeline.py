@@ -9,18 +9,18 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Final, Iterable
 
 from tlssniff.analysis.classify import classify
 from tlssniff.analysis.connection import MIDSTREAM_TLS, TLS, TlsApp
 from tlssniff.analysis.udp import UdpFlow, UdpTable
 from tlssniff.analysis.verdict import ConnectionVerdict, Note
-from tlssniff.capture.decode import MalformedFrame, decode_frame, format_endpoint
+from tlssniff.capture.decode import Decoded, MalformedFrame, decode_frame, format_endpoint
 from tlssniff.capture.files import FrameSink, open_capture
 from tlssniff.flow.table import Flow, FlowTable, Limits, flow_key
 
 # How many issued TLS <= 1.2 session ids are remembered for linking offers to issues.
-MAX_ISSUED_IDS = 50_000
+MAX_ISSUED_IDS: Final = 50_000
 
 
 @dataclass(slots=True)
@@ -116,7 +116,7 @@ class Analyzer(FrameSink):
         self.table.segment(flow, key, ts, d, frame_no)
         return handshake_frame
 
-    def udp_datagram(self, ts: float, d: tuple, frame_no: int) -> bool:
+    def udp_datagram(self, ts: float, d: Decoded, frame_no: int) -> bool:
         """UDP transports (QUIC, DTLS) plug in here; returns True for handshake datagrams."""
         udp = self.udp
         if udp is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from enum import Enum
 from json.encoder import encode_basestring_ascii as _json_string  # C; what json.dumps uses
+from typing import Final
 
 
 class Handshake(str, Enum):
@@ -38,7 +39,7 @@ class EarlyData(str, Enum):
     REJECTED = "rejected"  # offered, and the PSK was refused or a HelloRetryRequest followed
 
 
-RESUMED_HANDSHAKES = frozenset({Handshake.SESSION_ID, Handshake.TICKET, Handshake.PSK})
+RESUMED_HANDSHAKES: Final = frozenset({Handshake.SESSION_ID, Handshake.TICKET, Handshake.PSK})
 
 
 class Note(str, Enum):
@@ -261,12 +262,12 @@ class ConnectionVerdict:
 
 
 # Every field is an __init__ parameter, in field order.
-_FIELDS = tuple([f.name for f in fields(ConnectionVerdict)])
+_FIELDS: Final = tuple([f.name for f in fields(ConnectionVerdict)])
 
 # The string value of every verdict enum member: ``member.value`` goes through the enum
 # descriptor machinery, a dict lookup does not.
-VALUE: dict[Enum, str] = {m: m.value for e in (Handshake, Offered, EarlyData, Note) for m in e}
-_BOOL = {True: "true", False: "false"}
+VALUE: Final[dict[Enum, str]] = {m: m.value for e in (Handshake, Offered, EarlyData, Note) for m in e}
+_BOOL: Final = {True: "true", False: "false"}
 
 
 def _usec(x: float) -> int:
@@ -300,7 +301,7 @@ def _ts_text(x: float) -> str:
     return f"{sign}{sec}.{_ZEROS[width - len(digits)]}{digits}"
 
 
-_ZEROS = ("", "0", "00", "000", "0000", "00000")
+_ZEROS: Final = ("", "0", "00", "000", "0000", "00000")
 
 
 def _opt_ts_text(x: float | None) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import socket
 import struct
+from typing import Final
 
 __all__ = [
     "LINKTYPE_NAMES",
@@ -35,7 +36,7 @@ __all__ = [
 ]
 
 #: tcpdump.org link-type names (LINKTYPE_*), for messages.
-LINKTYPE_NAMES: dict[int, str] = {
+LINKTYPE_NAMES: Final[dict[int, str]] = {
     0: "NULL",
     1: "ETHERNET",
     9: "PPP",
@@ -52,14 +53,19 @@ LINKTYPE_NAMES: dict[int, str] = {
     276: "LINUX_SLL2",
 }
 #: Link types :func:`decode_frame` understands; any other gives ``None``.
-SUPPORTED_LINKTYPES = frozenset({0, 1, 9, 12, 14, 101, 108, 113, 228, 229, 276})
+SUPPORTED_LINKTYPES: Final = frozenset({0, 1, 9, 12, 14, 101, 108, 113, 228, 229, 276})
 
-TCP_FIN = 0x01
-TCP_SYN = 0x02
-TCP_RST = 0x04
-TCP_PSH = 0x08
-TCP_ACK = 0x10
-TCP_URG = 0x20
+TCP_FIN: Final = 0x01
+TCP_SYN: Final = 0x02
+TCP_RST: Final = 0x04
+TCP_PSH: Final = 0x08
+TCP_ACK: Final = 0x10
+TCP_URG: Final = 0x20
+
+
+# (protocol, source ip, destination ip, source port, destination port, seq, ack, TCP flags,
+# payload); UDP has 0 for seq, ack and flags. A fixed-shape tuple: compiled, it is unboxed.
+Decoded = tuple[int, bytes, bytes, int, int, int, int, int, bytes]
 
 
 class MalformedFrame(ValueError):
@@ -67,32 +73,32 @@ class MalformedFrame(ValueError):
 
 
 # version/IHL, total length, flags/fragment offset, protocol, source, destination
-_IPV4 = struct.Struct("!BxHxxHxBxx4s4s").unpack_from
+_IPV4: Final = struct.Struct("!BxHxxHxBxx4s4s").unpack_from
 # payload length, next header, source, destination (after version/class/label)
-_IPV6 = struct.Struct("!4xHBx16s16s").unpack_from
+_IPV6: Final = struct.Struct("!4xHBx16s16s").unpack_from
 # ports, seq, ack, data offset byte, flags byte
-_TCP = struct.Struct("!HHIIBB").unpack_from
-_UDP = struct.Struct("!HHH").unpack_from
-_U16 = struct.Struct("!H").unpack_from
-_U32BE = struct.Struct(">I").unpack_from
-_U32LE = struct.Struct("<I").unpack_from
+_TCP: Final = struct.Struct("!HHIIBB").unpack_from
+_UDP: Final = struct.Struct("!HHH").unpack_from
+_U16: Final = struct.Struct("!H").unpack_from
+_U32BE: Final = struct.Struct(">I").unpack_from
+_U32LE: Final = struct.Struct("<I").unpack_from
 
-_ETH_IPV4 = b"\x08\x00"
-_ETHERTYPE_IPV4 = 0x0800
-_ETHERTYPE_IPV6 = 0x86DD
-_ETHERTYPE_VLAN = frozenset({0x8100, 0x88A8, 0x9100})
-_ETHERTYPE_PPPOE = 0x8864
-_ETHERTYPE_MPLS = frozenset({0x8847, 0x8848})
-_PPP_IPV4 = 0x0021
-_PPP_IPV6 = 0x0057
+_ETH_IPV4: Final = b"\x08\x00"
+_ETHERTYPE_IPV4: Final = 0x0800
+_ETHERTYPE_IPV6: Final = 0x86DD
+_ETHERTYPE_VLAN: Final = frozenset({0x8100, 0x88A8, 0x9100})
+_ETHERTYPE_PPPOE: Final = 0x8864
+_ETHERTYPE_MPLS: Final = frozenset({0x8847, 0x8848})
+_PPP_IPV4: Final = 0x0021
+_PPP_IPV6: Final = 0x0057
 # BSD AF_INET is 2 everywhere; AF_INET6 is 24 (NetBSD/OpenBSD), 28 (FreeBSD), 30 (macOS).
-_BSD_AF_INET6 = frozenset({24, 28, 30})
+_BSD_AF_INET6: Final = frozenset({24, 28, 30})
 # IPv6 extension headers walked to reach the upper layer (the fragment header 44 apart).
-_IPV6_EXT = frozenset({0, 43, 60, 51})
-_MAX_VLAN_TAGS = 8
+_IPV6_EXT: Final = frozenset({0, 43, 60, 51})
+_MAX_VLAN_TAGS: Final = 8
 
 
-def decode_frame(linktype: int, frame: bytes) -> tuple | None:
+def decode_frame(linktype: int, frame: bytes) -> Decoded | None:
     """Decode one frame down to TCP/UDP; see the module docstring for the three outcomes.
 
     The common cases (Ethernet, then IPv4 without options or IPv6 without extension headers,
@@ -137,7 +143,7 @@ def _u32(b: bytes, i: int) -> int:
     return b[i] << 24 | b[i + 1] << 16 | b[i + 2] << 8 | b[i + 3]
 
 
-def _decode(linktype: int, frame: bytes) -> tuple | None:
+def _decode(linktype: int, frame: bytes) -> Decoded | None:
     """The general decoder: every link type, tag, option and check."""
     if linktype == 1 and frame[12:14] == _ETH_IPV4:
         off = 14
@@ -184,7 +190,7 @@ def _decode(linktype: int, frame: bytes) -> tuple | None:
     return None
 
 
-def _udp(frame: bytes, start: int, end: int, src: bytes, dst: bytes) -> tuple:
+def _udp(frame: bytes, start: int, end: int, src: bytes, dst: bytes) -> Decoded:
     if start + 8 > end or start + 8 > len(frame):
         raise MalformedFrame("UDP header cut short")
     sport, dport, ulen = _UDP(frame, start)
@@ -201,11 +207,11 @@ def _udp(frame: bytes, start: int, end: int, src: bytes, dst: bytes) -> tuple:
 # UDP encapsulations recognised by their IANA port, as Zeek does: the inner packet is what
 # the connection is about. Anything that does not parse as the tunnel stays plain UDP.
 _VXLAN, _GENEVE, _GTP_U = 4789, 6081, 2152
-_TUNNEL_PORTS = frozenset({_VXLAN, _GENEVE, _GTP_U})
-_RAW_IP = 101
+_TUNNEL_PORTS: Final = frozenset({_VXLAN, _GENEVE, _GTP_U})
+_RAW_IP: Final = 101
 
 
-def _tunnel(port: int, data: bytes) -> tuple | None:
+def _tunnel(port: int, data: bytes) -> Decoded | None:
     try:
         if port == _VXLAN:
             if len(data) < 8 or not data[0] & 0x08:
@@ -242,7 +248,7 @@ def _tunnel(port: int, data: bytes) -> tuple | None:
         return None
 
 
-def _ipv6(frame: bytes, off: int) -> tuple | None:
+def _ipv6(frame: bytes, off: int) -> Decoded | None:
     try:
         plen, nxt, src, dst = _IPV6(frame, off)
     except struct.error:
@@ -368,6 +374,17 @@ def _from_ethertype(frame: bytes, off: int, etype: int) -> tuple[int, int] | Non
 
 def format_endpoint(ip: bytes, port: int) -> str:
     """``"1.2.3.4:443"`` or ``"[2001:db8::1]:443"`` (RFC 5952 text form)."""
-    if len(ip) == 4:
-        return f"{socket.inet_ntop(socket.AF_INET, ip)}:{port}"
-    return f"[{socket.inet_ntop(socket.AF_INET6, ip)}]:{port}"
+    text = _IP_TEXT.get(ip)
+    if text is None:
+        if len(_IP_TEXT) >= 65536:
+            _IP_TEXT.clear()
+        if len(ip) == 4:
+            text = socket.inet_ntop(socket.AF_INET, ip)
+        else:
+            text = "[" + socket.inet_ntop(socket.AF_INET6, ip) + "]"
+        _IP_TEXT[ip] = text
+    return f"{text}:{port}"
+
+
+# Addresses recur (servers always, clients often): their text is made once per address.
+_IP_TEXT: Final[dict[bytes, str]] = {}

@@ -17,7 +17,7 @@ import os
 import struct
 import zlib
 from collections.abc import Callable, Generator, Iterator
-from typing import BinaryIO
+from typing import BinaryIO, Final
 
 from tlssniff.errors import CaptureError
 
@@ -26,41 +26,41 @@ __all__ = ["CaptureFile", "FrameSink", "open_capture", "CHUNK_SIZE", "MAX_CAPLEN
 #: Bytes read from the file (or produced by the decompressor) per chunk.
 CHUNK_SIZE = 1 << 20
 #: A pcap record claiming more captured bytes than this (or 4x the snaplen) is corrupt.
-MAX_CAPLEN = 262144
+MAX_CAPLEN: Final = 262144
 #: A pcapng block longer than this is corrupt.
-MAX_PCAPNG_BLOCK = 16 << 20
+MAX_PCAPNG_BLOCK: Final = 16 << 20
 
-_PCAP_MAGIC = {
+_PCAP_MAGIC: Final = {
     # first four bytes: (byte order, timestamp divisor, format name)
     b"\xd4\xc3\xb2\xa1": ("<", 1_000_000, "pcap"),
     b"\xa1\xb2\xc3\xd4": (">", 1_000_000, "pcap"),
     b"\x4d\x3c\xb2\xa1": ("<", 1_000_000_000, "pcap-ns"),
     b"\xa1\xb2\x3c\x4d": (">", 1_000_000_000, "pcap-ns"),
 }
-_PCAP_UNSUPPORTED = {
+_PCAP_UNSUPPORTED: Final = {
     b"\x34\xcd\xb2\xa1": "modified (Kuznetzov) pcap",
     b"\xa1\xb2\xcd\x34": "modified (Kuznetzov) pcap",
     b"\x34\x12\xc3\xd4": "Navtel pcap",
 }
-_PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
-_PCAPNG_BOM = 0x1A2B3C4D
-_GZIP_MAGIC = b"\x1f\x8b"
-_GZIP_PIECE = 1 << 14
+_PCAPNG_SHB: Final = b"\x0a\x0d\x0d\x0a"
+_PCAPNG_BOM: Final = 0x1A2B3C4D
+_GZIP_MAGIC: Final = b"\x1f\x8b"
+_GZIP_PIECE: Final = 1 << 14
 
-_PCAP_HEADER_LEN = 24
-_HEAD_LEN = 32
-_PCAP_RECORD_LEN = 16
+_PCAP_HEADER_LEN: Final = 24
+_HEAD_LEN: Final = 32
+_PCAP_RECORD_LEN: Final = 16
 
 # pcapng block types
-_SHB = 0x0A0D0D0A
-_IDB = 1
-_PB = 2  # obsolete Packet Block
-_SPB = 3
-_EPB = 6
+_SHB: Final = 0x0A0D0D0A
+_IDB: Final = 1
+_PB: Final = 2  # obsolete Packet Block
+_SPB: Final = 3
+_EPB: Final = 6
 # pcapng IDB options
-_OPT_ENDOFOPT = 0
-_IF_TSRESOL = 9
-_IF_TSOFFSET = 14
+_OPT_ENDOFOPT: Final = 0
+_IF_TSRESOL: Final = 9
+_IF_TSOFFSET: Final = 14
 
 
 class _PcapngStructs:
@@ -80,11 +80,7 @@ class _PcapngStructs:
         self.shb = struct.Struct(bo + "IHH")  # byte-order magic, major, minor
 
 
-_PCAPNG_STRUCTS = {"<": _PcapngStructs("<"), ">": _PcapngStructs(">")}
-
-
-def _u32le(buf: bytes, i: int) -> int:
-    return buf[i] | buf[i + 1] << 8 | buf[i + 2] << 16 | buf[i + 3] << 24
+_PCAPNG_STRUCTS: Final = {"<": _PcapngStructs("<"), ">": _PcapngStructs(">")}
 
 
 def _u32be(buf: bytes, i: int) -> int:
@@ -381,9 +377,9 @@ class CaptureFile:
         le = self._pcap_le
         while off <= limit:
             if le:
-                sec = _u32le(buf, off)
-                frac = _u32le(buf, off + 4)
-                caplen = _u32le(buf, off + 8)
+                sec = buf[off] | buf[off + 1] << 8 | buf[off + 2] << 16 | buf[off + 3] << 24
+                frac = buf[off + 4] | buf[off + 5] << 8 | buf[off + 6] << 16 | buf[off + 7] << 24
+                caplen = buf[off + 8] | buf[off + 9] << 8 | buf[off + 10] << 16 | buf[off + 11] << 24
             else:
                 sec = _u32be(buf, off)
                 frac = _u32be(buf, off + 4)

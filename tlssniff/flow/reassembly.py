@@ -11,11 +11,13 @@ dict) is only made when a segment arrives ahead of a hole, and freed once the ho
 
 from __future__ import annotations
 
-MASK = 0xFFFFFFFF
-HALF = 0x80000000
+from typing import Final
+
+MASK: Final = 0xFFFFFFFF
+HALF: Final = 0x80000000
 # Out-of-order segments held at once: 256 KB of full-size segments is ~180; tiny segments beyond
 # this many are an attack on the buffer's bookkeeping, and count as an overflow.
-MAX_SEGMENTS = 1024
+MAX_SEGMENTS: Final = 1024
 
 
 class StreamReassembler:

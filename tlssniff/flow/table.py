@@ -11,16 +11,17 @@ from __future__ import annotations
 import struct
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Callable, Final, Protocol
 
+from tlssniff.capture.decode import Decoded
 from tlssniff.flow.reassembly import StreamReassembler
 
-FIN = 0x01
-SYN = 0x02
-RST = 0x04
-ACK = 0x10
+FIN: Final = 0x01
+SYN: Final = 0x02
+RST: Final = 0x04
+ACK: Final = 0x10
 
-_PORTS = struct.Struct("!HH")
+_PORTS: Final = struct.Struct("!HH")
 
 
 def flow_key(src: bytes, dst: bytes, sport: int, dport: int) -> bytes:
@@ -34,7 +35,7 @@ def flow_key(src: bytes, dst: bytes, sport: int, dport: int) -> bytes:
 
 # How long a connection that saw FIN/RST is kept after its last packet, so that late
 # retransmissions are recognised instead of starting a new (mid-stream) connection.
-CLOSED_GRACE = 30.0
+CLOSED_GRACE: Final = 30.0
 
 
 @dataclass(slots=True)
@@ -54,7 +55,7 @@ class Limits:
 # What a connection without a verdict costs besides the bytes it buffers: Flow, two
 # reassemblers, keys and their dict entries, the TLS app, tracker and record streams (measured
 # with tracemalloc on partial ClientHellos: about 1,700 bytes; see bench/adversarial.py).
-PENDING_COST = 1700
+PENDING_COST: Final = 1700
 
 
 class App(Protocol):
@@ -159,7 +160,7 @@ class FlowTable:
         self._next_sweep: float | None = None
 
     # The caller's loop handles done flows itself (the fast path); everything else comes here.
-    def segment(self, flow: Flow | None, key: bytes, ts: float, d: tuple, frame: int) -> None:
+    def segment(self, flow: Flow | None, key: bytes, ts: float, d: Decoded, frame: int) -> None:
         """One TCP segment: ``key`` from :func:`flow_key`, ``d`` the decoded tuple
         ``(proto, src, dst, sport, dport, seq, ack, flags, payload)``."""
         seq = d[5]
@@ -222,7 +223,7 @@ class FlowTable:
         if self.held > self.limits.max_pending_memory:
             self._shed()
 
-    def _new_flow(self, key: bytes, ts: float, d: tuple, frame: int) -> Flow:
+    def _new_flow(self, key: bytes, ts: float, d: Decoded, frame: int) -> Flow:
         flags = d[7]
         src, dst = (d[1], d[3]), (d[2], d[4])
         if flags & SYN and flags & ACK:

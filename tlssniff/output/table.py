@@ -16,9 +16,10 @@ def _pct(x: float | None) -> str:
 
 
 def _mix(s: ServerStats) -> str:
-    parts = [f"{short} {s.by_handshake[name]}" for name, short in _MECH_SHORT if s.by_handshake[name]]
-    if s.by_handshake["unknown"]:
-        parts.append(f"? {s.by_handshake['unknown']}")
+    h = s.by_handshake
+    parts = [f"{short} {h[name]}" for name, short in _MECH_SHORT if h.get(name)]
+    if h.get("unknown"):
+        parts.append(f"? {h['unknown']}")
     return " ".join(parts)
 
 

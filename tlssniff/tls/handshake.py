@@ -7,6 +7,8 @@ rest of the connection cannot change the facts, so the flow layer can stop feedi
 
 from __future__ import annotations
 
+from typing import Final
+
 from tlssniff.tls import records as rec
 from tlssniff.tls.messages import (
     ClientHello,
@@ -21,17 +23,17 @@ from tlssniff.tls.messages import (
 )
 
 # Message types compared per record, as plain ints (a compiled compare; see setup.py).
-_CLIENT_HELLO = int(HandshakeType.CLIENT_HELLO)
-_SERVER_HELLO = int(HandshakeType.SERVER_HELLO)
-_HELLO_RETRY_REQUEST_DRAFT = int(HandshakeType.HELLO_RETRY_REQUEST_DRAFT)
-_NEW_SESSION_TICKET = int(HandshakeType.NEW_SESSION_TICKET)
+_CLIENT_HELLO: Final = int(HandshakeType.CLIENT_HELLO)
+_SERVER_HELLO: Final = int(HandshakeType.SERVER_HELLO)
+_HELLO_RETRY_REQUEST_DRAFT: Final = int(HandshakeType.HELLO_RETRY_REQUEST_DRAFT)
+_NEW_SESSION_TICKET: Final = int(HandshakeType.NEW_SESSION_TICKET)
 
 # What the server sent right after the final ServerHello (besides handshake message types).
-AFTER_SH_CCS = -20
-AFTER_SH_ALERT = -21
-AFTER_SH_ENCRYPTED = -23
+AFTER_SH_CCS: Final = -20
+AFTER_SH_ALERT: Final = -21
+AFTER_SH_ENCRYPTED: Final = -23
 
-ALERT_NAMES = {
+ALERT_NAMES: Final = {
     0: "close_notify",
     10: "unexpected_message",
     20: "bad_record_mac",
@@ -67,8 +69,8 @@ ALERT_NAMES = {
 
 # A connection that has not finished its handshake this many records after the ServerHello (or
 # before one) is given up on: its facts are as complete as they will get.
-MAX_RECORDS_AFTER_SERVER_HELLO = 64
-MAX_RECORDS_BEFORE_SERVER_HELLO = 1024
+MAX_RECORDS_AFTER_SERVER_HELLO: Final = 64
+MAX_RECORDS_BEFORE_SERVER_HELLO: Final = 1024
 
 
 class HandshakeTracker:

@@ -26,10 +26,11 @@ connection.
 from __future__ import annotations
 
 from hashlib import sha256
+from typing import Final
 
 from tlssniff.tls.messages import ClientHello
 
-_VERSIONS = {
+_VERSIONS: Final = {
     0x0304: "13",
     0x0303: "12",
     0x0302: "11",
@@ -41,7 +42,7 @@ _VERSIONS = {
     0xFEFC: "d3",
 }
 
-_EMPTY = "000000000000"
+_EMPTY: Final = "000000000000"
 
 
 def is_grease(code: int) -> bool:
@@ -69,8 +70,8 @@ def _hash12(text: str) -> str:
 
 # Extensions a client adds or drops depending on whether it resumes (and padding, whose presence
 # depends on the hello's length, so on the ticket's): left out of :func:`ja4_base`.
-RESUMPTION_EXTENSIONS = frozenset({0x0015, 0x0023, 0x0029, 0x002A})
-_NONE: frozenset[int] = frozenset()
+RESUMPTION_EXTENSIONS: Final = frozenset({0x0015, 0x0023, 0x0029, 0x002A})
+_NONE: Final[frozenset[int]] = frozenset()
 
 
 def ja4_parts(
@@ -101,8 +102,8 @@ def ja4_parts(
 
 # A client population sends the same hello shape again and again: JA4 depends only on these
 # fields, so a small cache turns ~15 µs of hashing per connection into one dict lookup.
-_CACHE: dict[tuple, str] = {}
-_CACHE_MAX = 4096
+_CACHE: Final[dict[tuple, str]] = {}
+_CACHE_MAX: Final = 4096
 
 
 def ja4(ch: ClientHello, transport: str = "tcp", ignore: frozenset[int] = _NONE) -> str:
@@ -126,7 +127,7 @@ def ja4_base(ch: ClientHello, transport: str = "tcp") -> str:
     return ja4(ch, transport, RESUMPTION_EXTENSIONS)
 
 
-_PAIRS: dict[tuple, tuple[str, str]] = {}
+_PAIRS: Final[dict[tuple, tuple[str, str]]] = {}
 
 
 def ja4_pair(ch: ClientHello, transport: str = "tcp") -> tuple[str, str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Final
 
 
 class DecodeError(ValueError):
@@ -55,12 +56,12 @@ class ExtensionType(IntEnum):
 
 
 # RFC 8446 §4.1.3: a ServerHello with this random is a HelloRetryRequest.
-HRR_RANDOM = bytes.fromhex("cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c")
+HRR_RANDOM: Final = bytes.fromhex("cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c")
 
-TLS13 = 0x0304
-DTLS13 = 0xFEFC  # RFC 9147: DTLS 1.3 keeps TLS 1.3's resumption rules
+TLS13: Final = 0x0304
+DTLS13: Final = 0xFEFC  # RFC 9147: DTLS 1.3 keeps TLS 1.3's resumption rules
 
-_VERSION_NAMES = {
+_VERSION_NAMES: Final = {
     0x0002: "SSLv2",
     0x0300: "SSLv3",
     0x0301: "TLSv1.0",
@@ -318,7 +319,7 @@ def _u16(data: bytes, pos: int, end: int) -> int:
     return (data[pos] << 8) | data[pos + 1]
 
 
-_U16_LISTS: dict[int, struct.Struct] = {}
+_U16_LISTS: Final[dict[int, struct.Struct]] = {}
 
 
 def _u16s(data: bytes, pos: int, length: int) -> tuple[int, ...]:

@@ -8,23 +8,25 @@ wanted handshake message (at most ``max_message`` bytes) are all it ever holds.
 
 from __future__ import annotations
 
+from typing import Final
+
 from tlssniff.tls.messages import DecodeError, HandshakeType
 
 # Event kinds; events are small tuples ``(kind, a, b)`` because they are made per record.
-HANDSHAKE = 1  # (HANDSHAKE, msg_type, body or None when the body was skipped)
-CCS = 2  # (CCS, None, None)
-ALERT = 3  # (ALERT, level, description); level None when the alert is encrypted
-APPLICATION_DATA = 4  # (APPLICATION_DATA, record length, None)
-ENCRYPTED_HANDSHAKE = 5  # (ENCRYPTED_HANDSHAKE, record length, None)
-SSLV2_CLIENT_HELLO = 6  # (SSLV2_CLIENT_HELLO, body, None)
-SSLV2_OTHER = 7  # (SSLV2_OTHER, message type, None)
+HANDSHAKE: Final = 1  # (HANDSHAKE, msg_type, body or None when the body was skipped)
+CCS: Final = 2  # (CCS, None, None)
+ALERT: Final = 3  # (ALERT, level, description); level None when the alert is encrypted
+APPLICATION_DATA: Final = 4  # (APPLICATION_DATA, record length, None)
+ENCRYPTED_HANDSHAKE: Final = 5  # (ENCRYPTED_HANDSHAKE, record length, None)
+SSLV2_CLIENT_HELLO: Final = 6  # (SSLV2_CLIENT_HELLO, body, None)
+SSLV2_OTHER: Final = 7  # (SSLV2_OTHER, message type, None)
 
 # RFC 5246 §6.2.3: TLSCiphertext.length is at most 2^14 + 2048.
-MAX_RECORD = 2**14 + 2048
-DEFAULT_MAX_MESSAGE = 64 * 1024
+MAX_RECORD: Final = 2**14 + 2048
+DEFAULT_MAX_MESSAGE: Final = 64 * 1024
 
 # Messages whose bodies the analysis reads; every other body is skipped unbuffered.
-WANTED = frozenset(
+WANTED: Final = frozenset(
     {
         HandshakeType.CLIENT_HELLO,
         HandshakeType.SERVER_HELLO,
@@ -34,9 +36,9 @@ WANTED = frozenset(
 
 
 # The handshake messages whose bodies are read, as plain ints (compiled compares; == WANTED).
-_CLIENT_HELLO = 1
-_SERVER_HELLO = 2
-_NEW_SESSION_TICKET = 4
+_CLIENT_HELLO: Final = 1
+_SERVER_HELLO: Final = 2
+_NEW_SESSION_TICKET: Final = 4
 
 
 def _record_need(held: bytearray) -> int:
