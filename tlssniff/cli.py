@@ -18,7 +18,6 @@ from rich.console import Console
 
 from tlssniff import __version__
 from tlssniff.analysis.aggregate import Aggregator
-from tlssniff.analysis.diagnostics import Diagnostics
 from tlssniff.analysis.parallel import analyze_captures
 from tlssniff.errors import CaptureError, TlssniffError, UsageError
 from tlssniff.flow.table import Limits
@@ -209,7 +208,11 @@ def analyze(
         agg = Aggregator()
         writer = VerdictWriter(fmt, out)
         # Findings (docs/diagnostics.md) for the summary outputs; streams stay as they were.
-        diag = Diagnostics() if fmt in ("table", "json") else None
+        diag = None
+        if fmt in ("table", "json"):
+            from tlssniff.analysis.diagnostics import Diagnostics
+
+            diag = Diagnostics()
 
         def on_verdict(v) -> None:
             agg.add(v)

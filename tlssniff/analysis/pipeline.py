@@ -9,15 +9,17 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Final, Iterable
+from typing import TYPE_CHECKING, Callable, Final, Iterable
 
 from tlssniff.analysis.classify import classify
 from tlssniff.analysis.connection import MIDSTREAM_TLS, TLS, TlsApp
-from tlssniff.analysis.udp import UdpFlow, UdpTable
 from tlssniff.analysis.verdict import ConnectionVerdict, Note
 from tlssniff.capture.decode import Decoded, MalformedFrame, decode_frame, format_endpoint
 from tlssniff.capture.files import FrameSink, open_capture
 from tlssniff.flow.table import Flow, FlowTable, Limits, flow_key
+
+if TYPE_CHECKING:
+    from tlssniff.analysis.udp import UdpFlow, UdpTable
 
 # How many issued TLS <= 1.2 session ids are remembered for linking offers to issues.
 MAX_ISSUED_IDS: Final = 50_000
@@ -68,12 +70,14 @@ class Analyzer(FrameSink):
         self.table = FlowTable(self._new_app, self._flow_done, self.limits)
         self._issued: OrderedDict[bytes, None] = OrderedDict()
         self.capture_name: str | None = None
-        self.udp: UdpTable | None = None  # made by the first UDP datagram: TCP-only costs nothing
+        # Made by the first UDP datagram (and only then imported, with QUIC's crypto): TCP-only
+        # captures pay nothing for it.
+        self.udp: UdpTable | None = None
         # analyze_file's per-file state, kept here for ``frame`` (the capture's FrameSink).
         self._flows = self.table.flows
         self._frame_no = 0
-        self._ts: float | None = None
         self._first_ts = 0.0
+        self._last_ts = 0.0
         self._fast = self._malformed = self._other = self._udp_count = self._tcp = 0
 
     # -- per frame ---------------------------------------------------------------------------
@@ -120,6 +124,8 @@ class Analyzer(FrameSink):
         """UDP transports (QUIC, DTLS) plug in here; returns True for handshake datagrams."""
         udp = self.udp
         if udp is None:
+            from tlssniff.analysis.udp import UdpTable
+
             udp = self.udp = UdpTable(self._udp_done, self.limits)
         return udp.datagram(ts, d, frame_no)
 
@@ -138,7 +144,7 @@ class Analyzer(FrameSink):
                     progress(cap.position, size)
 
             cap.walk(self, on_chunk)
-            ts = self._ts
+            ts = self._last_ts if self._frame_no else None
             c.frames += self._frame_no
             c.bytes += cap.position
             c.malformed_frames += self._malformed
@@ -157,7 +163,6 @@ class Analyzer(FrameSink):
 
     def _reset_file_state(self) -> None:
         self._frame_no = 0
-        self._ts = None
         self._fast = self._malformed = self._other = self._udp_count = self._tcp = 0
         self._flows = self.table.flows
 
@@ -172,10 +177,10 @@ class Analyzer(FrameSink):
         FIN or RST they change nothing tlssniff reads. SYN, FIN and RST of finished connections
         go to the table (port reuse, closing).
         """
-        self._frame_no += 1
-        if self._ts is None:
+        if not self._frame_no:
             self._first_ts = ts
-        self._ts = ts
+        self._frame_no += 1
+        self._last_ts = ts
         key: bytes | None = None
         flow: Flow | None = None
         if linktype == 1 and end - start >= 48:

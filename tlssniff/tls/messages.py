@@ -319,16 +319,15 @@ def _u16(data: bytes, pos: int, end: int) -> int:
     return (data[pos] << 8) | data[pos + 1]
 
 
-_U16_LISTS: Final[dict[int, struct.Struct]] = {}
 
 
 def _u16s(data: bytes, pos: int, length: int) -> tuple[int, ...]:
     if length % 2:
         raise DecodeError("odd length in a list of 16-bit values")
-    st = _U16_LISTS.get(length)
-    if st is None:
-        st = _U16_LISTS[length] = struct.Struct(f">{length // 2}H")
-    return st.unpack_from(data, pos)
+    if pos + length > len(data):
+        raise DecodeError(f"list of {length} bytes runs past the message")
+    # A comprehension rather than struct: compiled (setup.py) it is a C loop.
+    return tuple([data[i] << 8 | data[i + 1] for i in range(pos, pos + length, 2)])
 
 
 def parse_client_hello(body: bytes) -> ClientHello:
