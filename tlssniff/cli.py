@@ -18,7 +18,7 @@ from rich.console import Console
 
 from tlssniff import __version__
 from tlssniff.analysis.aggregate import Aggregator
-from tlssniff.analysis.parallel import analyze_captures
+from tlssniff.analysis.parallel import Split, analyze_captures
 from tlssniff.errors import CaptureError, TlssniffError, UsageError
 from tlssniff.flow.table import Limits
 from tlssniff.output.formats import FORMATS, VerdictWriter, summary_document
@@ -221,8 +221,10 @@ def analyze(
                 diag.add(v)
 
         with _progress(progress, len(captures)) as update:
+            # Streamed lines: --jobs workers aggregate and write their own (parallel.Split).
+            split = Split(fmt, agg, out) if fmt in ("jsonl", "ecs") else None
             totals = analyze_captures(
-                [str(p) for p in captures], on_verdict, limits, jobs, update, one_stream
+                [str(p) for p in captures], on_verdict, limits, jobs, update, one_stream, split
             )
         counters = totals.to_dict()
         if fmt == "json":

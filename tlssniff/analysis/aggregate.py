@@ -74,6 +74,38 @@ class ServerStats:
         if self.last_ts is None or v.ts > self.last_ts:
             self.last_ts = v.ts
 
+    def merge(self, other: ServerStats) -> None:
+        """Add ``other`` (the same server, verdicts that came after this one's): exactly what
+        adding its verdicts one by one would give (``--jobs`` workers aggregate their capture)."""
+        if other.starttls:
+            self.starttls = other.starttls
+        self.handshakes += other.handshakes
+        self.classified += other.classified
+        self.resumed += other.resumed
+        self.offered += other.offered
+        self.accepted += other.accepted
+        self.refused += other.refused
+        self.hrr += other.hrr
+        self.early_data_offered += other.early_data_offered
+        for mine, theirs in ((self.by_handshake, other.by_handshake),
+                             (self.by_offered, other.by_offered),
+                             (self.by_version, other.by_version)):
+            for name, n in theirs.items():
+                mine[name] = mine.get(name, 0) + n
+        if other.first_ts is not None and (self.first_ts is None or other.first_ts < self.first_ts):
+            self.first_ts = other.first_ts
+        if other.last_ts is not None and (self.last_ts is None or other.last_ts > self.last_ts):
+            self.last_ts = other.last_ts
+
+    def __reduce__(self) -> tuple:
+        """Pickled by its fields (``--jobs`` workers send their aggregates home)."""
+        return (_restore_stats, (
+            self.server, self.sni, self.transport, self.starttls, self.handshakes,
+            self.classified, self.resumed, self.offered, self.accepted, self.refused, self.hrr,
+            self.early_data_offered, self.by_handshake, self.by_offered, self.by_version,
+            self.first_ts, self.last_ts,
+        ))
+
     @property
     def resumption_rate(self) -> float | None:
         """Resumed / classified handshakes; None when nothing is classified."""
@@ -108,6 +140,27 @@ class ServerStats:
         }
 
 
+def _restore_stats(
+    server: str, sni: str | None, transport: str, starttls: str | None, handshakes: int,
+    classified: int, resumed: int, offered: int, accepted: int, refused: int, hrr: int,
+    early_data_offered: int, by_handshake: dict[str, int], by_offered: dict[str, int],
+    by_version: dict[str, int], first_ts: float | None, last_ts: float | None,
+) -> ServerStats:
+    s = ServerStats(server, sni, transport, starttls, handshakes, classified, resumed, offered,
+                    accepted, refused, hrr, early_data_offered)
+    s.by_handshake, s.by_offered, s.by_version = by_handshake, by_offered, by_version
+    s.first_ts, s.last_ts = first_ts, last_ts
+    return s
+
+
+def _restore_aggregator(
+    servers: dict[tuple[str, str | None, str], ServerStats], total: ServerStats
+) -> Aggregator:
+    a = Aggregator()
+    a.servers, a.total = servers, total
+    return a
+
+
 def _round(x: float | None) -> float | None:
     return None if x is None else round(x, 4)
 
@@ -118,6 +171,18 @@ class Aggregator:
     def __init__(self) -> None:
         self.servers: dict[tuple[str, str | None, str], ServerStats] = {}
         self.total = ServerStats(server="*", sni=None)
+
+    def __reduce__(self) -> tuple:
+        return (_restore_aggregator, (self.servers, self.total))
+
+    def merge(self, other: Aggregator) -> None:
+        """Add another aggregator's servers and totals, as if its verdicts came after ours."""
+        for key, theirs in other.servers.items():
+            mine = self.servers.get(key)
+            if mine is None:
+                mine = self.servers[key] = ServerStats(theirs.server, theirs.sni, theirs.transport)
+            mine.merge(theirs)
+        self.total.merge(other.total)
 
     def add(self, v: ConnectionVerdict) -> None:
         key = (v.server, v.sni, v.transport)

@@ -1,10 +1,14 @@
 """Several captures on several cores, merged exactly.
 
 Each capture is analyzed on its own (its own flow table), in a worker process when ``jobs > 1``.
-Workers stream their verdicts to a spool file (pickled, so floats and enums come back bit for
-bit) and the parent replays them in capture order into the same ``on_verdict`` callback a
-single process would call: aggregation, diagnostics and output see the identical sequence, so
-``--jobs 1`` and ``--jobs N`` print the same bytes.
+Two ways home, both giving the bytes ``--jobs 1`` gives:
+
+- streamed outputs (JSONL, ECS lines) with a :class:`Split`: each worker aggregates its capture
+  and writes its lines itself; the parent appends the lines and merges the aggregates in capture
+  order. The parent's serial work is a file copy per capture.
+- otherwise workers pickle their verdicts to a spool file (floats and enums come back bit for
+  bit) and the parent replays them in capture order into the same ``on_verdict`` callback a
+  single process would call (the summary formats need every verdict: diagnostics, ``json``).
 """
 
 from __future__ import annotations
@@ -14,9 +18,11 @@ import os
 import pickle
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import fields
-from typing import Callable
+import shutil
+from dataclasses import dataclass, fields
+from typing import IO, Callable
 
+from tlssniff.analysis.aggregate import Aggregator
 from tlssniff.analysis.pipeline import Analyzer, Counters
 from tlssniff.analysis.verdict import ConnectionVerdict
 from tlssniff.errors import TlssniffError
@@ -66,6 +72,39 @@ def _analyze_to_spool(
         return Counters(), err
 
 
+@dataclass
+class Split:
+    """Per-verdict work the workers can do themselves: aggregate, and write lines in ``fmt``
+    (a VerdictWriter format whose lines stand alone: jsonl, ecs) to ``out``."""
+
+    fmt: str
+    aggregator: Aggregator
+    out: IO[str]
+
+
+def _analyze_split(
+    path: str, limits: Limits, fmt: str, spool: str
+) -> tuple[Counters, Aggregator, TlssniffError | None]:
+    """Worker: analyze one capture, aggregating it and writing its lines to ``spool``."""
+    from tlssniff.output.formats import VerdictWriter
+
+    agg = Aggregator()
+    try:
+        with open(spool, "w", encoding="utf-8", newline="") as out:
+            writer = VerdictWriter(fmt, out)
+
+            def keep(v: ConnectionVerdict) -> None:
+                agg.add(v)
+                writer.write(v)
+
+            analyzer = Analyzer(keep, limits)
+            analyzer.analyze_file(path)
+            analyzer.finish()
+        return analyzer.counters, agg, None
+    except TlssniffError as err:
+        return Counters(), agg, err
+
+
 def _replay(spool: str, on_verdict: Callable[[ConnectionVerdict], None]) -> None:
     with open(spool, "rb") as f:
         while True:
@@ -84,8 +123,12 @@ def analyze_captures(
     jobs: int = 1,
     progress: Callable[[int, int | None], None] | None = None,
     one_stream: bool = False,
+    split: Split | None = None,
 ) -> Counters:
     """Analyze ``paths`` and return the merged counters.
+
+    ``split``: with several workers, let them aggregate and write their own lines (see the
+    module docstring); ``on_verdict`` must then do nothing else. Ignored when one process runs.
 
     ``one_stream``: the files are consecutive pieces of one capture (``tcpdump -C/-G``
     rotation): one flow table runs through all of them, so connections crossing a file
@@ -110,18 +153,32 @@ def analyze_captures(
     with tempfile.TemporaryDirectory(prefix="tlssniff-") as tmp, ProcessPoolExecutor(
         max_workers=min(jobs, len(paths)), mp_context=ctx
     ) as pool:
-        spools = [os.path.join(tmp, f"{i}.pickle") for i in range(len(paths))]
-        futures = [
-            pool.submit(_analyze_to_spool, path, limits, spool)
-            for path, spool in zip(paths, spools)
-        ]
+        spools = [os.path.join(tmp, f"{i}.spool") for i in range(len(paths))]
+        if split is not None:
+            futures = [
+                pool.submit(_analyze_split, path, limits, split.fmt, spool)
+                for path, spool in zip(paths, spools)
+            ]
+        else:
+            futures = [
+                pool.submit(_analyze_to_spool, path, limits, spool)
+                for path, spool in zip(paths, spools)
+            ]
         done_bytes = 0
         sizes = [os.path.getsize(p) for p in paths]
         for future, spool, size in zip(futures, spools, sizes):
-            counters, error = future.result()
-            if error is not None:
-                raise error
-            _replay(spool, on_verdict)
+            if split is not None:
+                counters, agg, error = future.result()
+                if error is not None:
+                    raise error
+                with open(spool, encoding="utf-8", newline="") as lines:
+                    shutil.copyfileobj(lines, split.out, 1 << 20)
+                split.aggregator.merge(agg)
+            else:
+                counters, error = future.result()
+                if error is not None:
+                    raise error
+                _replay(spool, on_verdict)
             os.unlink(spool)
             merge_counters(total, counters)
             done_bytes += size
