@@ -12,11 +12,48 @@ TLS = sorted((PUBLIC / "zeek" / "tls").glob("*.pcap")) + sorted(CAPTURES.glob("*
 
 def test_jobs_output_is_identical():
     args = [str(p) for p in TLS]
-    for fmt in ("jsonl", "json", "table"):
+    for fmt in ("jsonl", "ecs", "json", "table"):
         one = run_tlssniff("analyze", *args, "-f", fmt, "--jobs", "1", "-q").stdout
         two = run_tlssniff("analyze", *args, "-f", fmt, "--jobs", "2", "-q").stdout
         assert one == two, fmt
         assert one.strip()
+
+
+def test_jobs_fail_under_uses_the_merged_aggregates():
+    """With --jobs the workers aggregate their own captures; the gate sees the merged figures."""
+    args = [str(p) for p in TLS]
+    one = run_tlssniff("analyze", *args, "-f", "jsonl", "--fail-under", "60", "--jobs", "1",
+                       "-q", check=False)
+    two = run_tlssniff("analyze", *args, "-f", "jsonl", "--fail-under", "60", "--jobs", "2",
+                       "-q", check=False)
+    assert one.returncode == two.returncode == 3
+    assert "resumption rate under 60%: 127.0.0.1:44331: 20%" in one.stderr
+    assert one.stderr == two.stderr
+
+
+def test_merged_aggregates_equal_one_pass():
+    """Aggregator.merge of per-capture aggregates (in capture order) equals adding every
+    verdict to one aggregator, server by server and in total, and survives pickling."""
+    import pickle
+
+    from tlssniff.analysis.aggregate import Aggregator
+    from tlssniff.analysis.pipeline import analyze_paths
+
+    whole, merged = Aggregator(), Aggregator()
+    for path in TLS:
+        part = Aggregator()
+
+        def add(v, part=part):
+            whole.add(v)
+            part.add(v)
+
+        analyze_paths([str(path)], add)
+        merged.merge(pickle.loads(pickle.dumps(part)))
+    assert whole.total.handshakes > 100
+    assert merged.total.to_dict() == whole.total.to_dict()
+    assert [s.to_dict() for s in merged.sorted_servers()] == [
+        s.to_dict() for s in whole.sorted_servers()]
+    assert list(merged.servers) == list(whole.servers)
 
 
 def _split_pcap(src, at: int, a, b) -> None:
