@@ -227,11 +227,11 @@ class ConnectionVerdict:
             "handshake_end_ts": _ts(self.handshake_end_ts),
         }
 
-
     def to_json_line(self) -> str:
         """``json.dumps(self.to_dict())`` with compact separators and a newline, built directly:
-        the JSONL output writes one per connection (bench/bench.py; same text, a fifth of the
-        cost). tests/test_verdict.py holds the two to the same text."""
+        the JSONL output writes one per connection (compiled: 2.0 µs against 10.8 µs for the
+        dict and the encoder, verdicts of captures/demo.pcapng). tests/test_native.py holds the
+        two to the same text."""
         # Strings tlssniff makes itself (endpoints, names, hex, fingerprints) need no escaping;
         # the ones from the wire or the user (SNI, ALPN, capture path) go through the encoder.
         return (
