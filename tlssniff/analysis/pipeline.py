@@ -78,12 +78,11 @@ class Analyzer(FrameSink):
         self._frame_no = 0
         self._first_ts = 0.0
         self._last_ts = 0.0
-        self._fast = self._malformed = self._other = self._udp_count = self._tcp = 0
 
     # -- per frame ---------------------------------------------------------------------------
 
     def feed_frame(self, ts: float, linktype: int, frame: bytes, frame_no: int) -> bool:
-        """One frame (the live path; ``analyze_file`` inlines the same steps for speed).
+        """One frame (the live path; ``frame`` adds an in-place fast path for capture files).
 
         Returns True when the frame belonged to a connection whose handshake was still being
         read (the frames worth keeping as evidence), False for everything the fast path skips.
@@ -94,6 +93,16 @@ class Analyzer(FrameSink):
         if c.first_ts is None:
             c.first_ts = ts
         c.last_ts = ts
+        return self._decoded_frame(ts, linktype, frame, frame_no, None, None)
+
+    def _decoded_frame(
+        self, ts: float, linktype: int, frame: bytes, frame_no: int, key: bytes | None,
+        flow: Flow | None,
+    ) -> bool:
+        """The slow path of both entries: decode the frame in full and hand it on. ``key`` and
+        ``flow`` when the caller's fast path already looked them up. Returns True for frames of
+        connections whose handshake is still being read (see feed_frame)."""
+        c = self.counters
         try:
             d = decode_frame(linktype, frame)
         except MalformedFrame:
@@ -106,13 +115,14 @@ class Analyzer(FrameSink):
             c.udp_datagrams += 1
             return self.udp_datagram(ts, d, frame_no)
         c.tcp_segments += 1
-        key = flow_key(d[1], d[2], d[3], d[4])
-        flow = self.table.flows.get(key)
+        if key is None:
+            key = flow_key(d[1], d[2], d[3], d[4])
+            flow = self.table.flows.get(key)
         if flow is not None and flow.done and not d[7] & 0x07:
-            # The fast path. SYN, FIN and RST of a finished connection still go to the table:
-            # a FIN/RST lets the sweep forget it after CLOSED_GRACE instead of idle_timeout (live
-            # at 330 conn/s without it: RSS +41 MB in 200 s, still rising) and a bare SYN is a
-            # new connection on a reused client port.
+            # Done connections skip the rest. SYN, FIN and RST of a finished connection still go
+            # to the table: a FIN/RST lets the sweep forget it after CLOSED_GRACE instead of
+            # idle_timeout (live at 330 conn/s without it: RSS +41 MB in 200 s, still rising)
+            # and a bare SYN is a new connection on a reused client port.
             flow.last = ts
             return False
         # A FIN/RST of a finished connection is no handshake frame; a bare SYN starts one.
@@ -147,10 +157,6 @@ class Analyzer(FrameSink):
             ts = self._last_ts if self._frame_no else None
             c.frames += self._frame_no
             c.bytes += cap.position
-            c.malformed_frames += self._malformed
-            c.other_frames += self._other
-            c.udp_datagrams += self._udp_count
-            c.tcp_segments += self._tcp + self._fast
             if ts is not None:
                 if c.first_ts is None:
                     c.first_ts = self._first_ts
@@ -163,7 +169,6 @@ class Analyzer(FrameSink):
 
     def _reset_file_state(self) -> None:
         self._frame_no = 0
-        self._fast = self._malformed = self._other = self._udp_count = self._tcp = 0
         self._flows = self.table.flows
 
     def frame(self, ts: float, linktype: int, buf: bytes, start: int, end: int) -> None:
@@ -192,7 +197,7 @@ class Analyzer(FrameSink):
                     flow.done or (buf[s + 16] << 8 | buf[s + 17]) == 20 + (buf[s + 46] >> 4 << 2)
                 ):
                     flow.last = ts
-                    self._fast += 1
+                    self.counters.tcp_segments += 1
                     return
             elif (
                 buf[s + 12] == 0x86 and buf[s + 13] == 0xDD and buf[s + 20] == 6 and end - s >= 68
@@ -203,29 +208,9 @@ class Analyzer(FrameSink):
                     flow.done or (buf[s + 18] << 8 | buf[s + 19]) == buf[s + 66] >> 4 << 2
                 ):
                     flow.last = ts
-                    self._fast += 1
+                    self.counters.tcp_segments += 1
                     return
-        # Slow path: every other frame is decoded in full.
-        try:
-            d = decode_frame(linktype, buf[start:end])
-        except MalformedFrame:
-            self._malformed += 1
-            return
-        if d is None:
-            self._other += 1
-            return
-        if d[0] != 6:
-            self._udp_count += 1
-            self.udp_datagram(ts, d, self._frame_no)
-            return
-        self._tcp += 1
-        if key is None:
-            key = flow_key(d[1], d[2], d[3], d[4])
-            flow = self._flows.get(key)
-            if flow is not None and flow.done and not d[7] & 7:
-                flow.last = ts
-                return
-        self.table.segment(flow, key, ts, d, self._frame_no)
+        self._decoded_frame(ts, linktype, buf[start:end], self._frame_no, key, flow)
 
     def finish(self) -> None:
         """End of input: decide every open connection with what the capture holds."""

@@ -121,7 +121,7 @@ def decode_frame(linktype: int, frame: bytes) -> Decoded | None:
                 if doff >= 0x50 and data <= end and data <= n:
                     return (
                         6, frame[26:30], frame[30:34], frame[34] << 8 | frame[35],
-                        frame[36] << 8 | frame[37], _u32(frame, 38), _u32(frame, 42),
+                        frame[36] << 8 | frame[37], u32be(frame, 38), u32be(frame, 42),
                         frame[47], frame[data:end],
                     )
         elif n >= 70 and frame[12] == 0x86 and frame[13] == 0xDD:
@@ -133,13 +133,14 @@ def decode_frame(linktype: int, frame: bytes) -> Decoded | None:
                 if doff >= 0x50 and data <= end and data <= n:
                     return (
                         6, frame[22:38], frame[38:54], frame[54] << 8 | frame[55],
-                        frame[56] << 8 | frame[57], _u32(frame, 58), _u32(frame, 62),
+                        frame[56] << 8 | frame[57], u32be(frame, 58), u32be(frame, 62),
                         frame[67], frame[data:end],
                     )
     return _decode(linktype, frame)
 
 
-def _u32(b: bytes, i: int) -> int:
+def u32be(b: bytes, i: int) -> int:
+    """The big-endian 32-bit value at ``b[i]`` (compiled: four byte loads, no struct call)."""
     return b[i] << 24 | b[i + 1] << 16 | b[i + 2] << 8 | b[i + 3]
 
 

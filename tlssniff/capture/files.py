@@ -19,6 +19,7 @@ import zlib
 from collections.abc import Callable, Generator, Iterator
 from typing import BinaryIO, Final
 
+from tlssniff.capture.decode import u32be
 from tlssniff.errors import CaptureError
 
 __all__ = ["CaptureFile", "FrameSink", "open_capture", "CHUNK_SIZE", "MAX_CAPLEN", "MAX_PCAPNG_BLOCK"]
@@ -83,8 +84,6 @@ class _PcapngStructs:
 _PCAPNG_STRUCTS: Final = {"<": _PcapngStructs("<"), ">": _PcapngStructs(">")}
 
 
-def _u32be(buf: bytes, i: int) -> int:
-    return buf[i] << 24 | buf[i + 1] << 16 | buf[i + 2] << 8 | buf[i + 3]
 
 
 class FrameSink:
@@ -381,9 +380,9 @@ class CaptureFile:
                 frac = buf[off + 4] | buf[off + 5] << 8 | buf[off + 6] << 16 | buf[off + 7] << 24
                 caplen = buf[off + 8] | buf[off + 9] << 8 | buf[off + 10] << 16 | buf[off + 11] << 24
             else:
-                sec = _u32be(buf, off)
-                frac = _u32be(buf, off + 4)
-                caplen = _u32be(buf, off + 8)
+                sec = u32be(buf, off)
+                frac = u32be(buf, off + 4)
+                caplen = u32be(buf, off + 8)
             start = off + 16
             end = start + caplen
             if caplen > maxcap or end > blen:
