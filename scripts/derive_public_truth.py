@@ -20,9 +20,10 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 from dataclasses import dataclass, field
 
-ROOT = os.environ.get("PUBLIC_CAPTURES", "/work/shared/captures/public")
+ROOT = os.environ.get("PUBLIC_CAPTURES", str(Path(__file__).resolve().parent.parent / "captures" / "public"))
 HRR_RANDOM = bytes.fromhex("cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c")
 
 # Handshake message type names (for `why`)

@@ -11,7 +11,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 CAPTURES = REPO / "captures"
-PUBLIC = REPO.parent / "shared" / "captures" / "public"
+PUBLIC = CAPTURES / "public"  # copied from the project's shared corpus; sources in its README.md
 
 VERDICT_FIELDS = ("sni", "version", "offered", "handshake", "resumed", "hrr", "early_data", "note")
 

@@ -23,7 +23,7 @@ from tlssniff.capture import (
 from tlssniff.capture.decode import _decode
 
 ZEEK = PUBLIC / "zeek"
-needs_corpus = pytest.mark.skipif(not ZEEK.is_dir(), reason="public capture corpus not present")
+needs_corpus = pytest.mark.usefixtures()  # the corpus ships in captures/public
 
 # Per flow (proto, source, destination): (segments, payload bytes), from
 #   tshark -r FILE -Y "(tcp or udp) and not icmp and not icmpv6" -T fields -E occurrence=f \

@@ -19,7 +19,7 @@ from tlssniff.capture import open_capture
 from tlssniff.errors import CaptureError
 
 ZEEK = PUBLIC / "zeek"
-needs_corpus = pytest.mark.skipif(not ZEEK.is_dir(), reason="public capture corpus not present")
+needs_corpus = pytest.mark.usefixtures()  # the corpus ships in captures/public
 
 # Frames per file, from `capinfos -M -c -T -r FILE` (Wireshark 4.x).
 FRAME_COUNTS = {

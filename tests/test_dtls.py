@@ -82,7 +82,6 @@ def test_oversized_message_is_reported():
     assert d.tracker.error == "oversized"
 
 
-@pytest.mark.skipif(not PUBLIC.exists(), reason=f"{PUBLIC} is not present")
 @pytest.mark.parametrize("name", sorted(n for n in UDP_TRUTH if "/quic/" not in n))
 def test_public_dtls_capture(name):
     records = analyze_jsonl(PUBLIC / name)

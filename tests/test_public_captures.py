@@ -17,7 +17,6 @@ from tests.conftest import PUBLIC, REPO, analyze_jsonl, assert_verdicts
 TRUTH = json.loads((REPO / "tests" / "data" / "public_truth.json").read_text())
 FILES = sorted(name for name, entry in TRUTH.items() if entry["tls"] or entry["not_analyzed"])
 
-pytestmark = pytest.mark.skipif(not PUBLIC.exists(), reason=f"{PUBLIC} is not present")
 
 
 @pytest.mark.parametrize("name", FILES)

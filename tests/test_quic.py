@@ -204,7 +204,6 @@ def test_aioquic_capture_matches_clients_reports():
 UDP_TRUTH = json.loads((REPO / "tests" / "data" / "public_udp_truth.json").read_text())
 
 
-@pytest.mark.skipif(not PUBLIC.exists(), reason=f"{PUBLIC} is not present")
 @pytest.mark.parametrize("name", sorted(n for n in UDP_TRUTH if "/quic/" in n))
 def test_public_quic_capture(name):
     records = analyze_jsonl(PUBLIC / name)

@@ -102,7 +102,6 @@ def test_public_truth_lists_every_starttls_protocol():
     assert protos == {"smtp", "imap", "pop3", "ftp", "xmpp", "ldap", "postgresql", "mysql", "irc"}
 
 
-@pytest.mark.skipif(not PUBLIC.exists(), reason=f"{PUBLIC} is not present")
 @pytest.mark.parametrize("name", STARTTLS_FILES)
 def test_public_starttls_protocol_recorded(name):
     records = {(r["client"], r["server"]): r for r in analyze_jsonl(PUBLIC / name)}
