@@ -30,7 +30,7 @@ import shutil
 from dataclasses import dataclass, field
 
 from tlssniff.analysis.verdict import ConnectionVerdict
-from tlssniff.errors import TlssniffError
+from tlssniff.errors import ExitCode, TlssniffError
 
 _HRR_RANDOM = "cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c"
 _FULL_NEXT = {11, 12, 13, 14}  # Certificate, ServerKeyExchange, CertificateRequest, SHDone
@@ -43,7 +43,7 @@ _DISPLAY_FILTER = "tls.handshake.type or tls.record.content_type == 20"
 class TsharkMissing(TlssniffError):
     """tshark (or pyshark) is not installed: the cross-check cannot run."""
 
-    exit_code = 2
+    exit_code = ExitCode.USAGE
 
 
 @dataclass(slots=True)

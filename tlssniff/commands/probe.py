@@ -9,6 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from tlssniff.units import parse_rate
+
 _FORMATS = ("table", "json")
 
 
@@ -17,21 +19,6 @@ def _split(values: list[str] | None) -> list[str]:
     for v in values or []:
         out += [p.strip() for p in v.split(",") if p.strip()]
     return out
-
-
-def _parse_rate(text: str) -> float:
-    from tlssniff.errors import UsageError
-
-    t = text.strip()
-    try:
-        value = float(t.rstrip("%"))
-    except ValueError:
-        raise UsageError(f"--fail-under takes a rate like 0.9 or 90%, not {text!r}") from None
-    if t.endswith("%") or value > 1:
-        value /= 100
-    if not 0 <= value <= 1:
-        raise UsageError(f"--fail-under must be between 0 and 1 (or 0% and 100%), not {text!r}")
-    return value
 
 
 def probe(
@@ -67,9 +54,10 @@ def probe(
     matrix_attempts: Annotated[int, typer.Option(
         help="Several targets: sessions per (issuer, acceptor) pair of the node matrix.")] = 2,
     fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
-    fail_under: Annotated[Optional[str], typer.Option(
+    fail_under: Annotated[Optional[float], typer.Option(
+        "--fail-under", parser=parse_rate, metavar="RATE",
         help="Exit with status 3 when the lowest accept rate measured is below RATE "
-        "(0.9 or 90%).")] = None,
+        "(90% or 0.9; a bare number is a fraction, 1 = 100%).")] = None,
     capture: Annotated[Optional[str], typer.Option(
         help="Self-check on this interface (default when root: the route to the targets).")] = None,
     write: Annotated[Optional[str], typer.Option(
@@ -81,7 +69,7 @@ def probe(
     """Prove a server's (or a cluster's) resumption behaviour now: session id, TLS 1.2 ticket
     and TLS 1.3 PSK, sequential and concurrent, by session age, and across nodes.
 
-    Exit status: 0 done; 2 bad options; 3 a rate below --fail-under; 4 a target cannot be
+    Exit status: 0 done; 2 bad options; 3 a rate below --fail-under; 5 a target cannot be
     probed (unresolvable, unreachable, refused, certificate, not TLS).
 
     Examples:
@@ -124,7 +112,7 @@ def probe(
         if age < 0:
             raise UsageError("--ages must not be negative")
         age_list.append(age)
-    threshold = _parse_rate(fail_under) if fail_under is not None else None
+    threshold = fail_under
     if insecure and cafile:
         raise UsageError("--insecure and --cafile contradict each other")
 

@@ -14,9 +14,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from tlssniff.errors import CaptureError, UsageError
+from tlssniff.errors import CaptureError, ExitCode, UsageError
 
-CONTRADICTION_EXIT = 4
+CONTRADICTION_EXIT = ExitCode.CONTRADICTION
 
 
 def verify(
