@@ -19,11 +19,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from tlssniff.errors import UsageError
-from tlssniff.flow.table import Limits
+from tlssniff import options
+from tlssniff.errors import ExitCode, UsageError
+from tlssniff.units import parse_duration
 
-_DEFAULT_LIMITS = Limits()
-_FORMATS = ("table", "jsonl")
+_FORMATS = ("table", "jsonl", "csv", "ecs")
 # How long the drain after a stop may take, at most (seconds). The kernel hands over a partly
 # filled ring block after BLOCK_TIMEOUT_MS, so a drain waits at least that long for the last one.
 _DRAIN_SECONDS = 1.0
@@ -36,18 +36,23 @@ def live(
     bpf: Annotated[Optional[str], typer.Option(
         "--filter", help="BPF capture filter, applied in the kernel. Default: tcp or udp port 443 (QUIC).")] = None,
     duration: Annotated[Optional[float], typer.Option(
-        "--duration", help="Stop after S seconds.", metavar="S")] = None,
+        "--duration", parser=options.at_least(parse_duration, 0.001, "1ms"), metavar="SECONDS",
+        help="Stop after this long (600, 90s, 10m, 1h).")] = None,
     count: Annotated[Optional[int], typer.Option(
-        "--count", help="Stop after N captured frames.", metavar="N")] = None,
+        "--count", parser=options.at_least(options.count, 1), metavar="N",
+        help="Stop after N captured frames.")] = None,
     snaplen: Annotated[int, typer.Option(
+        "--snaplen", parser=options.at_least(options.count, 64), metavar="BYTES",
         help="Bytes kept of each frame (handshake frames must be whole).")] = 262144,
     promisc: Annotated[bool, typer.Option(
         "--promisc/--no-promisc", help="Put the interface in promiscuous mode.")] = True,
     fmt: Annotated[str, typer.Option(
-        "--format", "-f", help="table: live dashboard on a terminal and a per-server summary "
-        "at the end; jsonl: one JSON object per TLS connection, flushed per line.")] = "table",
+        "--format", "-f", parser=options.choice(*_FORMATS), metavar="FORMAT",
+        help="table: live dashboard on a terminal and a per-server summary at the end; "
+        "jsonl, csv, ecs: one line per TLS connection, flushed as it is decided (the formats "
+        "of analyze; json, which holds every connection, is analyze's only).")] = "table",
     output: Annotated[Optional[Path], typer.Option(
-        "--output", "-o", help="Write the jsonl stream or the summary to FILE.")] = None,
+        "--output", "-o", help="Write the stream or the summary to FILE.")] = None,
     write: Annotated[Optional[Path], typer.Option(
         "--write", help="Keep the frames of TLS handshakes (not the bulk data) in FILE.pcapng.",
         metavar="FILE.pcapng")] = None,
@@ -57,19 +62,19 @@ def live(
         "--drop-privileges/--no-drop-privileges",
         help="Drop root privileges to --user after opening the capture.")] = True,
     buffer_mb: Annotated[int, typer.Option(
+        "--buffer-mb", parser=options.at_least(options.count, 1), metavar="MB",
         help="Kernel ring buffer in MB (what absorbs bursts and pauses).")] = 64,
     backend: Annotated[str, typer.Option(
+        "--backend", parser=options.choice("auto", "ring", "pcap"), metavar="BACKEND",
         help="auto: a memory-mapped AF_PACKET ring on Ethernet and loopback interfaces, "
         "libpcap elsewhere; ring; pcap.")] = "auto",
-    max_flows: Annotated[int, typer.Option(
-        help="Connections tracked at once; the least active are evicted beyond.")
-    ] = _DEFAULT_LIMITS.max_flows,
-    idle_timeout: Annotated[float, typer.Option(
-        help="Seconds after which an idle connection is closed.")] = _DEFAULT_LIMITS.idle_timeout,
-    max_buffer: Annotated[int, typer.Option(
-        help="Out-of-order bytes buffered per direction before a verdict.")
-    ] = _DEFAULT_LIMITS.max_buffer,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No notes on stderr.")] = False,
+    max_flows: options.MaxFlows = options.LIMITS.max_flows,
+    idle_timeout: options.IdleTimeout = options.LIMITS.idle_timeout,
+    max_buffer: options.MaxBuffer = options.LIMITS.max_buffer,
+    max_pending_memory: options.MaxPendingMemory = options.LIMITS.max_pending_memory,
+    fail_under: options.FailUnder = None,
+    min_handshakes: options.MinHandshakes = 10,
+    quiet: options.Quiet = False,
 ) -> None:
     """Capture on an interface and classify every TLS handshake live.
 
@@ -93,18 +98,10 @@ def live(
     from tlssniff.capture.live import DEFAULT_FILTER, LiveCapture
     from tlssniff.capture.live import drop_privileges as _drop
     from tlssniff.output.formats import VerdictWriter
+    from tlssniff.output.report import fail_under as _fail_under
+    from tlssniff.output.report import fail_under_lines
     from tlssniff.output.table import print_report
 
-    if fmt not in _FORMATS:
-        raise UsageError(f"--format must be one of {', '.join(_FORMATS)}, not {fmt!r}")
-    if duration is not None and duration <= 0 or count is not None and count < 1:
-        raise UsageError("--duration and --count must be positive")
-    if backend not in ("auto", "ring", "pcap"):
-        raise UsageError(f"--backend must be auto, ring or pcap, not {backend!r}")
-    if snaplen < 64 or buffer_mb < 1:
-        raise UsageError("--snaplen must be at least 64 and --buffer-mb at least 1")
-    if max_flows < 1 or idle_timeout <= 0 or max_buffer < 0:
-        raise UsageError("--max-flows, --idle-timeout and --max-buffer must be positive")
     bpf = DEFAULT_FILTER if bpf is None else bpf
     if drop_privileges and os.geteuid() == 0:
         import pwd
@@ -138,7 +135,7 @@ def live(
             note(f"warning: {cap.warning}")
 
         agg = Aggregator()
-        writer = VerdictWriter(fmt, out) if fmt == "jsonl" else None
+        writer = VerdictWriter(fmt, out) if fmt != "table" else None
         broken = []  # the jsonl reader went away (a closed pipe): stop
 
         def on_verdict(v) -> None:
@@ -150,8 +147,8 @@ def live(
                 except BrokenPipeError:
                     broken.append(True)
 
-        analyzer = Analyzer(on_verdict, Limits(max_flows=max_flows, idle_timeout=idle_timeout,
-                                                max_buffer=max_buffer))
+        analyzer = Analyzer(on_verdict, options.limits(max_flows, idle_timeout, max_buffer,
+                                                        max_pending_memory))
         analyzer.capture_name = f"live:{iface}"
         dashboard_on = fmt == "table" and sys.stdout.isatty()
         summary_console = _summary_console(fmt, output, out)
@@ -238,6 +235,12 @@ def live(
     if broken:
         with contextlib.suppress(Exception):
             sys.stdout = open(os.devnull, "w")
+    if fail_under is not None:  # as in analyze: status 3 at the end of the run
+        failing = _fail_under(agg, fail_under, min_handshakes)
+        for line in fail_under_lines(failing, fail_under):
+            err.print(f"tlssniff: {line}", markup=False, soft_wrap=True)
+        if failing:
+            raise typer.Exit(ExitCode.BELOW_THRESHOLD)
 
 
 def _open(path: Path, mode: str):
@@ -277,7 +280,8 @@ def _warm_up(console, dashboard: bool) -> None:
     v = ConnectionVerdict(ts=0.0, client="10.0.0.1:1", server="10.0.0.2:443", capture=None)
     agg.add(v)
     agg.add(ConnectionVerdict(ts=0.0, client="10.0.0.1:2", server="10.0.0.3:443", capture=None))
-    VerdictWriter("jsonl", io.StringIO()).write(v)
+    for fmt in ("jsonl", "csv", "ecs"):
+        VerdictWriter(fmt, io.StringIO()).write(v)
     sink = Console(file=io.StringIO(), force_terminal=console is not None and console.is_terminal,
                    width=100)
     print_report(sink, agg, {"frames": 0, "tcp_connections": 0, "tls_connections": 0})
