@@ -25,6 +25,7 @@ from tlssniff import options
 from tlssniff.errors import CaptureError, ExitCode, TlssniffError, UsageError
 from tlssniff.output.formats import FORMATS, VerdictWriter, summary_document
 from tlssniff.output.table import print_report
+from tlssniff.output.terminal import OutputConsole
 
 app = typer.Typer(
     name="tlssniff",
@@ -92,13 +93,13 @@ def _progress(enabled: bool, total_files: int):
         yield update
 
 
-@app.command()
 def analyze(
     captures: Annotated[
         list[Path],
         typer.Argument(
-            help="pcap or pcapng files (optionally .gz). Several files are read in order as one "
-            "stream, like rotated captures of one link.",
+            metavar="CAPTURE",
+            help="pcap or pcapng files (optionally .gz). Each is analyzed on its own; with "
+            "--one-stream they are read in order as one stream (rotated captures of one link).",
             show_default=False,
         ),
     ],
@@ -140,13 +141,13 @@ def analyze(
 
       tlssniff analyze capture.pcapng
 
-      tlssniff analyze day1.pcap.gz day2.pcap.gz --format jsonl | jq 'select(.offered != "none")'
+      tlssniff analyze day1.pcap.gz -f jsonl | jq 'select(.offered != "none")'
 
       tlssniff analyze --one-stream rotated.pcap0 rotated.pcap1
 
-      tlssniff analyze capture.pcap --fail-under 80% --min-handshakes 20 || alert
+      tlssniff analyze cap.pcap --fail-under 80% --min-handshakes 20 || alert
 
-    Exit status: 0 done; 2 unusable input; 3 a server is under --fail-under.
+    Exit status: 0 done; 2 bad usage or unusable input; 3 a server is under --fail-under.
     """
     jobs = jobs or os.cpu_count() or 1
     from tlssniff.output.report import fail_under_lines
@@ -191,7 +192,8 @@ def analyze(
             doc = summary_document(agg, counters, [str(p) for p in captures], writer.kept, diag)
             out.write(json.dumps(doc, indent=2) + "\n")
         elif fmt == "table":
-            console = Console(file=out, highlight=False) if output is not None else Console(highlight=False)
+            console = OutputConsole(file=out, highlight=False) if output is not None else \
+                OutputConsole(highlight=False)
             print_report(console, agg, counters, diag.findings())
         out.flush()
     if not quiet:
@@ -288,6 +290,10 @@ def run(argv: list[str] | None = None) -> int:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
         return ExitCode.OK
+    except UsageError as err:  # found after parsing: the same line as click's own
+        command = argv[0] if argv and argv[0] in _commands() else ""
+        _say(f"error: {err} (see 'tlssniff {command + ' ' if command else ''}--help')")
+        return err.exit_code
     except TlssniffError as err:
         _say(f"error: {err}")
         return err.exit_code
@@ -318,16 +324,30 @@ def main() -> None:
     sys.exit(int(run()))
 
 
-# -- further commands (tlssniff/commands/), one registration line each ------------------------
+# -- the commands, one registration line each (tlssniff/commands/ beyond analyze) --------------
+def _help(doc: str | None) -> str:
+    """A docstring as command help: each paragraph one line (the terminal wraps it, whatever
+    its width), indented lines (the examples) kept as they are, whole and copyable."""
+    import inspect
+
+    out = []
+    for para in inspect.cleandoc(doc or "").split("\n\n"):
+        lines = para.splitlines()
+        out.append(para if lines and lines[0].startswith(" ") else " ".join(lines))
+    return "\n\n".join(out)
+
+
+def _register(name: str, command) -> None:
+    app.command(name, help=_help(command.__doc__))(command)
+
+
 from tlssniff.commands import live as _live  # noqa: E402
-
-app.command("live")(_live.live)
 from tlssniff.commands import probe as _probe  # noqa: E402
-
-app.command("probe")(_probe.probe)
 from tlssniff.commands import report as _report  # noqa: E402
-
-app.command("report")(_report.report)
 from tlssniff.commands import verify as _verify  # noqa: E402
 
-app.command("verify")(_verify.verify)
+_register("analyze", analyze)
+_register("live", _live.live)
+_register("probe", _probe.probe)
+_register("report", _report.report)
+_register("verify", _verify.verify)

@@ -85,9 +85,11 @@ def live(
 
       tlssniff live eth0
 
-      tlssniff live eth0 --filter 'tcp port 443' -f jsonl | jq 'select(.resumed)'
+      tlssniff live eth0 --filter 'tcp port 8443' -f jsonl | jq .sni
 
-      tlssniff live eth0 --duration 600 --write evidence.pcapng -o summary.txt
+      tlssniff live eth0 --duration 10m --write evidence.pcapng -o summary.txt
+
+      tlssniff live eth0 --duration 1h --fail-under 80% -q || alert
     """
     import signal
 
@@ -101,6 +103,7 @@ def live(
     from tlssniff.output.report import fail_under as _fail_under
     from tlssniff.output.report import fail_under_lines
     from tlssniff.output.table import print_report
+    from tlssniff.output.terminal import OutputConsole
 
     bpf = DEFAULT_FILTER if bpf is None else bpf
     if drop_privileges and os.geteuid() == 0:
@@ -171,7 +174,7 @@ def live(
         if dashboard_on:
             from tlssniff.output.dashboard import Dashboard
 
-            dash = Dashboard(Console(highlight=False), iface, bpf, agg)
+            dash = Dashboard(OutputConsole(highlight=False), iface, bpf, agg)
             dash.start()
             stack.callback(dash.stop)
             dash.active = lambda: analyzer.table.active
@@ -256,10 +259,13 @@ def _summary_console(fmt: str, output: Optional[Path], out):
     """Where the final summary goes: stdout (or -o FILE), unless the jsonl stream is there."""
     from rich.console import Console
 
+    from tlssniff.output.terminal import OutputConsole
+
     if fmt == "table":
-        return Console(file=out, highlight=False) if output is not None else Console(highlight=False)
+        return OutputConsole(file=out, highlight=False) if output is not None else \
+            OutputConsole(highlight=False)
     if output is not None:
-        return Console(highlight=False)
+        return OutputConsole(highlight=False)
     return Console(stderr=True, highlight=False)
 
 

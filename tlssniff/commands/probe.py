@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from tlssniff import options
 from tlssniff.units import parse_rate
 
 _FORMATS = ("table", "json")
@@ -53,7 +54,9 @@ def probe(
         help="Trust the CA certificates in this PEM file instead of the system's.")] = None,
     matrix_attempts: Annotated[int, typer.Option(
         help="Several targets: sessions per (issuer, acceptor) pair of the node matrix.")] = 2,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+    fmt: Annotated[str, typer.Option(
+        "--format", "-f", parser=options.choice(*_FORMATS), metavar="FORMAT",
+        help="table or json.")] = "table",
     fail_under: Annotated[Optional[float], typer.Option(
         "--fail-under", parser=parse_rate, metavar="RATE",
         help="Exit with status 3 when the lowest accept rate measured is below RATE "
@@ -76,7 +79,7 @@ def probe(
 
       tlssniff probe example.com
 
-      tlssniff probe 10.0.0.2:443 10.0.0.3:443 --sni www.example.com --ages 1,60,300
+      tlssniff probe 10.0.0.2:443 10.0.0.3:443 --sni www.example.com
 
       tlssniff probe mail.example.com --starttls smtp -m id,psk -f json
     """
@@ -86,6 +89,7 @@ def probe(
     from rich.console import Console
 
     from tlssniff.errors import UsageError
+    from tlssniff.output.terminal import OutputConsole
     from tlssniff.probe.client import MECHANISMS
     from tlssniff.probe.engine import ProbeConfig, run_probe
     from tlssniff.probe.report import BelowThreshold, document, findings, print_report, score
@@ -95,8 +99,6 @@ def probe(
     if bad:
         raise UsageError(f"--mechanism: unknown {', '.join(bad)} (use id, ticket, psk)")
     mechs = [m for m in MECHANISMS if m in mechs]
-    if fmt not in _FORMATS:
-        raise UsageError(f"--format must be table or json, not {fmt!r}")
     if attempts < 1 or concurrency < 1 or matrix_attempts < 1:
         raise UsageError("--attempts, --concurrency and --matrix-attempts must be at least 1")
     if timeout <= 0:
@@ -133,7 +135,7 @@ def probe(
     if fmt == "json":
         sys.stdout.write(json.dumps(document(result, found), indent=2) + "\n")
     else:
-        print_report(Console(highlight=False), result, found)
+        print_report(OutputConsole(highlight=False), result, found)
     if threshold is not None:
         lowest = score(result)
         if lowest is None or lowest < threshold:

@@ -53,7 +53,9 @@ def report(
 
       tlssniff report capture.pcapng -o incident-1234/
 
-      tlssniff report cap.pcap --anonymize --redact -o bundle/ --fail-under 80%
+      tlssniff report cap.pcap -o bundle/ --anonymize --redact
+
+      tlssniff report cap.pcap -o bundle/ --fail-under 80% || alert
     """
     from rich.console import Console
 
