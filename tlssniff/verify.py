@@ -143,8 +143,8 @@ def dissect(path: str) -> list[_Stream]:
         import pyshark
     except ImportError as err:
         raise TsharkMissing(
-            "pyshark is not installed: pip install 'tlssniff[verify]' (and tshark: apt-get "
-            "install tshark)") from err
+            "pyshark is missing (a dependency of tlssniff: pip install pyshark; and tshark: "
+            "apt-get install tshark)") from err
     if shutil.which("tshark") is None:
         raise TsharkMissing("tshark is not installed (Debian/Ubuntu: apt-get install tshark)")
     streams: dict[str, _Stream] = {}

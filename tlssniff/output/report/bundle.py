@@ -1,6 +1,6 @@
 """Write an evidence bundle (docs/report.md) from an analysis held in memory.
 
-:func:`write_bundle` is what ``tlssniff report`` and ``tlssniff live --report`` call: it takes
+:func:`write_bundle` is what ``tlssniff report`` calls (and a capture loop of one's own may): it takes
 the verdicts (and, when the caller has them, the aggregator, diagnostics and counters of the
 same run), re-reads the input captures for the evidence packets, and writes:
 
