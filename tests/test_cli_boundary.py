@@ -30,7 +30,8 @@ TLS12 = PUBLIC / "zeek" / "tls" / "tls1.2.pcap"
 def _scripts() -> list[str]:
     extra = os.environ.get("TLSSNIFF_SCRIPTS", "").split()
     here = Path(sys.executable).parent / "tlssniff"
-    return ([str(here)] if here.exists() else []) + extra
+    found = ([str(here)] if here.exists() else []) + extra
+    return list(dict.fromkeys(found))
 
 
 SCRIPTS = _scripts()
