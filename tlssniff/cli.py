@@ -31,7 +31,7 @@ app = typer.Typer(
     name="tlssniff",
     help="Passive TLS handshake analyzer: proves whether TLS session resumption really happens.",
     add_completion=False,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,  # click's plain help: compact at 80 columns, no markup to interpret
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
 )
@@ -116,7 +116,8 @@ def analyze(
         ),
     ] = "table",
     output: Annotated[
-        Optional[Path], typer.Option("--output", "-o", help="Write to FILE instead of stdout.")
+        Optional[Path], typer.Option("--output", "-o", metavar="FILE",
+                                     help="Write to FILE instead of stdout.")
     ] = None,
     max_flows: options.MaxFlows = options.LIMITS.max_flows,
     idle_timeout: options.IdleTimeout = options.LIMITS.idle_timeout,
@@ -133,8 +134,8 @@ def analyze(
 ) -> None:
     """Classify every TLS handshake in capture files and report resumption per server.
 
-    Every TLS connection gets a verdict: [b]handshake[/b] (full, session_id, ticket, psk or
-    unknown), what the client [b]offered[/b], whether it [b]resumed[/b], the negotiated
+    Every TLS connection gets a verdict: handshake (full, session_id, ticket, psk or
+    unknown), what the client offered, whether it resumed, the negotiated
     version, SNI, HelloRetryRequest and 0-RTT. See docs/verdicts.md for the exact rules.
 
     Examples:
@@ -316,7 +317,7 @@ def run(argv: list[str] | None = None) -> int:
 
 
 def main() -> None:
-    """Console entry point (``tlssniff``, ``python -m tlssniff``): exits with :func:`run`'s status."""
+    """Console entry point (``tlssniff``, ``python -m tlssniff``): exits with run()'s status."""
     # The analysis allocates many short-lived objects and makes no reference cycles worth
     # collecting early: a larger first generation saves ~5% (bench/bench.py, callgrind).
     gc.freeze()

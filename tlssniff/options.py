@@ -71,16 +71,18 @@ MaxFlows = Annotated[int, typer.Option(
     "--max-flows", parser=at_least(count, 1), metavar="N",
     help="Connections tracked at once; the least active are evicted beyond.")]
 IdleTimeout = Annotated[float, typer.Option(
-    "--idle-timeout", parser=_positive_duration, metavar="SECONDS", show_default="300s",
-    help="Capture time (300, 90s, 5m) after which an idle connection is closed.")]
+    "--idle-timeout", parser=_positive_duration, metavar="SECONDS", show_default=False,
+    help="Capture time (300, 90s, 5m) after which an idle connection is closed. "
+    "Default: 300s.")]
 MaxBuffer = Annotated[int, typer.Option(
-    "--max-buffer", parser=parse_size, metavar="SIZE", show_default=format_size(LIMITS.max_buffer),
-    help="Out-of-order bytes buffered per direction before a verdict (256K, 1M).")]
+    "--max-buffer", parser=parse_size, metavar="SIZE", show_default=False,
+    help="Out-of-order bytes buffered per direction before a verdict (256K, 1M). "
+    f"Default: {format_size(LIMITS.max_buffer)}.")]
 MaxPendingMemory = Annotated[int, typer.Option(
     "--max-pending-memory", parser=at_least(parse_size, MIN_PENDING_MEMORY, "1M"),
-    metavar="SIZE", show_default=format_size(LIMITS.max_pending_memory),
+    metavar="SIZE", show_default=False,
     help="Memory of all connections still without a verdict (64M, 1G; at least 1M); "
-    "the least active are evicted beyond.")]
+    f"the least active are evicted beyond. Default: {format_size(LIMITS.max_pending_memory)}.")]
 Jobs = Annotated[int, typer.Option(
     "--jobs", "-j", parser=at_least(count, 0), metavar="N",
     help="Analyze up to N captures at once in N processes; the output is identical to "

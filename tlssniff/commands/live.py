@@ -32,9 +32,11 @@ _WAIT_SECONDS = 0.25  # longest sleep of the loop without traffic: the stop flag
 
 def live(
     iface: Annotated[str, typer.Argument(help="Interface to capture on (eth0, lo, any).",
+        metavar="IFACE",
                                          show_default=False)],
     bpf: Annotated[Optional[str], typer.Option(
-        "--filter", help="BPF capture filter, applied in the kernel. Default: tcp or udp port 443 (QUIC).")] = None,
+        "--filter", help="BPF capture filter, applied in the kernel. Default: tcp or udp port 443 (QUIC).",
+        metavar="BPF")] = None,
     duration: Annotated[Optional[float], typer.Option(
         "--duration", parser=options.at_least(parse_duration, 0.001, "1ms"), metavar="SECONDS",
         help="Stop after this long (600, 90s, 10m, 1h).")] = None,
@@ -52,12 +54,13 @@ def live(
         "jsonl, csv, ecs: one line per TLS connection, flushed as it is decided (the formats "
         "of analyze; json, which holds every connection, is analyze's only).")] = "table",
     output: Annotated[Optional[Path], typer.Option(
-        "--output", "-o", help="Write the stream or the summary to FILE.")] = None,
+        "--output", "-o", help="Write the stream or the summary to FILE.", metavar="FILE")] = None,
     write: Annotated[Optional[Path], typer.Option(
         "--write", help="Keep the frames of TLS handshakes (not the bulk data) in FILE.pcapng.",
         metavar="FILE.pcapng")] = None,
     user: Annotated[str, typer.Option(
-        help="Once the capture is open, run as this user (like tcpdump -Z).")] = "nobody",
+        help="Once the capture is open, run as this user (like tcpdump -Z).",
+        metavar="USER")] = "nobody",
     drop_privileges: Annotated[bool, typer.Option(
         "--drop-privileges/--no-drop-privileges",
         help="Drop root privileges to --user after opening the capture.")] = True,

@@ -30,30 +30,36 @@ def probe(
                        show_default=False),
     ],
     sni: Annotated[Optional[str], typer.Option(
-        help="Server name to send (and verify); default: the host when it is a name.")] = None,
+        help="Server name to send (and verify); default: the host when it is a name.",
+        metavar="NAME")] = None,
     mechanism: Annotated[Optional[list[str]], typer.Option(
         "--mechanism", "-m",
         help="Mechanisms to probe, comma separated: id (TLS 1.2 session id, tickets off), "
-        "ticket (TLS 1.2 session ticket), psk (TLS 1.3). Default: all three.")] = None,
+        "ticket (TLS 1.2 session ticket), psk (TLS 1.3). Default: all three.",
+        metavar="MECH")] = None,
     attempts: Annotated[int, typer.Option(
         "--attempts", "-n",
-        help="Resumptions per mechanism: N sequential, and N concurrent.")] = 10,
+        help="Resumptions per mechanism: N sequential, and N concurrent.", metavar="N")] = 10,
     concurrency: Annotated[int, typer.Option(
-        "--concurrency", "-c", help="Connections per concurrent burst (same session).")] = 5,
+        "--concurrency", "-c", help="Connections per concurrent burst (same session).",
+        metavar="N")] = 5,
     ages: Annotated[Optional[str], typer.Option(
         help="Session ages in seconds to bracket the effective timeout, e.g. 1,10,60,300 "
-        "(the probe then lasts as long as the largest).")] = None,
+        "(the probe then lasts as long as the largest).", metavar="SECONDS")] = None,
     starttls: Annotated[Optional[str], typer.Option(
-        help="Upgrade a plain-text protocol first: smtp, imap, pop3 or ftp.")] = None,
+        help="Upgrade a plain-text protocol first: smtp, imap, pop3 or ftp.",
+        metavar="PROTOCOL")] = None,
     timeout: Annotated[float, typer.Option(
-        help="Seconds for each connection and handshake.")] = 5.0,
+        help="Seconds for each connection and handshake.", metavar="SECONDS")] = 5.0,
     insecure: Annotated[bool, typer.Option(
         "--insecure", "-k",
         help="Do not verify certificates (verification is on by default).")] = False,
     cafile: Annotated[Optional[str], typer.Option(
-        help="Trust the CA certificates in this PEM file instead of the system's.")] = None,
+        help="Trust the CA certificates in this PEM file instead of the system's.",
+        metavar="FILE.pem")] = None,
     matrix_attempts: Annotated[int, typer.Option(
-        help="Several targets: sessions per (issuer, acceptor) pair of the node matrix.")] = 2,
+        help="Several targets: sessions per (issuer, acceptor) pair of the node matrix.",
+        metavar="N")] = 2,
     fmt: Annotated[str, typer.Option(
         "--format", "-f", parser=options.choice(*_FORMATS), metavar="FORMAT",
         help="table or json.")] = "table",
@@ -62,9 +68,10 @@ def probe(
         help="Exit with status 3 when the lowest accept rate measured is below RATE "
         "(90% or 0.9; a bare number is a fraction, 1 = 100%).")] = None,
     capture: Annotated[Optional[str], typer.Option(
-        help="Self-check on this interface (default when root: the route to the targets).")] = None,
+        help="Self-check on this interface (default when root: the route to the targets).",
+        metavar="IFACE")] = None,
     write: Annotated[Optional[str], typer.Option(
-        help="Keep the self-check capture in FILE (.pcapng or .pcap).")] = None,
+        help="Keep the self-check capture in FILE (.pcapng or .pcap).", metavar="FILE")] = None,
     self_check: Annotated[bool, typer.Option(
         help="Capture the probe's own traffic (when root or with --capture) and classify it "
         "with the passive analyzer, beside the client's view.")] = True,
