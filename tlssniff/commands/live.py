@@ -228,6 +228,8 @@ def live(
         if pcapng is not None:
             pcapng.close(kernel.received, kernel.dropped)
         counters = analyzer.counters.to_dict()
+        for warning in analyzer.counters.warnings:  # an unsupported link type, say
+            note(f"warning: {warning}")
         why = stop[0] if stop else ("closed output" if broken else
                                      "count" if count is not None and frame_no >= count else
                                      "duration")
