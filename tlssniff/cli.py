@@ -212,8 +212,10 @@ def analyze(
 
 
 # -- the boundary: every exception becomes one line on stderr and an ExitCode ------------------
-# typer >= 0.22 carries its own copy of click and older ones use click itself: the exception
-# classes are found through typer's own BadParameter, whichever it is.
+# Recent typer releases carry their own copy of click (typer._click, and pip installs no click);
+# older ones use click itself. The exception classes are found through typer's own
+# BadParameter, whichever it is, and the command is run with click's make_context/invoke, not
+# click's main(), which would exit 1 on a closed pipe and print usage errors over 3 lines.
 _CLICK_ERRORS = {c.__name__: c for c in typer.BadParameter.__mro__}
 _ClickUsageError: type[Exception] = _CLICK_ERRORS["UsageError"]
 _ClickException: type[Exception] = _CLICK_ERRORS["ClickException"]
