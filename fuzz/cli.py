@@ -11,7 +11,8 @@ record dropped or repeated, the file cut anywhere, sometimes gzip-compressed. Ea
     python -m fuzz cli --minutes 10            # the long run (figures in docs/robustness.md)
     python -m fuzz cli --mutants 40 --seed 3   # a fixed number, reproducible
 
-A mutant that breaks the contract (or runs longer than ``--slow`` seconds) is saved under
+A mutant that breaks the contract (or runs longer than ``--slow`` seconds and three times the
+same command on the intact capture) is saved under
 ``--findings`` with the command that failed; ``tests/test_cli_fuzz.py`` runs a bounded set.
 """
 
@@ -230,6 +231,19 @@ def commands(path: Path, bundle: Path, report: bool, verify: bool) -> Iterator[l
                "--verify" if verify else "--no-verify"]
 
 
+def _baseline(cache: dict[tuple[Path, str], float], src: Path, argv: list[str],
+              work: Path) -> float:
+    """Seconds of the same command on the intact capture ``src`` (measured once)."""
+    kind = " ".join(a for a in argv[2:] if not a.startswith("/"))
+    key = (src, kind)
+    if key not in cache:
+        shutil.rmtree(work / "bundle-baseline", ignore_errors=True)
+        args = [argv[0], str(src), *(str(work / "bundle-baseline") if a.endswith("/bundle") else a
+                                      for a in argv[2:])]
+        cache[key] = check(args).seconds
+    return cache[key]
+
+
 @dataclass
 class Summary:
     mutants: int = 0
@@ -240,12 +254,12 @@ class Summary:
     slowest: Outcome | None = None
     seconds: float = 0.0
 
-    def add(self, o: Outcome, slow: float) -> None:
+    def add(self, o: Outcome, slow: bool) -> None:
         self.runs += 1
         self.statuses[o.status] = self.statuses.get(o.status, 0) + 1
         if o.problem:
             self.failures.append(o)
-        if o.seconds > slow:
+        if slow:
             self.slow.append(o)
         if self.slowest is None or o.seconds > self.slowest.seconds:
             self.slowest = o
@@ -272,10 +286,15 @@ def fuzz(*, seed: int = 1, mutants: int | None = None, minutes: float | None = N
     seeds = seeds or seed_captures()
     originals = {p: p.read_bytes() for p in seeds}
     summary = Summary()
+    baselines: dict[tuple[Path, str], float] = {}
     started = time.monotonic()
     deadline = None if minutes is None else started + 60 * minutes
     with tempfile.TemporaryDirectory(prefix="tlssniff-cli-fuzz-") as tmp:
         work = Path(tmp)
+        # Imports and caches (matplotlib's fonts) warmed up: the first run is not "slow".
+        for argv in commands(seeds[0], work / "bundle", True, False):
+            check(argv)
+        started = time.monotonic()
         i = 0
         while (mutants is None or i < mutants) and (deadline is None or time.monotonic() < deadline):
             src = seeds[i % len(seeds)] if mutants is not None else rng.choice(seeds)
@@ -288,8 +307,12 @@ def fuzz(*, seed: int = 1, mutants: int | None = None, minutes: float | None = N
             verify = verify_every > 0 and i % verify_every == 0
             for argv in commands(path, work / "bundle", report, verify):
                 o = check(argv)
-                summary.add(o, slow)
-                if (o.problem or o.seconds > slow) and findings is not None:
+                # Slow: over ``slow`` seconds and over 3 times the same command on the intact
+                # capture (a loaded machine makes everything slow; a bad input makes one run).
+                is_slow = o.seconds > slow and o.seconds > 3 * _baseline(
+                    baselines, src, argv, work)
+                summary.add(o, is_slow)
+                if (o.problem or is_slow) and findings is not None:
                     findings.mkdir(parents=True, exist_ok=True)
                     shutil.copy(path, findings / name)
                     (findings / (name + ".txt")).write_text(
