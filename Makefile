@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup compile pure demo test test-fast bench fuzz clean
+.PHONY: setup compile pure demo test test-fast bench fuzz fuzz-cli check-install clean
 
 setup: $(VENV)/.installed
 
@@ -27,13 +27,26 @@ pure:
 demo: compile
 	$(BIN)/tlssniff analyze captures/demo.pcapng
 
-## The whole test suite (what CI runs).
+# pytest's status, except 5 (nothing collected): a suite that ran no test has not passed.
+PYTEST = sh -c '"$$0" -m pytest "$$@"; s=$$?; [ $$s -ne 5 ] || { echo "make: pytest collected no tests" >&2; s=1; }; exit $$s' $(BIN)/python
+
+## The whole test suite (what CI runs: .ci/run, on a fresh clone in an empty nested folder).
 test: compile
-	$(BIN)/python -m pytest -q
+	$(PYTEST) -q
 
 ## Unit tests only (no servers, no capture tools).
 test-fast: compile
-	$(BIN)/python -m pytest -q -m "not e2e"
+	$(PYTEST) -q -m "not e2e"
+
+## The whole-CLI mutation fuzz for MINUTES (default 10); figures in docs/robustness.md.
+MINUTES ?= 10
+fuzz-cli: setup
+	$(BIN)/python -m fuzz cli --minutes $(MINUTES)
+
+## A fresh virtual environment with `pip install .` (and one with the oldest typer supported):
+## the console script's boundary tests, live lo, report with charts, verify (needs root).
+check-install:
+	bash scripts/check-install.sh
 
 ## A minute of every fuzz target (the long runs and their figures: docs/robustness.md).
 fuzz: setup

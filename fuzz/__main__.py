@@ -4,6 +4,7 @@
     python -m fuzz seeds                                   # rebuild fuzz/corpus/ from captures
     python -m fuzz run TARGET --iterations N --max-seconds S [--engine atheris|mutate]
     python -m fuzz replay TARGET FILE...                   # time and run saved inputs
+    python -m fuzz cli --minutes N                         # the whole CLI on damaged captures
 
 ``run`` stops at whichever budget is spent first and prints iterations, uncaught exceptions
 (distinct ones are saved under --findings) and the slowest input. Exit status 1 when an exception
@@ -45,6 +46,17 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--findings", type=Path, default=HERE / "findings")
     r.add_argument("--work", type=Path, default=Path("/tmp/tlssniff-fuzz"),
                    help="atheris: folder for the corpus libFuzzer grows")
+    c = sub.add_parser("cli", help="whole-CLI mutation fuzz: damaged captures through every "
+                       "format and report (fuzz/cli.py)")
+    budget = c.add_mutually_exclusive_group()
+    budget.add_argument("--minutes", type=float, help="run for this long")
+    budget.add_argument("--mutants", type=int, help="run this many mutants")
+    c.add_argument("--seed", type=int, default=1)
+    c.add_argument("--report-every", type=int, default=3, help="report on every Nth mutant")
+    c.add_argument("--verify-every", type=int, default=0,
+                   help="with tshark's cross-check on every Nth (0: never)")
+    c.add_argument("--slow", type=float, default=10.0, help="seconds that make a run slow")
+    c.add_argument("--findings", type=Path, default=HERE / "findings" / "cli")
     rp = sub.add_parser("replay", help="run saved inputs through a target")
     rp.add_argument("target", choices=TARGET_NAMES)
     rp.add_argument("files", nargs="+", type=Path)
@@ -61,6 +73,12 @@ def main(argv: list[str] | None = None) -> int:
 
         corpus.build()
         return 0
+    if args.cmd == "cli":
+        from fuzz import cli  # noqa: PLC0415
+
+        if args.minutes is None and args.mutants is None:
+            args.minutes = 10.0
+        return cli.main(args)
     if args.cmd == "replay":
         from fuzz import targets  # noqa: PLC0415
 

@@ -23,7 +23,7 @@ from tlssniff.tls import records as rec
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = Path(__file__).resolve().parent / "corpus"
-SOURCES = (REPO / "captures", REPO.parent / "shared" / "captures" / "public")
+SOURCES = (REPO / "captures",)  # captures/public (the Zeek traces) included
 
 MAX_CONVERSATION = 12 * 1024  # bytes of a tls seed
 PER_TARGET = {"tls": 200, "hello": 300, "reassembly": 120, "pcap": 80, "pcapng": 40,

@@ -17,7 +17,18 @@ need tshark tshark
 need mergecap tshark
 need editcap tshark
 need ip iproute2
+need ss iproute2
 need ps procps
+need git git
+# make setup: a virtual environment (Debian splits venv/ensurepip out of python3) and a C
+# compiler with Python's headers for the mypyc build (without them the pure-Python modules run).
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || MISSING="$MISSING python3-venv"
+need cc gcc
+python3 -c 'import os, sysconfig; raise SystemExit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+    >/dev/null 2>&1 || MISSING="$MISSING python3-dev"
+# tlssniff live loads libpcap with ctypes (its only system requirement).
+python3 -c 'import ctypes.util, sys; sys.exit(ctypes.util.find_library("pcap") is None)' \
+    >/dev/null 2>&1 || MISSING="$MISSING libpcap0.8"
 # headless browser for the report tests (tests/test_report.py renders report.html)
 command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
     MISSING="$MISSING chromium"

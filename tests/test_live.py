@@ -40,10 +40,12 @@ def _missing_requirement() -> str | None:
     for tool in ("openssl", "tshark", "ss"):
         if shutil.which(tool) is None:
             return f"{tool} is not installed (scripts/install-system-deps.sh)"
+    from tlssniff.capture.live import LiveCaptureError, _find_libpcap
+
     try:
-        from scapy.libs import winpcapy  # noqa: F401
-    except (ImportError, OSError) as err:
-        return f"scapy with libpcap is needed for live capture: {err}"
+        _find_libpcap()
+    except LiveCaptureError as err:
+        return str(err)
     return None
 
 
@@ -355,3 +357,32 @@ def test_reused_client_port_is_a_new_connection():
     analyzer.finish()
     assert len(verdicts) == 2
     assert verdicts[0].handshake == verdicts[1].handshake
+
+
+def _my_port(lo) -> int:
+    """A free port of the range this suite's own live servers use (21000-21999)."""
+    for port in range(21400, 21999):
+        if lo.port_is_free(port):
+            return port
+    raise AssertionError("no free port in 21400-21999")
+
+
+@needs_root
+def test_live_fail_under_exits_3_at_the_end(lo, cert, tmp_path: Path):
+    """``live --fail-under`` holds a live run to the rate as ``analyze`` holds a file: two full
+    handshakes and no resumption are 0%, under 80%: status 3, the server named on stderr, the
+    summary still written; the limit options of analyze are taken (--max-pending-memory 64M)."""
+    crt, key = cert
+    port = _my_port(lo)
+    with lo.OpenSSLServer(port, crt, key, "-tls1_2", log=tmp_path / "s.log"):
+        live = Live(tmp_path, [port], "-f", "jsonl", "-o", str(tmp_path / "live.jsonl"),
+                    "--fail-under", "80%", "--min-handshakes", "2",
+                    "--max-pending-memory", "64M", "--idle-timeout", "5m")
+        with live:
+            runs = [lo.s_client(port, "-tls1_2"), lo.s_client(port, "-tls1_2")]
+            status = live.stop()
+    err = live.stderr.read_text()
+    assert [r.reused for r in runs] == [False, False]
+    assert status == 3, err
+    assert f"127.0.0.1:{port}" in err and "80%" in err, err
+    assert [r["handshake"] for r in live.records()] == ["full", "full"]

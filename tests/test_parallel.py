@@ -22,9 +22,9 @@ def test_jobs_output_is_identical():
 def test_jobs_fail_under_uses_the_merged_aggregates():
     """With --jobs the workers aggregate their own captures; the gate sees the merged figures."""
     args = [str(p) for p in TLS]
-    one = run_tlssniff("analyze", *args, "-f", "jsonl", "--fail-under", "60", "--jobs", "1",
+    one = run_tlssniff("analyze", *args, "-f", "jsonl", "--fail-under", "60%", "--jobs", "1",
                        "-q", check=False)
-    two = run_tlssniff("analyze", *args, "-f", "jsonl", "--fail-under", "60", "--jobs", "2",
+    two = run_tlssniff("analyze", *args, "-f", "jsonl", "--fail-under", "60%", "--jobs", "2",
                        "-q", check=False)
     assert one.returncode == two.returncode == 3
     assert "resumption rate under 60%: 127.0.0.1:44331: 20%" in one.stderr

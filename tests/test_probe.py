@@ -620,11 +620,11 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 def test_errors_are_clear(pki, s_servers):
     closed = free_port("127.0.0.1")
     proc = _cli(f"127.0.0.1:{closed}")
-    assert proc.returncode == 4 and "connection refused" in proc.stderr, proc.stderr
+    assert proc.returncode == 5 and "connection refused" in proc.stderr, proc.stderr
 
     # Verification is on by default: a self-signed certificate is refused, with the way out.
     proc = _cli(s_servers["cache_only"], "--sni", SNI)
-    assert proc.returncode == 4, proc.stderr
+    assert proc.returncode == 5, proc.stderr
     assert "certificate verification failed" in proc.stderr and "--insecure" in proc.stderr
     proc = _cli(s_servers["cache_only"], "--sni", SNI, "--insecure", "-n", "1", "-c", "1",
                 "-m", "id")
@@ -632,7 +632,7 @@ def test_errors_are_clear(pki, s_servers):
 
     # Right CA, wrong name.
     proc = _cli(s_servers["cache_only"], "--sni", "other.test", "--cafile", str(pki[0]))
-    assert proc.returncode == 4 and "certificate verification failed" in proc.stderr
+    assert proc.returncode == 5 and "certificate verification failed" in proc.stderr
     assert "Hostname mismatch" in proc.stderr or "hostname" in proc.stderr.lower()
 
     smtp = PlainServer(b"220 mail.example ESMTP\r\n")
@@ -640,7 +640,7 @@ def test_errors_are_clear(pki, s_servers):
         proc = _cli(smtp.addr)
     finally:
         smtp.close()
-    assert proc.returncode == 4, proc.stderr
+    assert proc.returncode == 5, proc.stderr
     assert "does not speak TLS" in proc.stderr and "--starttls" in proc.stderr
 
     # Accepts, reads the ClientHello, closes without a word.
@@ -649,7 +649,7 @@ def test_errors_are_clear(pki, s_servers):
         proc = _cli(mute.addr)
     finally:
         mute.close()
-    assert proc.returncode == 4, proc.stderr
+    assert proc.returncode == 5, proc.stderr
     assert "closed the connection without answering the ClientHello" in proc.stderr
 
     proc = _cli("127.0.0.1:1", "-m", "nope")

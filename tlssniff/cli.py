@@ -1,7 +1,9 @@
 """Command line: thin typer commands over the pipeline; errors become one line and an exit code.
 
-Exit status: 0 success; 1 unexpected internal error; 2 unusable input (unreadable capture,
-bad option); 3 a server resumes less than --fail-under; 130 interrupted.
+:func:`run` is the boundary: every exception becomes one line on stderr and one
+:class:`~tlssniff.errors.ExitCode` (0 done; 1 internal error; 2 bad usage or unusable input;
+3 under --fail-under; 4 verify contradiction; 5 probe target unreachable; 130 interrupted).
+Options shared by several commands are declared once, in :mod:`tlssniff.options`.
 """
 
 from __future__ import annotations
@@ -19,23 +21,22 @@ from rich.console import Console
 from tlssniff import __version__
 from tlssniff.analysis.aggregate import Aggregator
 from tlssniff.analysis.parallel import Split, analyze_captures
-from tlssniff.errors import CaptureError, TlssniffError, UsageError
-from tlssniff.flow.table import Limits
+from tlssniff import options
+from tlssniff.errors import CaptureError, ExitCode, TlssniffError, UsageError
 from tlssniff.output.formats import FORMATS, VerdictWriter, summary_document
 from tlssniff.output.table import print_report
+from tlssniff.output.terminal import OutputConsole
 
 app = typer.Typer(
     name="tlssniff",
     help="Passive TLS handshake analyzer: proves whether TLS session resumption really happens.",
-    no_args_is_help=True,
     add_completion=False,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,  # click's plain help: compact at 80 columns, no markup to interpret
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
 )
 
 err_console = Console(stderr=True, highlight=False)
-_DEFAULT_LIMITS = Limits()
 
 
 def _version(value: bool) -> None:
@@ -92,13 +93,13 @@ def _progress(enabled: bool, total_files: int):
         yield update
 
 
-@app.command()
 def analyze(
     captures: Annotated[
         list[Path],
         typer.Argument(
-            help="pcap or pcapng files (optionally .gz). Several files are read in order as one "
-            "stream, like rotated captures of one link.",
+            metavar="CAPTURE",
+            help="pcap or pcapng files (optionally .gz). Each is analyzed on its own; with "
+            "--one-stream they are read in order as one stream (rotated captures of one link).",
             show_default=False,
         ),
     ],
@@ -107,95 +108,54 @@ def analyze(
         typer.Option(
             "--format",
             "-f",
+            parser=options.choice(*FORMATS),
+            metavar="FORMAT",
             help="table (default): per-server table; json: summary and every connection; "
             "jsonl: one object per TLS connection, streamed; csv: one row per connection; "
             "ecs: JSON lines in Elastic Common Schema names.",
         ),
     ] = "table",
     output: Annotated[
-        Optional[Path], typer.Option("--output", "-o", help="Write to FILE instead of stdout.")
+        Optional[Path], typer.Option("--output", "-o", metavar="FILE",
+                                     help="Write to FILE instead of stdout.")
     ] = None,
-    max_flows: Annotated[
-        int, typer.Option(help="Connections tracked at once; the least active are evicted beyond.")
-    ] = _DEFAULT_LIMITS.max_flows,
-    idle_timeout: Annotated[
-        float, typer.Option(help="Seconds (capture time) after which an idle connection is closed.")
-    ] = _DEFAULT_LIMITS.idle_timeout,
-    max_buffer: Annotated[
-        int, typer.Option(help="Out-of-order bytes buffered per direction before a verdict.")
-    ] = _DEFAULT_LIMITS.max_buffer,
-    max_pending_memory: Annotated[
-        int, typer.Option(help="Bytes charged to connections still without a verdict, all "
-                          "together; the least active are evicted beyond.")
-    ] = _DEFAULT_LIMITS.max_pending_memory,
+    max_flows: options.MaxFlows = options.LIMITS.max_flows,
+    idle_timeout: options.IdleTimeout = options.LIMITS.idle_timeout,
+    max_buffer: options.MaxBuffer = options.LIMITS.max_buffer,
+    max_pending_memory: options.MaxPendingMemory = options.LIMITS.max_pending_memory,
     progress: Annotated[
         bool, typer.Option(help="Show a progress bar on stderr (only when it is a terminal).")
     ] = True,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No warnings on stderr.")] = False,
-    jobs: Annotated[
-        int,
-        typer.Option(
-            "--jobs", "-j",
-            help="Analyze up to N captures at once in N processes; the output is identical to "
-            "--jobs 1. 0: one per core.",
-        ),
-    ] = 1,
-    one_stream: Annotated[
-        bool,
-        typer.Option(
-            "--one-stream",
-            help="The captures are consecutive pieces of one capture (tcpdump -C/-G rotation): "
-            "follow connections across files. Without it each file is analyzed on its own.",
-        ),
-    ] = False,
-    fail_under: Annotated[
-        Optional[str],
-        typer.Option(
-            "--fail-under", metavar="RATE",
-            help="Exit with status 3 when a server with at least --min-handshakes handshakes "
-            "resumes less than RATE (0.8 or 80%) of its classified handshakes; the servers "
-            "are named on stderr. For cron and CI monitoring.",
-        ),
-    ] = None,
-    min_handshakes: Annotated[
-        int, typer.Option("--min-handshakes", metavar="N",
-                          help="Servers with fewer handshakes are not held to --fail-under.")
-    ] = 10,
+    quiet: options.Quiet = False,
+    jobs: options.Jobs = 1,
+    one_stream: options.OneStream = False,
+    fail_under: options.FailUnder = None,
+    min_handshakes: options.MinHandshakes = 10,
 ) -> None:
     """Classify every TLS handshake in capture files and report resumption per server.
 
-    Every TLS connection gets a verdict: [b]handshake[/b] (full, session_id, ticket, psk or
-    unknown), what the client [b]offered[/b], whether it [b]resumed[/b], the negotiated
+    Every TLS connection gets a verdict: handshake (full, session_id, ticket, psk or
+    unknown), what the client offered, whether it resumed, the negotiated
     version, SNI, HelloRetryRequest and 0-RTT. See docs/verdicts.md for the exact rules.
 
     Examples:
 
       tlssniff analyze capture.pcapng
 
-      tlssniff analyze day1.pcap.gz day2.pcap.gz --format jsonl | jq 'select(.offered != "none")'
+      tlssniff analyze day1.pcap.gz -f jsonl | jq 'select(.offered != "none")'
 
       tlssniff analyze --one-stream rotated.pcap0 rotated.pcap1
 
-      tlssniff analyze capture.pcap --fail-under 80% --min-handshakes 20 || alert
+      tlssniff analyze cap.pcap --fail-under 80% --min-handshakes 20 || alert
 
-    Exit status: 0 done; 2 unusable input; 3 a server is under --fail-under.
+    Exit status: 0 done; 2 bad usage or unusable input; 3 a server is under --fail-under.
     """
-    if fmt not in FORMATS:
-        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
-    if max_flows < 1 or idle_timeout <= 0 or max_buffer < 0 or max_pending_memory < 0:
-        raise UsageError("--max-flows, --idle-timeout and --max-buffer must be positive")
-    if jobs < 0:
-        raise UsageError("--jobs must be 0 (one per core) or more")
     jobs = jobs or os.cpu_count() or 1
-    from tlssniff.output.report import FAIL_UNDER_EXIT, fail_under_lines, parse_rate
+    from tlssniff.output.report import fail_under_lines
     from tlssniff.output.report import fail_under as _fail_under
 
-    rate = parse_rate(fail_under) if fail_under is not None else None
-    if min_handshakes < 1:
-        raise UsageError("--min-handshakes must be at least 1")
     _check_inputs(captures)
-    limits = Limits(max_flows=max_flows, idle_timeout=idle_timeout, max_buffer=max_buffer,
-                    max_pending_memory=max_pending_memory)
+    limits = options.limits(max_flows, idle_timeout, max_buffer, max_pending_memory)
 
     with contextlib.ExitStack() as stack:
         if output is not None:
@@ -233,7 +193,8 @@ def analyze(
             doc = summary_document(agg, counters, [str(p) for p in captures], writer.kept, diag)
             out.write(json.dumps(doc, indent=2) + "\n")
         elif fmt == "table":
-            console = Console(file=out, highlight=False) if output is not None else Console(highlight=False)
+            console = OutputConsole(file=out, highlight=False) if output is not None else \
+                OutputConsole(highlight=False)
             print_report(console, agg, counters, diag.findings())
         out.flush()
     if not quiet:
@@ -242,67 +203,154 @@ def analyze(
     if totals.errors:
         # What came before the damage was reported above; the run still failed.
         raise CaptureError("; ".join(totals.errors))
-    if rate is not None:
-        failing = _fail_under(agg, rate, min_handshakes)
-        for line in fail_under_lines(failing, rate):
+    if fail_under is not None:
+        failing = _fail_under(agg, fail_under, min_handshakes)
+        for line in fail_under_lines(failing, fail_under):
             err_console.print(f"tlssniff: {line}", markup=False, soft_wrap=True)
         if failing:
-            raise typer.Exit(FAIL_UNDER_EXIT)
+            raise typer.Exit(ExitCode.BELOW_THRESHOLD)
+
+
+# -- the boundary: every exception becomes one line on stderr and an ExitCode ------------------
+# Recent typer releases carry their own copy of click (typer._click, and pip installs no click);
+# older ones use click itself. The exception classes are found through typer's own
+# BadParameter, whichever it is, and the command is run with click's make_context/invoke, not
+# click's main(), which would exit 1 on a closed pipe and print usage errors over 3 lines.
+_CLICK_ERRORS = {c.__name__: c for c in typer.BadParameter.__mro__}
+_ClickUsageError: type[Exception] = _CLICK_ERRORS["UsageError"]
+_ClickException: type[Exception] = _CLICK_ERRORS["ClickException"]
+
+
+class _PipeClosed(Exception):
+    """stdout's reader went away (``| head``): raised past click, which would exit 1."""
+
+
+def _one_line(text: str) -> str:
+    """A message as one line of plain text: controls (newlines included) shown as escapes."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
+def _say(message: str) -> None:
+    err_console.print(f"tlssniff: {_one_line(message)}", markup=False, emoji=False,
+                      highlight=False, soft_wrap=True)
+
+
+def _commands() -> list[str]:
+    return [info.name or info.callback.__name__ for info in app.registered_commands
+            if info.callback is not None]
+
+
+def _usage_line(err: Exception) -> str:
+    """click's usage error as one line: what was wrong, and which --help to read."""
+    message = err.format_message() if hasattr(err, "format_message") else str(err)
+    message = message.replace("Value error, ", "")  # newer typer prefixes a parser's ValueError
+    ctx = getattr(err, "ctx", None)
+    path = ctx.command_path if ctx is not None else "tlssniff"
+    return f"error: {message.strip()} (see '{path} --help')"
+
+
+def _precheck(argv: list[str]) -> str | None:
+    """The command name, checked before click: a missing or misspelt one is one line."""
+    names = _commands()
+    if not argv:
+        return f"error: missing command: {', '.join(names)} (see 'tlssniff --help')"
+    first = argv[0]
+    if first.startswith("-") or first in names:
+        return None
+    import difflib
+
+    close = difflib.get_close_matches(first, names, n=1, cutoff=0.6)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    return (f"error: no such command {first!r}: {hint}the commands are {', '.join(names)} "
+            "(see 'tlssniff --help')")
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the command line ``argv`` (default: ``sys.argv[1:]``) and return its exit status.
+
+    The one place where exceptions become exit statuses (:class:`ExitCode`): usage errors and
+    :class:`~tlssniff.errors.TlssniffError` are one line on stderr; anything else is a bug,
+    reported in one line (the traceback with ``TLSSNIFF_DEBUG=1``).
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        problem = _precheck(argv)
+        if problem is not None:
+            _say(problem)
+            return ExitCode.USAGE
+        command = typer.main.get_command(app)
+        try:
+            with command.make_context("tlssniff", argv) as ctx:
+                command.invoke(ctx)
+            sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        except BrokenPipeError:
+            raise _PipeClosed() from None
+        return ExitCode.OK
+    except _PipeClosed:
+        # Output piped into `head` and closed early: what was wanted was read. Further writes
+        # (and the interpreter's own flush at exit) go nowhere.
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return ExitCode.OK
+    except UsageError as err:  # found after parsing: the same line as click's own
+        command = argv[0] if argv and argv[0] in _commands() else ""
+        _say(f"error: {err} (see 'tlssniff {command + ' ' if command else ''}--help')")
+        return err.exit_code
+    except TlssniffError as err:
+        _say(f"error: {err}")
+        return err.exit_code
+    except _ClickUsageError as err:
+        _say(_usage_line(err))
+        return ExitCode.USAGE
+    except _ClickException as err:
+        _say(f"error: {err.format_message()}")  # type: ignore[attr-defined]
+        return ExitCode.USAGE
+    except typer.Exit as exc:
+        return int(getattr(exc, "exit_code", 0) or 0)
+    except (typer.Abort, KeyboardInterrupt):
+        return ExitCode.INTERRUPTED
+    except Exception as exc:
+        if os.environ.get("TLSSNIFF_DEBUG") == "1":
+            raise
+        _say(f"internal error: {type(exc).__name__}: {exc} (a bug: please report it; "
+             "TLSSNIFF_DEBUG=1 shows the traceback)")
+        return ExitCode.INTERNAL
 
 
 def main() -> None:
-    """Console entry point: domain errors become one line on stderr and an exit status."""
+    """Console entry point (``tlssniff``, ``python -m tlssniff``): exits with run()'s status."""
     # The analysis allocates many short-lived objects and makes no reference cycles worth
     # collecting early: a larger first generation saves ~5% (bench/bench.py, callgrind).
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
-    try:
-        # With standalone_mode=False click returns a command's typer.Exit code instead of
-        # exiting: pass it on.
-        code = app(standalone_mode=False)
-        if isinstance(code, int) and code:
-            sys.exit(code)
-    except TlssniffError as err:
-        err_console.print(f"tlssniff: error: {err}", markup=False, soft_wrap=True)
-        sys.exit(err.exit_code)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        sys.exit(130)
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except BrokenPipeError:
-        # Output piped into `head` and closed early: not an error worth a traceback.
-        with contextlib.suppress(Exception):
-            sys.stdout = open(os.devnull, "w")
-        sys.exit(0)
-    except Exception as exc:
-        import click
-
-        if isinstance(exc, click.ClickException):  # usage errors: click's own message
-            exc.show()
-            sys.exit(exc.exit_code)
-        if os.environ.get("TLSSNIFF_DEBUG"):
-            raise
-        err_console.print(
-            f"tlssniff: internal error: {type(exc).__name__}: {exc} (a bug: please report it; "
-            "TLSSNIFF_DEBUG=1 shows the traceback)",
-            markup=False,
-            soft_wrap=True,
-        )
-        sys.exit(1)
+    sys.exit(int(run()))
 
 
-# -- further commands (tlssniff/commands/), one registration line each ------------------------
+# -- the commands, one registration line each (tlssniff/commands/ beyond analyze) --------------
+def _help(doc: str | None) -> str:
+    """A docstring as command help: each paragraph one line (the terminal wraps it, whatever
+    its width), indented lines (the examples) kept as they are, whole and copyable."""
+    import inspect
+
+    out = []
+    for para in inspect.cleandoc(doc or "").split("\n\n"):
+        lines = para.splitlines()
+        out.append(para if lines and lines[0].startswith(" ") else " ".join(lines))
+    return "\n\n".join(out)
+
+
+def _register(name: str, command) -> None:
+    app.command(name, help=_help(command.__doc__))(command)
+
+
 from tlssniff.commands import live as _live  # noqa: E402
-
-app.command("live")(_live.live)
 from tlssniff.commands import probe as _probe  # noqa: E402
-
-app.command("probe")(_probe.probe)
 from tlssniff.commands import report as _report  # noqa: E402
-
-app.command("report")(_report.report)
 from tlssniff.commands import verify as _verify  # noqa: E402
 
-app.command("verify")(_verify.verify)
+_register("analyze", analyze)
+_register("live", _live.live)
+_register("probe", _probe.probe)
+_register("report", _report.report)
+_register("verify", _verify.verify)

@@ -30,7 +30,7 @@ import shutil
 from dataclasses import dataclass, field
 
 from tlssniff.analysis.verdict import ConnectionVerdict
-from tlssniff.errors import TlssniffError
+from tlssniff.errors import ExitCode, TlssniffError
 
 _HRR_RANDOM = "cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c"
 _FULL_NEXT = {11, 12, 13, 14}  # Certificate, ServerKeyExchange, CertificateRequest, SHDone
@@ -43,7 +43,7 @@ _DISPLAY_FILTER = "tls.handshake.type or tls.record.content_type == 20"
 class TsharkMissing(TlssniffError):
     """tshark (or pyshark) is not installed: the cross-check cannot run."""
 
-    exit_code = 2
+    exit_code = ExitCode.USAGE
 
 
 @dataclass(slots=True)
@@ -143,8 +143,8 @@ def dissect(path: str) -> list[_Stream]:
         import pyshark
     except ImportError as err:
         raise TsharkMissing(
-            "pyshark is not installed: pip install 'tlssniff[verify]' (and tshark: apt-get "
-            "install tshark)") from err
+            "pyshark is missing (a dependency of tlssniff: pip install pyshark; and tshark: "
+            "apt-get install tshark)") from err
     if shutil.which("tshark") is None:
         raise TsharkMissing("tshark is not installed (Debian/Ubuntu: apt-get install tshark)")
     streams: dict[str, _Stream] = {}

@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING, Callable, Final, Iterable
 from tlssniff.analysis.classify import classify
 from tlssniff.analysis.connection import MIDSTREAM_TLS, TLS, TlsApp
 from tlssniff.analysis.verdict import ConnectionVerdict, Note
-from tlssniff.capture.decode import Decoded, MalformedFrame, decode_frame, format_endpoint
+from tlssniff.capture.decode import (
+    LINKTYPE_NAMES,
+    SUPPORTED_LINKTYPES,
+    Decoded,
+    MalformedFrame,
+    decode_frame,
+    format_endpoint,
+)
 from tlssniff.capture.files import FrameSink, open_capture
 from tlssniff.flow.table import Flow, FlowTable, Limits, flow_key
 
@@ -78,6 +85,7 @@ class Analyzer(FrameSink):
         self._frame_no = 0
         self._first_ts = 0.0
         self._last_ts = 0.0
+        self._unsupported: set[int] = set()  # link types already warned about (this capture)
 
     # -- per frame ---------------------------------------------------------------------------
 
@@ -110,6 +118,8 @@ class Analyzer(FrameSink):
             return False
         if d is None:
             c.other_frames += 1
+            if linktype not in SUPPORTED_LINKTYPES and linktype not in self._unsupported:
+                self._unsupported_link(linktype)
             return False
         if d[0] != 6:
             c.udp_datagrams += 1
@@ -129,6 +139,17 @@ class Analyzer(FrameSink):
         handshake_frame = flow is None or not flow.done or (d[7] & 0x12) == 0x02
         self.table.segment(flow, key, ts, d, frame_no)
         return handshake_frame
+
+    def _unsupported_link(self, linktype: int) -> None:
+        """Frames of a link type the decoder does not read: said once per capture and type,
+        instead of a silent "No TLS handshakes found"."""
+        self._unsupported.add(linktype)
+        name = LINKTYPE_NAMES.get(linktype)
+        kind = f"link type {linktype}" + (f" ({name})" if name else "")
+        where = f"{self.capture_name}: " if self.capture_name else ""
+        self.counters.warnings.append(
+            f"{where}frames of {kind} are not supported and were skipped (supported: "
+            f"{', '.join(str(t) for t in sorted(SUPPORTED_LINKTYPES))})")
 
     def udp_datagram(self, ts: float, d: Decoded, frame_no: int) -> bool:
         """UDP transports (QUIC, DTLS) plug in here; returns True for handshake datagrams."""
@@ -169,6 +190,7 @@ class Analyzer(FrameSink):
 
     def _reset_file_state(self) -> None:
         self._frame_no = 0
+        self._unsupported = set()
         self._flows = self.table.flows
 
     def frame(self, ts: float, linktype: int, buf: bytes, start: int, end: int) -> None:

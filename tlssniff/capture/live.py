@@ -1,8 +1,8 @@
 """Live capture: raw frames from an interface, the BPF filter in the kernel, no dissection.
 
 :class:`LiveCapture` hands out ``(ts, linktype, frame)`` tuples of raw bytes, exactly what
-:meth:`tlssniff.analysis.pipeline.Analyzer.feed_frame` takes. libpcap is reached through scapy's
-ctypes binding (``scapy.libs.winpcapy`` finds and loads it); nothing is dissected by scapy.
+:meth:`tlssniff.analysis.pipeline.Analyzer.feed_frame` takes. libpcap is loaded with ctypes
+(``ctypes.util.find_library("pcap")``, else its usual sonames); it is the only system requirement.
 Two readers, chosen by ``backend="auto"``:
 
 * ``ring`` (Ethernet and loopback interfaces: eth*, veth, bridges, bonds, lo): an AF_PACKET
@@ -49,6 +49,7 @@ packet); ``dropped`` the frames the ring had no room for.
 from __future__ import annotations
 
 import ctypes
+import functools
 import grp
 import os
 import pwd
@@ -123,20 +124,29 @@ class _BpfProgram(ctypes.Structure):
     _fields_ = [("bf_len", ctypes.c_uint), ("bf_insns", ctypes.c_void_p)]
 
 
-def _libpcap() -> ctypes.CDLL:
-    """libpcap as scapy finds it, with private prototypes for the calls used here.
+_LIBPCAP_NAMES = ("libpcap.so.1", "libpcap.so.0.8", "libpcap.so", "libpcap.dylib")
 
-    A separate :class:`ctypes.CDLL` object on the same library: scapy's own function objects
-    (and their argtypes) stay untouched.
-    """
-    try:
-        from scapy.libs import winpcapy
-    except (ImportError, OSError) as err:  # scapy missing, or it found no libpcap
-        raise LiveCaptureError(
-            f"live capture needs scapy and libpcap (pip install 'tlssniff[live]', "
-            f"apt install libpcap0.8): {err}"
-        ) from None
-    lib = ctypes.CDLL(winpcapy._lib._name)
+
+def _find_libpcap() -> ctypes.CDLL:
+    """libpcap, loaded with ctypes: ``ctypes.util.find_library("pcap")``, else its usual names."""
+    import ctypes.util
+
+    names = [n for n in (ctypes.util.find_library("pcap"),) if n] + list(_LIBPCAP_NAMES)
+    for name in names:
+        try:
+            return ctypes.CDLL(name)
+        except OSError:
+            continue
+    raise LiveCaptureError(
+        "live capture needs libpcap, which is not installed "
+        "(Debian/Ubuntu: apt-get install libpcap0.8; Fedora: dnf install libpcap)"
+    )
+
+
+@functools.cache
+def _libpcap() -> ctypes.CDLL:
+    """libpcap (found by :func:`_find_libpcap`), with the prototypes of the calls used here."""
+    lib = _find_libpcap()
     vp, i, cp = ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p
     for name, restype, argtypes in (
         ("pcap_create", vp, [cp, cp]),

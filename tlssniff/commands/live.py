@@ -19,11 +19,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from tlssniff.errors import UsageError
-from tlssniff.flow.table import Limits
+from tlssniff import options
+from tlssniff.errors import ExitCode, UsageError
+from tlssniff.units import parse_duration
 
-_DEFAULT_LIMITS = Limits()
-_FORMATS = ("table", "jsonl")
+_FORMATS = ("table", "jsonl", "csv", "ecs")
 # How long the drain after a stop may take, at most (seconds). The kernel hands over a partly
 # filled ring block after BLOCK_TIMEOUT_MS, so a drain waits at least that long for the last one.
 _DRAIN_SECONDS = 1.0
@@ -32,44 +32,52 @@ _WAIT_SECONDS = 0.25  # longest sleep of the loop without traffic: the stop flag
 
 def live(
     iface: Annotated[str, typer.Argument(help="Interface to capture on (eth0, lo, any).",
+        metavar="IFACE",
                                          show_default=False)],
     bpf: Annotated[Optional[str], typer.Option(
-        "--filter", help="BPF capture filter, applied in the kernel. Default: tcp or udp port 443 (QUIC).")] = None,
+        "--filter", help="BPF capture filter, applied in the kernel. Default: tcp or udp port 443 (QUIC).",
+        metavar="BPF")] = None,
     duration: Annotated[Optional[float], typer.Option(
-        "--duration", help="Stop after S seconds.", metavar="S")] = None,
+        "--duration", parser=options.at_least(parse_duration, 0.001, "1ms"), metavar="SECONDS",
+        help="Stop after this long (600, 90s, 10m, 1h).")] = None,
     count: Annotated[Optional[int], typer.Option(
-        "--count", help="Stop after N captured frames.", metavar="N")] = None,
+        "--count", parser=options.at_least(options.count, 1), metavar="N",
+        help="Stop after N captured frames.")] = None,
     snaplen: Annotated[int, typer.Option(
+        "--snaplen", parser=options.at_least(options.count, 64), metavar="BYTES",
         help="Bytes kept of each frame (handshake frames must be whole).")] = 262144,
     promisc: Annotated[bool, typer.Option(
         "--promisc/--no-promisc", help="Put the interface in promiscuous mode.")] = True,
     fmt: Annotated[str, typer.Option(
-        "--format", "-f", help="table: live dashboard on a terminal and a per-server summary "
-        "at the end; jsonl: one JSON object per TLS connection, flushed per line.")] = "table",
+        "--format", "-f", parser=options.choice(*_FORMATS), metavar="FORMAT",
+        help="table: live dashboard on a terminal and a per-server summary at the end; "
+        "jsonl, csv, ecs: one line per TLS connection, flushed as it is decided (the formats "
+        "of analyze; json, which holds every connection, is analyze's only).")] = "table",
     output: Annotated[Optional[Path], typer.Option(
-        "--output", "-o", help="Write the jsonl stream or the summary to FILE.")] = None,
+        "--output", "-o", help="Write the stream or the summary to FILE.", metavar="FILE")] = None,
     write: Annotated[Optional[Path], typer.Option(
         "--write", help="Keep the frames of TLS handshakes (not the bulk data) in FILE.pcapng.",
         metavar="FILE.pcapng")] = None,
     user: Annotated[str, typer.Option(
-        help="Once the capture is open, run as this user (like tcpdump -Z).")] = "nobody",
+        help="Once the capture is open, run as this user (like tcpdump -Z).",
+        metavar="USER")] = "nobody",
     drop_privileges: Annotated[bool, typer.Option(
         "--drop-privileges/--no-drop-privileges",
         help="Drop root privileges to --user after opening the capture.")] = True,
     buffer_mb: Annotated[int, typer.Option(
+        "--buffer-mb", parser=options.at_least(options.count, 1), metavar="MB",
         help="Kernel ring buffer in MB (what absorbs bursts and pauses).")] = 64,
     backend: Annotated[str, typer.Option(
+        "--backend", parser=options.choice("auto", "ring", "pcap"), metavar="BACKEND",
         help="auto: a memory-mapped AF_PACKET ring on Ethernet and loopback interfaces, "
         "libpcap elsewhere; ring; pcap.")] = "auto",
-    max_flows: Annotated[int, typer.Option(
-        help="Connections tracked at once; the least active are evicted beyond.")
-    ] = _DEFAULT_LIMITS.max_flows,
-    idle_timeout: Annotated[float, typer.Option(
-        help="Seconds after which an idle connection is closed.")] = _DEFAULT_LIMITS.idle_timeout,
-    max_buffer: Annotated[int, typer.Option(
-        help="Out-of-order bytes buffered per direction before a verdict.")
-    ] = _DEFAULT_LIMITS.max_buffer,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No notes on stderr.")] = False,
+    max_flows: options.MaxFlows = options.LIMITS.max_flows,
+    idle_timeout: options.IdleTimeout = options.LIMITS.idle_timeout,
+    max_buffer: options.MaxBuffer = options.LIMITS.max_buffer,
+    max_pending_memory: options.MaxPendingMemory = options.LIMITS.max_pending_memory,
+    fail_under: options.FailUnder = None,
+    min_handshakes: options.MinHandshakes = 10,
+    quiet: options.Quiet = False,
 ) -> None:
     """Capture on an interface and classify every TLS handshake live.
 
@@ -80,9 +88,11 @@ def live(
 
       tlssniff live eth0
 
-      tlssniff live eth0 --filter 'tcp port 443' -f jsonl | jq 'select(.resumed)'
+      tlssniff live eth0 --filter 'tcp port 8443' -f jsonl | jq .sni
 
-      tlssniff live eth0 --duration 600 --write evidence.pcapng -o summary.txt
+      tlssniff live eth0 --duration 10m --write evidence.pcapng -o summary.txt
+
+      tlssniff live eth0 --duration 1h --fail-under 80% -q || alert
     """
     import signal
 
@@ -93,18 +103,11 @@ def live(
     from tlssniff.capture.live import DEFAULT_FILTER, LiveCapture
     from tlssniff.capture.live import drop_privileges as _drop
     from tlssniff.output.formats import VerdictWriter
+    from tlssniff.output.report import fail_under as _fail_under
+    from tlssniff.output.report import fail_under_lines
     from tlssniff.output.table import print_report
+    from tlssniff.output.terminal import OutputConsole
 
-    if fmt not in _FORMATS:
-        raise UsageError(f"--format must be one of {', '.join(_FORMATS)}, not {fmt!r}")
-    if duration is not None and duration <= 0 or count is not None and count < 1:
-        raise UsageError("--duration and --count must be positive")
-    if backend not in ("auto", "ring", "pcap"):
-        raise UsageError(f"--backend must be auto, ring or pcap, not {backend!r}")
-    if snaplen < 64 or buffer_mb < 1:
-        raise UsageError("--snaplen must be at least 64 and --buffer-mb at least 1")
-    if max_flows < 1 or idle_timeout <= 0 or max_buffer < 0:
-        raise UsageError("--max-flows, --idle-timeout and --max-buffer must be positive")
     bpf = DEFAULT_FILTER if bpf is None else bpf
     if drop_privileges and os.geteuid() == 0:
         import pwd
@@ -138,7 +141,7 @@ def live(
             note(f"warning: {cap.warning}")
 
         agg = Aggregator()
-        writer = VerdictWriter(fmt, out) if fmt == "jsonl" else None
+        writer = VerdictWriter(fmt, out) if fmt != "table" else None
         broken = []  # the jsonl reader went away (a closed pipe): stop
 
         def on_verdict(v) -> None:
@@ -150,8 +153,8 @@ def live(
                 except BrokenPipeError:
                     broken.append(True)
 
-        analyzer = Analyzer(on_verdict, Limits(max_flows=max_flows, idle_timeout=idle_timeout,
-                                                max_buffer=max_buffer))
+        analyzer = Analyzer(on_verdict, options.limits(max_flows, idle_timeout, max_buffer,
+                                                        max_pending_memory))
         analyzer.capture_name = f"live:{iface}"
         dashboard_on = fmt == "table" and sys.stdout.isatty()
         summary_console = _summary_console(fmt, output, out)
@@ -174,7 +177,7 @@ def live(
         if dashboard_on:
             from tlssniff.output.dashboard import Dashboard
 
-            dash = Dashboard(Console(highlight=False), iface, bpf, agg)
+            dash = Dashboard(OutputConsole(highlight=False), iface, bpf, agg)
             dash.start()
             stack.callback(dash.stop)
             dash.active = lambda: analyzer.table.active
@@ -225,6 +228,8 @@ def live(
         if pcapng is not None:
             pcapng.close(kernel.received, kernel.dropped)
         counters = analyzer.counters.to_dict()
+        for warning in analyzer.counters.warnings:  # an unsupported link type, say
+            note(f"warning: {warning}")
         why = stop[0] if stop else ("closed output" if broken else
                                      "count" if count is not None and frame_no >= count else
                                      "duration")
@@ -238,6 +243,12 @@ def live(
     if broken:
         with contextlib.suppress(Exception):
             sys.stdout = open(os.devnull, "w")
+    if fail_under is not None:  # as in analyze: status 3 at the end of the run
+        failing = _fail_under(agg, fail_under, min_handshakes)
+        for line in fail_under_lines(failing, fail_under):
+            err.print(f"tlssniff: {line}", markup=False, soft_wrap=True)
+        if failing:
+            raise typer.Exit(ExitCode.BELOW_THRESHOLD)
 
 
 def _open(path: Path, mode: str):
@@ -253,10 +264,13 @@ def _summary_console(fmt: str, output: Optional[Path], out):
     """Where the final summary goes: stdout (or -o FILE), unless the jsonl stream is there."""
     from rich.console import Console
 
+    from tlssniff.output.terminal import OutputConsole
+
     if fmt == "table":
-        return Console(file=out, highlight=False) if output is not None else Console(highlight=False)
+        return OutputConsole(file=out, highlight=False) if output is not None else \
+            OutputConsole(highlight=False)
     if output is not None:
-        return Console(highlight=False)
+        return OutputConsole(highlight=False)
     return Console(stderr=True, highlight=False)
 
 
@@ -277,7 +291,8 @@ def _warm_up(console, dashboard: bool) -> None:
     v = ConnectionVerdict(ts=0.0, client="10.0.0.1:1", server="10.0.0.2:443", capture=None)
     agg.add(v)
     agg.add(ConnectionVerdict(ts=0.0, client="10.0.0.1:2", server="10.0.0.3:443", capture=None))
-    VerdictWriter("jsonl", io.StringIO()).write(v)
+    for fmt in ("jsonl", "csv", "ecs"):
+        VerdictWriter(fmt, io.StringIO()).write(v)
     sink = Console(file=io.StringIO(), force_terminal=console is not None and console.is_terminal,
                    width=100)
     print_report(sink, agg, {"frames": 0, "tcp_connections": 0, "tls_connections": 0})

@@ -9,6 +9,9 @@ from typing import Annotated, Optional
 
 import typer
 
+from tlssniff import options
+from tlssniff.units import parse_rate
+
 _FORMATS = ("table", "json")
 
 
@@ -19,21 +22,6 @@ def _split(values: list[str] | None) -> list[str]:
     return out
 
 
-def _parse_rate(text: str) -> float:
-    from tlssniff.errors import UsageError
-
-    t = text.strip()
-    try:
-        value = float(t.rstrip("%"))
-    except ValueError:
-        raise UsageError(f"--fail-under takes a rate like 0.9 or 90%, not {text!r}") from None
-    if t.endswith("%") or value > 1:
-        value /= 100
-    if not 0 <= value <= 1:
-        raise UsageError(f"--fail-under must be between 0 and 1 (or 0% and 100%), not {text!r}")
-    return value
-
-
 def probe(
     targets: Annotated[
         list[str],
@@ -42,38 +30,48 @@ def probe(
                        show_default=False),
     ],
     sni: Annotated[Optional[str], typer.Option(
-        help="Server name to send (and verify); default: the host when it is a name.")] = None,
+        help="Server name to send (and verify); default: the host when it is a name.",
+        metavar="NAME")] = None,
     mechanism: Annotated[Optional[list[str]], typer.Option(
         "--mechanism", "-m",
         help="Mechanisms to probe, comma separated: id (TLS 1.2 session id, tickets off), "
-        "ticket (TLS 1.2 session ticket), psk (TLS 1.3). Default: all three.")] = None,
+        "ticket (TLS 1.2 session ticket), psk (TLS 1.3). Default: all three.",
+        metavar="MECH")] = None,
     attempts: Annotated[int, typer.Option(
         "--attempts", "-n",
-        help="Resumptions per mechanism: N sequential, and N concurrent.")] = 10,
+        help="Resumptions per mechanism: N sequential, and N concurrent.", metavar="N")] = 10,
     concurrency: Annotated[int, typer.Option(
-        "--concurrency", "-c", help="Connections per concurrent burst (same session).")] = 5,
+        "--concurrency", "-c", help="Connections per concurrent burst (same session).",
+        metavar="N")] = 5,
     ages: Annotated[Optional[str], typer.Option(
         help="Session ages in seconds to bracket the effective timeout, e.g. 1,10,60,300 "
-        "(the probe then lasts as long as the largest).")] = None,
+        "(the probe then lasts as long as the largest).", metavar="SECONDS")] = None,
     starttls: Annotated[Optional[str], typer.Option(
-        help="Upgrade a plain-text protocol first: smtp, imap, pop3 or ftp.")] = None,
+        help="Upgrade a plain-text protocol first: smtp, imap, pop3 or ftp.",
+        metavar="PROTOCOL")] = None,
     timeout: Annotated[float, typer.Option(
-        help="Seconds for each connection and handshake.")] = 5.0,
+        help="Seconds for each connection and handshake.", metavar="SECONDS")] = 5.0,
     insecure: Annotated[bool, typer.Option(
         "--insecure", "-k",
         help="Do not verify certificates (verification is on by default).")] = False,
     cafile: Annotated[Optional[str], typer.Option(
-        help="Trust the CA certificates in this PEM file instead of the system's.")] = None,
+        help="Trust the CA certificates in this PEM file instead of the system's.",
+        metavar="FILE.pem")] = None,
     matrix_attempts: Annotated[int, typer.Option(
-        help="Several targets: sessions per (issuer, acceptor) pair of the node matrix.")] = 2,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
-    fail_under: Annotated[Optional[str], typer.Option(
+        help="Several targets: sessions per (issuer, acceptor) pair of the node matrix.",
+        metavar="N")] = 2,
+    fmt: Annotated[str, typer.Option(
+        "--format", "-f", parser=options.choice(*_FORMATS), metavar="FORMAT",
+        help="table or json.")] = "table",
+    fail_under: Annotated[Optional[float], typer.Option(
+        "--fail-under", parser=parse_rate, metavar="RATE",
         help="Exit with status 3 when the lowest accept rate measured is below RATE "
-        "(0.9 or 90%).")] = None,
+        "(90% or 0.9; a bare number is a fraction, 1 = 100%).")] = None,
     capture: Annotated[Optional[str], typer.Option(
-        help="Self-check on this interface (default when root: the route to the targets).")] = None,
+        help="Self-check on this interface (default when root: the route to the targets).",
+        metavar="IFACE")] = None,
     write: Annotated[Optional[str], typer.Option(
-        help="Keep the self-check capture in FILE (.pcapng or .pcap).")] = None,
+        help="Keep the self-check capture in FILE (.pcapng or .pcap).", metavar="FILE")] = None,
     self_check: Annotated[bool, typer.Option(
         help="Capture the probe's own traffic (when root or with --capture) and classify it "
         "with the passive analyzer, beside the client's view.")] = True,
@@ -81,14 +79,14 @@ def probe(
     """Prove a server's (or a cluster's) resumption behaviour now: session id, TLS 1.2 ticket
     and TLS 1.3 PSK, sequential and concurrent, by session age, and across nodes.
 
-    Exit status: 0 done; 2 bad options; 3 a rate below --fail-under; 4 a target cannot be
+    Exit status: 0 done; 2 bad options; 3 a rate below --fail-under; 5 a target cannot be
     probed (unresolvable, unreachable, refused, certificate, not TLS).
 
     Examples:
 
       tlssniff probe example.com
 
-      tlssniff probe 10.0.0.2:443 10.0.0.3:443 --sni www.example.com --ages 1,60,300
+      tlssniff probe 10.0.0.2:443 10.0.0.3:443 --sni www.example.com
 
       tlssniff probe mail.example.com --starttls smtp -m id,psk -f json
     """
@@ -98,6 +96,7 @@ def probe(
     from rich.console import Console
 
     from tlssniff.errors import UsageError
+    from tlssniff.output.terminal import OutputConsole
     from tlssniff.probe.client import MECHANISMS
     from tlssniff.probe.engine import ProbeConfig, run_probe
     from tlssniff.probe.report import BelowThreshold, document, findings, print_report, score
@@ -107,8 +106,6 @@ def probe(
     if bad:
         raise UsageError(f"--mechanism: unknown {', '.join(bad)} (use id, ticket, psk)")
     mechs = [m for m in MECHANISMS if m in mechs]
-    if fmt not in _FORMATS:
-        raise UsageError(f"--format must be table or json, not {fmt!r}")
     if attempts < 1 or concurrency < 1 or matrix_attempts < 1:
         raise UsageError("--attempts, --concurrency and --matrix-attempts must be at least 1")
     if timeout <= 0:
@@ -124,7 +121,7 @@ def probe(
         if age < 0:
             raise UsageError("--ages must not be negative")
         age_list.append(age)
-    threshold = _parse_rate(fail_under) if fail_under is not None else None
+    threshold = fail_under
     if insecure and cafile:
         raise UsageError("--insecure and --cafile contradict each other")
 
@@ -145,7 +142,7 @@ def probe(
     if fmt == "json":
         sys.stdout.write(json.dumps(document(result, found), indent=2) + "\n")
     else:
-        print_report(Console(highlight=False), result, found)
+        print_report(OutputConsole(highlight=False), result, found)
     if threshold is not None:
         lowest = score(result)
         if lowest is None or lowest < threshold:

@@ -11,14 +11,12 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from tlssniff.errors import CaptureError, UsageError
-from tlssniff.flow.table import Limits
-
-_DEFAULT_LIMITS = Limits()
+from tlssniff import options
+from tlssniff.errors import CaptureError, ExitCode, UsageError
 
 
 def report(
@@ -33,28 +31,18 @@ def report(
     redact: Annotated[bool, typer.Option(
         "--redact", help="Replace session ids, tickets and PSK identities by short keyed "
         "hashes that still link offers to the sessions they resume.")] = False,
-    fail_under: Annotated[Optional[str], typer.Option(
-        "--fail-under", metavar="RATE", help="Exit with status 3 when a server with at "
-        "least --min-handshakes handshakes resumes less than RATE (0.8 or 80%); the "
-        "bundle is written anyway.")] = None,
-    min_handshakes: Annotated[int, typer.Option(
-        "--min-handshakes", metavar="N",
-        help="Servers with fewer handshakes are not held to --fail-under.")] = 10,
+    fail_under: options.FailUnder = None,
+    min_handshakes: options.MinHandshakes = 10,
     verify: Annotated[bool, typer.Option(
         "--verify/--no-verify", help="Cross-check the verdicts with tshark (when installed) "
         "and record the result.")] = True,
-    max_flows: Annotated[int, typer.Option(
-        help="Connections tracked at once.")] = _DEFAULT_LIMITS.max_flows,
-    idle_timeout: Annotated[float, typer.Option(
-        help="Seconds (capture time) after which an idle connection is closed.")
-    ] = _DEFAULT_LIMITS.idle_timeout,
-    max_buffer: Annotated[int, typer.Option(
-        help="Out-of-order bytes buffered per direction.")] = _DEFAULT_LIMITS.max_buffer,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Analyze up to N captures at once.")
-                    ] = 1,
-    one_stream: Annotated[bool, typer.Option(
-        "--one-stream", help="The captures are consecutive pieces of one capture.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No notes on stderr.")] = False,
+    max_flows: options.MaxFlows = options.LIMITS.max_flows,
+    idle_timeout: options.IdleTimeout = options.LIMITS.idle_timeout,
+    max_buffer: options.MaxBuffer = options.LIMITS.max_buffer,
+    max_pending_memory: options.MaxPendingMemory = options.LIMITS.max_pending_memory,
+    jobs: options.Jobs = 1,
+    one_stream: options.OneStream = False,
+    quiet: options.Quiet = False,
 ) -> None:
     """Write an evidence bundle for an incident ticket: summary.md, report.html (charts),
     handshakes.jsonl, evidence.pcapng (annotated packets), summary.json, provenance.json.
@@ -65,20 +53,18 @@ def report(
 
       tlssniff report capture.pcapng -o incident-1234/
 
-      tlssniff report cap.pcap --anonymize --redact -o bundle/ --fail-under 80%
+      tlssniff report cap.pcap -o bundle/ --anonymize --redact
+
+      tlssniff report cap.pcap -o bundle/ --fail-under 80% || alert
     """
     from rich.console import Console
 
     from tlssniff.analysis.aggregate import Aggregator
     from tlssniff.analysis.diagnostics import Diagnostics
     from tlssniff.analysis.parallel import analyze_captures
-    from tlssniff.output.report import FAIL_UNDER_EXIT, fail_under_lines, parse_rate, write_bundle
+    from tlssniff.output.report import fail_under_lines, write_bundle
 
-    rate = parse_rate(fail_under) if fail_under is not None else None
-    if min_handshakes < 1:
-        raise UsageError("--min-handshakes must be at least 1")
-    if max_flows < 1 or idle_timeout <= 0 or max_buffer < 0 or jobs < 0:
-        raise UsageError("--max-flows, --idle-timeout, --max-buffer and --jobs must be positive")
+    rate = fail_under
     for path in captures:
         if not path.is_file() or not os.access(path, os.R_OK):
             raise CaptureError(f"{path}: no such readable file")
@@ -95,7 +81,7 @@ def report(
         agg.add(v)
         diag.add(v)
 
-    limits = Limits(max_flows=max_flows, idle_timeout=idle_timeout, max_buffer=max_buffer)
+    limits = options.limits(max_flows, idle_timeout, max_buffer, max_pending_memory)
     totals = analyze_captures([str(p) for p in captures], on_verdict, limits,
                               jobs or os.cpu_count() or 1, None, one_stream)
     bundle = write_bundle(
@@ -115,7 +101,7 @@ def report(
     if bundle.failing:
         for line in fail_under_lines(bundle.failing, rate):
             err.print(f"tlssniff: {line}", markup=False, soft_wrap=True)
-        raise typer.Exit(FAIL_UNDER_EXIT)
+        raise typer.Exit(ExitCode.BELOW_THRESHOLD)
 
 
 def _argv() -> list[str]:

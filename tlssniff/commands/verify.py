@@ -14,9 +14,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from tlssniff.errors import CaptureError, UsageError
+from tlssniff import options
+from tlssniff.errors import CaptureError, ExitCode, UsageError
 
-CONTRADICTION_EXIT = 4
+CONTRADICTION_EXIT = ExitCode.CONTRADICTION
 
 
 def verify(
@@ -26,7 +27,8 @@ def verify(
         "--verdicts", metavar="FILE.jsonl", help="Check these verdicts (tlssniff analyze -f "
         "jsonl output) instead of analyzing the captures again.")] = None,
     fmt: Annotated[str, typer.Option(
-        "--format", "-f", help="table (default) or json.")] = "table",
+        "--format", "-f", parser=options.choice("table", "json"), metavar="FORMAT",
+        help="table (default) or json.")] = "table",
 ) -> None:
     """Re-dissect the hellos with tshark (through pyshark), independently of tlssniff, and list
     every connection where tshark's fields contradict tlssniff's verdict: SNI, version, what the
@@ -38,16 +40,17 @@ def verify(
 
       tlssniff verify capture.pcapng
 
-      tlssniff analyze cap.pcap -f jsonl > v.jsonl; tlssniff verify cap.pcap --verdicts v.jsonl
+      tlssniff analyze cap.pcap -f jsonl -o v.jsonl
+
+      tlssniff verify cap.pcap --verdicts v.jsonl
     """
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
+    from tlssniff.output.terminal import OutputConsole
     from tlssniff.verify import verify_captures
 
-    if fmt not in ("table", "json"):
-        raise UsageError(f"--format must be table or json, not {fmt!r}")
     for path in captures:
         if not path.is_file() or not os.access(path, os.R_OK):
             raise CaptureError(f"{path}: no such readable file")
@@ -61,7 +64,7 @@ def verify(
     if fmt == "json":
         print(json.dumps(result.to_dict(), indent=2))
     else:
-        console = Console(highlight=False)
+        console = OutputConsole(highlight=False)
         if result.contradictions and not sys.stdout.isatty():  # plain lines for scripts
             for c in result.contradictions:
                 print(f"{c.client} -> {c.server}: {c.field}: tlssniff {c.tlssniff}, tshark "

@@ -25,7 +25,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from tlssniff.errors import TlssniffError
+from tlssniff.errors import ExitCode, TlssniffError
 from tlssniff.probe.target import Target, endpoint
 
 #: The mechanisms, in the order they are probed, and what each makes the client present.
@@ -58,7 +58,7 @@ class ProbeFailure(TlssniffError):
     version (no TLS version in common for this mechanism), tls (another handshake failure).
     """
 
-    exit_code = 4
+    exit_code = ExitCode.UNREACHABLE
 
     def __init__(self, kind: str, message: str):
         super().__init__(message)

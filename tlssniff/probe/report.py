@@ -10,7 +10,7 @@ from rich.table import Table
 
 from tlssniff import __version__
 from tlssniff.analysis.findings import Evidence, Finding, Severity
-from tlssniff.errors import TlssniffError
+from tlssniff.errors import ExitCode, TlssniffError
 from tlssniff.probe.client import DESCRIPTIONS, OFFERS
 from tlssniff.probe.engine import Attempt, MechanismRun, ProbeResult, Rate
 
@@ -26,7 +26,7 @@ _HINTS = {
 class BelowThreshold(TlssniffError):
     """Not a failure of the probe: the lowest rate measured is under ``--fail-under``."""
 
-    exit_code = 3
+    exit_code = ExitCode.BELOW_THRESHOLD
 
 
 def _evidence(attempts: list[Attempt], why: str, limit: int = 3) -> list[Evidence]:

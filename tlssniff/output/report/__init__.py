@@ -6,6 +6,7 @@ provenance.json; ``fail_under(aggregator, rate, min_handshakes)`` lists the serv
 ``--fail-under`` exit with status 3.
 """
 
+from tlssniff.errors import ExitCode
 from tlssniff.output.report.bundle import (
     Bundle,
     describe,
@@ -16,7 +17,7 @@ from tlssniff.output.report.bundle import (
     write_bundle,
 )
 
-FAIL_UNDER_EXIT = 3
+FAIL_UNDER_EXIT = ExitCode.BELOW_THRESHOLD
 
 __all__ = ["Bundle", "FAIL_UNDER_EXIT", "describe", "fail_under", "fail_under_lines", "parse_rate", "stats_label",
            "write_bundle"]

@@ -1,6 +1,6 @@
 """Write an evidence bundle (docs/report.md) from an analysis held in memory.
 
-:func:`write_bundle` is what ``tlssniff report`` and ``tlssniff live --report`` call: it takes
+:func:`write_bundle` is what ``tlssniff report`` calls (and a capture loop of one's own may): it takes
 the verdicts (and, when the caller has them, the aggregator, diagnostics and counters of the
 same run), re-reads the input captures for the evidence packets, and writes:
 
@@ -27,6 +27,7 @@ from tlssniff.analysis.verdict import ConnectionVerdict, Handshake, Offered
 from tlssniff.errors import UsageError
 from tlssniff.output.report.evidence import Chosen, EvidenceStats, collect, write_pcapng
 from tlssniff.output.report.privacy import Anonymizer, Redactor, scrub, split_endpoint, verdict_dict
+from tlssniff.units import parse_rate  # noqa: F401 - re-exported (tlssniff.output.report)
 
 SAMPLE_PER_KIND = 2  # uncited connections kept per (server, handshake, offered)
 MAX_SAMPLE = 60
@@ -44,20 +45,6 @@ class Bundle:
     evidence: EvidenceStats
     cross_check: dict
     findings: list[Finding] = field(default_factory=list)
-
-
-def parse_rate(text: str | float) -> float:
-    """``0.8``, ``80%`` or ``80`` -> 0.8."""
-    try:
-        s = str(text).strip()
-        value = float(s[:-1]) / 100 if s.endswith("%") else float(s)
-    except ValueError:
-        raise UsageError(f"--fail-under: {text!r} is not a rate (0.8 or 80%)") from None
-    if value > 1:
-        value /= 100
-    if not 0 <= value <= 1:
-        raise UsageError(f"--fail-under: {text!r} is not between 0 and 100%")
-    return value
 
 
 def fail_under(aggregator: Aggregator, rate: float, min_handshakes: int = 10) -> list[ServerStats]:

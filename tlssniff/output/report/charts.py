@@ -30,7 +30,7 @@ def available() -> str | None:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        return "matplotlib is not installed (pip install 'tlssniff[report]')"
+        return "matplotlib is missing (a dependency of tlssniff: pip install matplotlib)"
     return None
 
 
