@@ -14,13 +14,12 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
-
 from tlssniff import __version__
 from tlssniff.analysis.aggregate import Aggregator
 from tlssniff.analysis.parallel import Split, analyze_captures
 from tlssniff.errors import CaptureError, TlssniffError, UsageError
 from tlssniff.flow.table import Limits
+from tlssniff.output import display
 from tlssniff.output.formats import FORMATS, VerdictWriter, summary_document
 from tlssniff.output.table import print_report
 
@@ -34,7 +33,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-err_console = Console(stderr=True, highlight=False)
+err_console = display.console(stderr=True)
 _DEFAULT_LIMITS = Limits()
 
 
@@ -233,19 +232,21 @@ def analyze(
             doc = summary_document(agg, counters, [str(p) for p in captures], writer.kept, diag)
             out.write(json.dumps(doc, indent=2) + "\n")
         elif fmt == "table":
-            console = Console(file=out, highlight=False) if output is not None else Console(highlight=False)
+            console = display.console(file=out) if output is not None else display.console()
             print_report(console, agg, counters, diag.findings())
         out.flush()
     if not quiet:
         for warning in totals.warnings:
-            err_console.print(f"tlssniff: warning: {warning}", markup=False, soft_wrap=True)
+            err_console.print(f"tlssniff: warning: {display.for_terminal(warning, 0)}", markup=False,
+                              soft_wrap=True)
     if totals.errors:
         # What came before the damage was reported above; the run still failed.
         raise CaptureError("; ".join(totals.errors))
     if rate is not None:
         failing = _fail_under(agg, rate, min_handshakes)
         for line in fail_under_lines(failing, rate):
-            err_console.print(f"tlssniff: {line}", markup=False, soft_wrap=True)
+            err_console.print(f"tlssniff: {display.for_terminal(line, 0)}", markup=False,
+                              soft_wrap=True)
         if failing:
             raise typer.Exit(FAIL_UNDER_EXIT)
 
@@ -263,7 +264,9 @@ def main() -> None:
         if isinstance(code, int) and code:
             sys.exit(code)
     except TlssniffError as err:
-        err_console.print(f"tlssniff: error: {err}", markup=False, soft_wrap=True)
+        # Messages quote file names and captured names: escaped (tlssniff.output.display).
+        err_console.print(f"tlssniff: error: {display.for_terminal(err, 0)}", markup=False,
+                          soft_wrap=True)
         sys.exit(err.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
@@ -285,7 +288,7 @@ def main() -> None:
         if os.environ.get("TLSSNIFF_DEBUG"):
             raise
         err_console.print(
-            f"tlssniff: internal error: {type(exc).__name__}: {exc} (a bug: please report it; "
+            f"tlssniff: internal error: {type(exc).__name__}: {display.for_terminal(exc, 0)} (a bug: please report it; "
             "TLSSNIFF_DEBUG=1 shows the traceback)",
             markup=False,
             soft_wrap=True,
