@@ -142,11 +142,11 @@ def terminal_text(value: object, style: str | None = None, limit: int = TERMINAL
 # -- documents -------------------------------------------------------------------------------
 
 # Characters with a meaning in CommonMark or GitHub markdown in the middle of a line (links,
-# images, HTML, entities, emphasis, code, table cells, strikethrough, math, footnotes, a heading's
-# closing #s); each is written with a backslash, which CommonMark defines as "this character,
-# literally". Values never start a line in tlssniff's markdown (and CR/LF are escapes), so the
+# images and footnotes all need "[", HTML and autolinks "<", entities "&", emphasis, code,
+# table cells, strikethrough, math, a heading's closing #s); each is written with a backslash,
+# which CommonMark defines as "this character, literally". Values never start a line in tlssniff's markdown (and CR/LF are escapes), so the
 # line-start markers (-, +, =, 1.) need nothing.
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#!|~&$^])")
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~&$])")
 
 
 def for_markdown(value: object, limit: int = DOCUMENT_LIMIT) -> str:

@@ -16,10 +16,11 @@ a full handshake (ServerHello, Certificate, ServerHelloDone): every connection i
 refused, so findings fire and quote the server names. Long hellos are split across records,
 as a real stack does.
 
-``python -m tlssniff.testing.hostile captures/hostile`` (scripts/make_hostile_captures.sh)
-writes ``hostile.pcap`` and ``truth.jsonl``: per connection what was sent, the client's and
-the server's own view (the SNI and ALPN as tlssniff must report them: one character per byte,
-bytes above 0x7f as U+FFFD).
+``python scripts/make_hostile_captures.py`` writes ``captures/hostile/hostile.pcap`` and
+``truth.jsonl``: per connection the value's name, what the client sent and the server
+answered (the SNI and ALPN as tlssniff must report them: one character per byte, bytes above
+0x7f as U+FFFD), the version, the offer and the full handshake. The same seed gives the same
+bytes.
 """
 
 from __future__ import annotations
@@ -144,7 +145,6 @@ def build(seed: int = 13) -> tuple[list[list[tuple[float, bytes]]], list[dict]]:
                 "sni": displayed(value), "alpn": displayed(alpn),
                 "alpn_offered": [displayed(alpn), "h2"], "version": "TLSv1.2",
                 "offered": "ticket", "handshake": "full", "resumed": False,
-                "wire_sni_hex": value.hex(),
             })
             t += 1.0
     return conversations, truth
