@@ -619,3 +619,31 @@ def test_live_survives_a_hostile_peer_keeps_its_dashboard_and_writes_everything(
         assert got[port]["sni"] == hostile.displayed(value), name
         assert got[port]["alpn"] == hostile.displayed(hostile.alpn_name(value)), name
         assert (got[port]["offered"], got[port]["handshake"]) == ("ticket", "full"), name
+
+
+# -- probe output ------------------------------------------------------------------------------
+
+
+def test_probe_table_shows_target_names_and_server_reasons_as_text():
+    """What a probed server says (its error text, names) and what the user typed are text."""
+    from tlssniff.analysis.findings import Finding, Severity
+    from tlssniff.probe.engine import MechanismRun, ProbeConfig, ProbeResult
+    from tlssniff.probe.report import print_report
+    from tlssniff.probe.target import Target
+
+    target = Target("x", "[bold red]h\x1b]0;owned\x07", 443, "127.0.0.1", socket.AF_INET)
+    runs = [MechanismRun("id", target, status="unavailable",
+                         reason="it answered \x1b[2J[link=file:///etc/passwd]x[/link] evil[/]"),
+            MechanismRun("ticket", target, status="not_issued", reason=":warning: \x00")]
+    result = ProbeResult(ProbeConfig(targets=["x"], mechanisms=("id", "ticket")), [target], runs)
+    found = [Finding("hostile", Severity.ERROR, [target.label], "message evil[/] \x1b]8;;x\x1b\\")]
+    out = io.BytesIO()
+    console = display.console(file=io.TextIOWrapper(out, encoding="utf-8", write_through=True),
+                              force_terminal=True, color_system="standard", width=200)
+    print_report(console, result, found)  # a MarkupError before
+    data = out.getvalue()
+    _assert_clean(data, "probe table")
+    plain = _RICH_CSI.sub(b"", data).decode()
+    for shown in ("[bold red]h\\x1b]0;owned\\x07:443", "\\x1b[2J[link=file:///etc/passwd]x",
+                  ":warning: \\x00", "message evil[/] \\x1b]8;;x\\x1b\\\\"):
+        assert shown in plain, shown

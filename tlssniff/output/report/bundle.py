@@ -382,6 +382,6 @@ class _Context:
 
 def fail_under_lines(servers: list[ServerStats], rate: float) -> list[str]:
     """One stderr line per server under ``--fail-under`` (what analyze, report and live say)."""
-    return [f"resumption rate under {100 * rate:g}%: {stats_label(s)}: "
+    return [f"resumption rate under {100 * rate:g}%: {clip(stats_label(s), 256)}: "
             f"{100 * (s.resumption_rate or 0):.0f}% ({s.resumed} of {s.classified} classified, "
             f"{s.handshakes} handshakes)" for s in servers]

@@ -13,7 +13,7 @@ from tlssniff import __version__
 from tlssniff.output.display import DOCUMENT_LIMIT, for_html
 from tlssniff.output.report import charts
 from tlssniff.output.report.bundle import _Context, iso, stats_label
-from tlssniff.output.report.markdown import VERDICT_TEXT, mix, pct
+from tlssniff.output.report.markdown import MESSAGE_LIMIT, VERDICT_TEXT, mix, pct
 
 _CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:24px auto;max-width:1100px;
@@ -122,14 +122,15 @@ def render(ctx: _Context) -> str:
     for f, d in zip(ctx.findings, ctx.finding_dicts()):
         sev = f.severity.value
         parts.append(f"<div class='finding {sev}'><p><span class='sev-{sev}'>{sev.upper()}</span> "
-                     f"<code>{e(f.code)}</code> {', '.join(v(s) for s in f.servers)}</p><p>{e(f.message)}</p>")
+                     f"<code>{e(f.code)}</code> {', '.join(v(s) for s in f.servers)}</p>"
+                     f"<p>{e(f.message, MESSAGE_LIMIT)}</p>")
         if d["evidence"]:
             parts.append("<table><tr><th>client</th><th>server</th><th>time (UTC)</th>"
                          "<th>frames</th><th>what it shows</th></tr>")
             for x in d["evidence"]:
                 parts.append(f"<tr><td>{v(x['client'])}</td><td>{v(x['server'])}</td>"
                              f"<td>{e(iso(x['ts']))}</td><td>{e(','.join(map(str, x['frames'])))}"
-                             f"</td><td>{e(x['why'])}</td></tr>")
+                             f"</td><td>{e(x['why'], MESSAGE_LIMIT)}</td></tr>")
             parts.append("</table>")
         parts.append("</div>")
 
