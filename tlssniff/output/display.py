@@ -193,7 +193,10 @@ def for_csv(value: object, limit: int = CSV_LIMIT) -> str:
     ``@``, TAB or CR) gets a leading ``'``. The escape already turns TAB and CR into text, so
     the check is on the first visible character. Numbers written by tlssniff itself (a
     negative one never occurs) are passed as ``int``/``float`` and left alone by the caller."""
-    s = shorten(value, limit)
+    if isinstance(value, str) and limit <= 0 and value.isprintable() and "\\" not in value:
+        s = value  # the common case, one C call: nothing to escape, nothing to shorten
+    else:
+        s = shorten(value, limit)
     if s.startswith(_FORMULA_START):
         return "'" + s
     return s
