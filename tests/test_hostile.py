@@ -31,6 +31,8 @@ import tty
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import CAPTURES, REPO, run_tlssniff
 from tlssniff.output import display
@@ -144,9 +146,29 @@ def test_escape_is_reversible_so_nothing_is_lost():
     raw = "".join(chr(i) for i in range(0, 0x3000, 7)) + "\\\udcff\U0010ffff"
     shown = display.escape(raw)
     assert shown.isprintable()
-    back = re.sub(r"\\(\\|x[0-9a-f]{2}|u[0-9a-f]{4}|U[0-9a-f]{8})",
-                  lambda m: "\\" if m.group(1) == "\\" else chr(int(m.group(1)[1:], 16)), shown)
-    assert back == raw
+    assert _unescape(shown) == raw
+
+
+_UNESCAPE = re.compile(r"\\(\\|x[0-9a-f]{2}|u[0-9a-f]{4}|U[0-9a-f]{8})")
+
+
+def _unescape(shown: str) -> str:
+    return _UNESCAPE.sub(
+        lambda m: "\\" if m.group(1) == "\\" else chr(int(m.group(1)[1:], 16)), shown)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(exclude_categories=())))  # surrogates included
+def test_every_channel_function_holds_its_promise_for_any_text(raw):
+    shown = display.escape(raw)
+    assert shown.isprintable() and _unescape(shown) == raw
+    cell = display.for_csv(raw)
+    assert cell.isprintable() and not cell.startswith(("=", "+", "-", "@", "\t", "\r"))
+    comment = display.for_comment(raw, 200)
+    assert comment.isprintable() and len(comment.encode()) <= 200
+    assert display.for_html(raw).isprintable() and "<" not in display.for_html(raw)
+    assert display.for_terminal(raw).isprintable()
+    assert len(display.shorten(raw, 40)) <= 40 + len("…()  characters") + 20
 
 
 def test_shorten_keeps_the_start_and_says_the_full_length():

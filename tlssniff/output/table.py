@@ -9,6 +9,8 @@ from rich.text import Text
 from tlssniff.analysis.aggregate import Aggregator, ServerStats
 from tlssniff.output.display import for_terminal, terminal_text
 
+# A finding's message quotes names (SNI); one holding a 64 KB name is shortened (JSON has it whole).
+MESSAGE_LIMIT = 4096
 _MECH_SHORT = (("session_id", "id"), ("ticket", "tkt"), ("psk", "psk"), ("full", "full"))
 
 
@@ -120,11 +122,11 @@ def print_findings(console: Console, findings: list) -> None:
             (sev.upper(), _SEVERITY_STYLE.get(sev, "")), " ", (for_terminal(f.code), "bold"),
             " ", ", ".join(for_terminal(s) for s in f.servers),
         ))
-        console.print(Text("  " + for_terminal(f.message, limit=0)))
+        console.print(Text("  " + for_terminal(f.message, MESSAGE_LIMIT)))
         for e in f.evidence:
             frames = f" frames {','.join(map(str, e.frames))}" if e.frames else ""
             console.print(Text(
                 f"  - {for_terminal(e.client)} -> {for_terminal(e.server)} @ {e.ts:.6f}{frames}"
-                + (f": {for_terminal(e.why, limit=0)}" if e.why else ""), style="dim",
+                + (f": {for_terminal(e.why, MESSAGE_LIMIT)}" if e.why else ""), style="dim",
             ))
 
