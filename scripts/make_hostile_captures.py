@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tlssniff.testing.hostile import write  # noqa: E402
 
 if __name__ == "__main__":
-    out = sys.argv[1] if len(sys.argv) > 1 else Path(__file__).resolve().parent.parent / "captures" / "hostile"
+    repo = Path(__file__).resolve().parent.parent
+    out = sys.argv[1] if len(sys.argv) > 1 else repo / "captures" / "hostile"
     for path in write(out):
         print(path)

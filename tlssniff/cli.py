@@ -237,8 +237,8 @@ def analyze(
         out.flush()
     if not quiet:
         for warning in totals.warnings:
-            err_console.print(f"tlssniff: warning: {display.for_terminal(warning, 0)}", markup=False,
-                              soft_wrap=True)
+            err_console.print(f"tlssniff: warning: {display.for_terminal(warning, 0)}",
+                              markup=False, soft_wrap=True)
     if totals.errors:
         # What came before the damage was reported above; the run still failed.
         raise CaptureError("; ".join(totals.errors))

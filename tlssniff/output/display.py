@@ -19,10 +19,10 @@ per channel, all on top of one escape:
   and the full length is said (``aaaa…(65000 characters)``), never silently cut.
 
 Machine outputs (JSON, JSONL, ECS, Parquet) keep the exact values and do not use this module:
-they are valid JSON whatever the value holds.
+JSON escapes what it must itself and stays valid whatever a value holds.
 
-The functions are small, pure and total: they take any ``str`` (or ``None``, or anything
-``str()`` accepts) and never raise.
+The value functions are small, pure and total: they take any ``str`` (or ``None``, or anything
+``str()`` accepts) and never raise. :func:`console` makes the rich consoles they print on.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from rich.text import Text
 
 # Longest shown value (in characters, after escaping) per channel. The table folds long
 # values over several lines; these bounds keep one hostile value from filling the screen.
-TERMINAL_LIMIT = 256
+TERMINAL_LIMIT = 256  # any DNS name (at most 253 characters) is shown whole
 DOCUMENT_LIMIT = 512  # summary.md, report.html
 LABEL_LIMIT = 60  # chart labels
 CSV_LIMIT = 0  # 0: CSV cells are not shortened (a spreadsheet has room; the value stays whole)
@@ -144,8 +144,9 @@ def terminal_text(value: object, style: str | None = None, limit: int = TERMINAL
 # Characters with a meaning in CommonMark or GitHub markdown in the middle of a line (links,
 # images and footnotes all need "[", HTML and autolinks "<", entities "&", emphasis, code,
 # table cells, strikethrough, math, a heading's closing #s); each is written with a backslash,
-# which CommonMark defines as "this character, literally". Values never start a line in tlssniff's markdown (and CR/LF are escapes), so the
-# line-start markers (-, +, =, 1.) need nothing.
+# which CommonMark defines as "this character, literally". Values never start a line in
+# tlssniff's markdown (and CR/LF are escapes), so the line-start markers (-, +, =, 1.) need
+# nothing.
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~&$])")
 
 

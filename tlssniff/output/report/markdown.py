@@ -102,7 +102,8 @@ def render(ctx: _Context) -> str:
         out += ["No findings: nothing in the capture explains a low resumption rate.", ""]
     for n, (f, d) in enumerate(zip(ctx.findings, ctx.finding_dicts()), 1):
         out += [
-            f"### {n}. {f.severity.value.upper()} `{f.code}`: {', '.join(esc(s) for s in f.servers)}",
+            f"### {n}. {f.severity.value.upper()} `{f.code}`: "
+            + ", ".join(esc(s) for s in f.servers),
             "",
             esc(f.message, MESSAGE_LIMIT),
             "",
@@ -115,7 +116,8 @@ def render(ctx: _Context) -> str:
                     "|---|---|---|---|---|"]
             for e in d["evidence"]:
                 out.append(f"| {esc(e['client'])} | {esc(e['server'])} | {iso(e['ts'])} | "
-                           f"{','.join(map(str, e['frames'])) or '-'} | {esc(e['why'] or '', MESSAGE_LIMIT)} |")
+                           f"{','.join(map(str, e['frames'])) or '-'} | "
+                           f"{esc(e['why'] or '', MESSAGE_LIMIT)} |")
             out.append("")
     out += ["## Resumption per server", "",
             "| server | SNI | handshakes | classified | resumed | offered | accepted | refused "
