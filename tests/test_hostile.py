@@ -673,3 +673,16 @@ def test_probe_table_shows_target_names_and_server_reasons_as_text():
     for shown in ("[bold red]h\\x1b]0;owned\\x07:443", "\\x1b[2J[link=file:///etc/passwd]x",
                   ":warning: \\x00", "message evil[/] \\x1b]8;;x\\x1b\\\\"):
         assert shown in plain, shown
+
+
+def test_fail_under_lines_name_hostile_servers_escaped_and_short():
+    proc = subprocess.run([sys.executable, "-m", "tlssniff", "analyze", str(HOSTILE), "-o",
+                           os.devnull, "--fail-under", "50%", "--min-handshakes", "1"],
+                          capture_output=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 3, proc.stderr
+    assert not _raw_controls(proc.stderr), _raw_controls(proc.stderr)
+    lines = proc.stderr.decode().splitlines()
+    assert len(lines) == len(hostile.VALUES)  # one line per server, no line broken by a CR/LF
+    assert any("192.0.2.10:443 \\x1b]0;owned\\x07title.example: 0%" in x for x in lines)
+    assert any("…(64000 characters): 0%" in x for x in lines)
+    assert max(len(x) for x in lines) < 1000

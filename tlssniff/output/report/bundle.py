@@ -382,6 +382,7 @@ class _Context:
 
 def fail_under_lines(servers: list[ServerStats], rate: float) -> list[str]:
     """One stderr line per server under ``--fail-under`` (what analyze, report and live say)."""
-    return [f"resumption rate under {100 * rate:g}%: {clip(stats_label(s), 256)}: "
+    return [f"resumption rate under {100 * rate:g}%: "
+            f"{s.server + ' ' + clip(s.sni, 256) if s.sni else s.server}: "
             f"{100 * (s.resumption_rate or 0):.0f}% ({s.resumed} of {s.classified} classified, "
             f"{s.handshakes} handshakes)" for s in servers]
