@@ -379,7 +379,10 @@ def test_report_bundle_is_complete(bundle):
         assert (out / name).stat().st_size > 0, name
     lines = (out / "handshakes.jsonl").read_text().splitlines()
     assert sorted(json.loads(x)["sni"] for x in lines) == sorted(t["sni"] for t in TRUTH)
-    json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / "summary.json").read_text())
+    if shutil.which("tshark"):  # the bundle's own cross-check sees no contradiction either
+        assert summary["cross_check"]["agree"] is True, summary["cross_check"]
+        assert summary["cross_check"]["compared"] == len(TRUTH)
 
 
 def test_summary_md_neutralises_markdown_html_and_controls(bundle):
