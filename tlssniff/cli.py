@@ -16,16 +16,14 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
-
 from tlssniff import __version__
 from tlssniff.analysis.aggregate import Aggregator
 from tlssniff.analysis.parallel import Split, analyze_captures
 from tlssniff import options
 from tlssniff.errors import CaptureError, ExitCode, TlssniffError, UsageError
+from tlssniff.output import display
 from tlssniff.output.formats import FORMATS, VerdictWriter, summary_document
 from tlssniff.output.table import print_report
-from tlssniff.output.terminal import OutputConsole
 
 app = typer.Typer(
     name="tlssniff",
@@ -36,7 +34,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-err_console = Console(stderr=True, highlight=False)
+err_console = display.console(stderr=True)
 
 
 def _version(value: bool) -> None:
@@ -193,20 +191,21 @@ def analyze(
             doc = summary_document(agg, counters, [str(p) for p in captures], writer.kept, diag)
             out.write(json.dumps(doc, indent=2) + "\n")
         elif fmt == "table":
-            console = OutputConsole(file=out, highlight=False) if output is not None else \
-                OutputConsole(highlight=False)
+            console = display.console(file=out) if output is not None else display.console()
             print_report(console, agg, counters, diag.findings())
         out.flush()
     if not quiet:
         for warning in totals.warnings:
-            err_console.print(f"tlssniff: warning: {warning}", markup=False, soft_wrap=True)
+            err_console.print(f"tlssniff: warning: {display.for_terminal(warning, 0)}",
+                              markup=False, soft_wrap=True)
     if totals.errors:
         # What came before the damage was reported above; the run still failed.
         raise CaptureError("; ".join(totals.errors))
     if fail_under is not None:
         failing = _fail_under(agg, fail_under, min_handshakes)
         for line in fail_under_lines(failing, fail_under):
-            err_console.print(f"tlssniff: {line}", markup=False, soft_wrap=True)
+            err_console.print(f"tlssniff: {display.for_terminal(line, 0)}", markup=False,
+                              soft_wrap=True)
         if failing:
             raise typer.Exit(ExitCode.BELOW_THRESHOLD)
 
@@ -226,8 +225,9 @@ class _PipeClosed(Exception):
 
 
 def _one_line(text: str) -> str:
-    """A message as one line of plain text: controls (newlines included) shown as escapes."""
-    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+    """A message as one line of plain text: names in it (files, captured values) and controls,
+    newlines included, shown as escapes by the one display rule (tlssniff.output.display)."""
+    return display.for_terminal(text, 0)
 
 
 def _say(message: str) -> None:

@@ -179,7 +179,7 @@ def _read_layer(s: _Stream, layer, src: str, dst: str, number: int, ts: float) -
         s.ch_frames.append(number)
         names = _values(layer, "handshake_extensions_server_name")
         if names and s.sni is None:
-            s.sni = names[0].show
+            s.sni = _wire_name(names[0])
         s.ch_psk = any(t == 41 for t, _ in exts)
         s.ch_ticket = any(t == 35 and n > 0 for t, n in exts)
         sid_len = _values(layer, "handshake_session_id_length")
@@ -204,6 +204,20 @@ def _read_layer(s: _Stream, layer, src: str, dst: str, number: int, ts: float) -
         return
     if s.sh_seen and s.next_after_sh is None:
         s.next_after_sh = _next_kind(types, layer)
+
+
+def _wire_name(f) -> str:
+    """A name field (SNI) as tlssniff decodes it, from the bytes tshark read: ``show`` is
+    tshark's display form (control bytes escaped, ``\\x7``; cut at a NUL; CR/LF as spaces),
+    which never equals a name holding them. The field's raw bytes decoded the way tlssniff
+    decodes the wire (ASCII, one U+FFFD per byte above 0x7f) compare like with like."""
+    raw = getattr(f, "raw_value", None)
+    if raw:
+        try:
+            return bytes.fromhex(raw).decode("ascii", "replace")
+        except ValueError:
+            pass
+    return f.show
 
 
 def _next_kind(types: list[int], layer) -> str | None:

@@ -96,17 +96,15 @@ def live(
     """
     import signal
 
-    from rich.console import Console
-
     from tlssniff.analysis.aggregate import Aggregator
     from tlssniff.analysis.pipeline import Analyzer
     from tlssniff.capture.live import DEFAULT_FILTER, LiveCapture
     from tlssniff.capture.live import drop_privileges as _drop
+    from tlssniff.output import display
     from tlssniff.output.formats import VerdictWriter
     from tlssniff.output.report import fail_under as _fail_under
     from tlssniff.output.report import fail_under_lines
     from tlssniff.output.table import print_report
-    from tlssniff.output.terminal import OutputConsole
 
     bpf = DEFAULT_FILTER if bpf is None else bpf
     if drop_privileges and os.geteuid() == 0:
@@ -116,11 +114,12 @@ def live(
             pwd.getpwnam(user)
         except KeyError:
             raise UsageError(f"--user {user}: no such user") from None
-    err = Console(stderr=True, highlight=False)
+    err = display.console(stderr=True)
 
     def note(message: str) -> None:
         if not quiet:
-            err.print(f"tlssniff: {message}", markup=False, soft_wrap=True)
+            err.print(f"tlssniff: {display.for_terminal(message, 0)}", markup=False,
+                      soft_wrap=True)
 
     cap = LiveCapture(iface, bpf, snaplen=snaplen, promisc=promisc, buffer_mb=buffer_mb,
                       backend=backend)
@@ -177,7 +176,7 @@ def live(
         if dashboard_on:
             from tlssniff.output.dashboard import Dashboard
 
-            dash = Dashboard(OutputConsole(highlight=False), iface, bpf, agg)
+            dash = Dashboard(display.console(), iface, bpf, agg)
             dash.start()
             stack.callback(dash.stop)
             dash.active = lambda: analyzer.table.active
@@ -236,8 +235,10 @@ def live(
         if not broken:
             if summary_console is not None:
                 print_report(summary_console, agg, counters)
-                summary_console.print(_kernel_line(iface, kernel, elapsed, frame_no, why, pcapng,
-                                                   write), soft_wrap=True)
+                summary_console.print(
+                    display.for_terminal(_kernel_line(iface, kernel, elapsed, frame_no, why,
+                                                      pcapng, write), 0),
+                    markup=False, soft_wrap=True)
                 summary_console.file.flush()
             out.flush()
     if broken:
@@ -246,7 +247,7 @@ def live(
     if fail_under is not None:  # as in analyze: status 3 at the end of the run
         failing = _fail_under(agg, fail_under, min_handshakes)
         for line in fail_under_lines(failing, fail_under):
-            err.print(f"tlssniff: {line}", markup=False, soft_wrap=True)
+            err.print(f"tlssniff: {display.for_terminal(line, 0)}", markup=False, soft_wrap=True)
         if failing:
             raise typer.Exit(ExitCode.BELOW_THRESHOLD)
 
@@ -262,16 +263,13 @@ def _open(path: Path, mode: str):
 
 def _summary_console(fmt: str, output: Optional[Path], out):
     """Where the final summary goes: stdout (or -o FILE), unless the jsonl stream is there."""
-    from rich.console import Console
-
-    from tlssniff.output.terminal import OutputConsole
+    from tlssniff.output import display
 
     if fmt == "table":
-        return OutputConsole(file=out, highlight=False) if output is not None else \
-            OutputConsole(highlight=False)
+        return display.console(file=out) if output is not None else display.console()
     if output is not None:
-        return OutputConsole(highlight=False)
-    return Console(stderr=True, highlight=False)
+        return display.console()
+    return display.console(stderr=True)
 
 
 def _warm_up(console, dashboard: bool) -> None:
@@ -279,11 +277,10 @@ def _warm_up(console, dashboard: bool) -> None:
     privileges drop, Python's own files (say, under /root/.pyenv) may no longer be readable."""
     import json  # noqa: F401
 
-    from rich.console import Console
-
     from tlssniff.analysis.aggregate import Aggregator
     from tlssniff.analysis.verdict import ConnectionVerdict
     from tlssniff.capture.live import KernelStats
+    from tlssniff.output import display
     from tlssniff.output.formats import VerdictWriter
     from tlssniff.output.table import print_report
 
@@ -293,15 +290,16 @@ def _warm_up(console, dashboard: bool) -> None:
     agg.add(ConnectionVerdict(ts=0.0, client="10.0.0.1:2", server="10.0.0.3:443", capture=None))
     for fmt in ("jsonl", "csv", "ecs"):
         VerdictWriter(fmt, io.StringIO()).write(v)
-    sink = Console(file=io.StringIO(), force_terminal=console is not None and console.is_terminal,
-                   width=100)
+    sink = display.console(file=io.StringIO(),
+                           force_terminal=console is not None and console.is_terminal, width=100)
     print_report(sink, agg, {"frames": 0, "tcp_connections": 0, "tls_connections": 0})
     if dashboard:
         from tlssniff.output.dashboard import Dashboard
 
         d = Dashboard(sink, "lo", "tcp", agg)
         sink.print(d.render(0, _Zero(), KernelStats()))
-        sink.print(_kernel_line("lo", KernelStats(), 1.0, 0, "SIGINT", None, None))
+        sink.print(display.for_terminal(_kernel_line("lo", KernelStats(), 1.0, 0, "SIGINT",
+                                                     None, None), 0), markup=False)
 
 
 class _Zero:

@@ -93,10 +93,8 @@ def probe(
     import json
     import sys
 
-    from rich.console import Console
-
     from tlssniff.errors import UsageError
-    from tlssniff.output.terminal import OutputConsole
+    from tlssniff.output import display
     from tlssniff.probe.client import MECHANISMS
     from tlssniff.probe.engine import ProbeConfig, run_probe
     from tlssniff.probe.report import BelowThreshold, document, findings, print_report, score
@@ -131,7 +129,7 @@ def probe(
         timeout=timeout, verify=not insecure, cafile=cafile, matrix_attempts=matrix_attempts,
         self_check="auto" if self_check else "off", capture_iface=capture, write=write,
     )
-    err = Console(stderr=True, highlight=False)
+    err = display.console(stderr=True)
     progress = None
     if sys.stderr.isatty() and fmt == "table":
         def progress(step: str) -> None:
@@ -142,7 +140,7 @@ def probe(
     if fmt == "json":
         sys.stdout.write(json.dumps(document(result, found), indent=2) + "\n")
     else:
-        print_report(OutputConsole(highlight=False), result, found)
+        print_report(display.console(), result, found)
     if threshold is not None:
         lowest = score(result)
         if lowest is None or lowest < threshold:

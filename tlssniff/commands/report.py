@@ -57,11 +57,10 @@ def report(
 
       tlssniff report cap.pcap -o bundle/ --fail-under 80% || alert
     """
-    from rich.console import Console
-
     from tlssniff.analysis.aggregate import Aggregator
     from tlssniff.analysis.diagnostics import Diagnostics
     from tlssniff.analysis.parallel import analyze_captures
+    from tlssniff.output import display
     from tlssniff.output.report import fail_under_lines, write_bundle
 
     rate = fail_under
@@ -70,7 +69,7 @@ def report(
             raise CaptureError(f"{path}: no such readable file")
     if output.exists() and not output.is_dir():
         raise UsageError(f"{output}: exists and is not a directory")
-    err = Console(stderr=True, highlight=False)
+    err = display.console(stderr=True)
     started = time.time()
     verdicts = []
     agg = Aggregator()
@@ -92,15 +91,17 @@ def report(
     )
     if not quiet:
         for w in totals.warnings:
-            err.print(f"tlssniff: warning: {w}", markup=False, soft_wrap=True)
-        err.print(f"tlssniff: bundle written to {output}/ ({len(verdicts)} connections, "
-                  f"{len(bundle.findings)} findings; cross-check: "
-                  f"{bundle.cross_check.get('summary')})", markup=False, soft_wrap=True)
+            err.print(f"tlssniff: warning: {display.for_terminal(w, 0)}", markup=False,
+                      soft_wrap=True)
+        err.print(display.for_terminal(
+            f"tlssniff: bundle written to {output}/ ({len(verdicts)} connections, "
+            f"{len(bundle.findings)} findings; cross-check: "
+            f"{bundle.cross_check.get('summary')})", 0), markup=False, soft_wrap=True)
     if totals.errors:
         raise CaptureError("; ".join(totals.errors))
     if bundle.failing:
         for line in fail_under_lines(bundle.failing, rate):
-            err.print(f"tlssniff: {line}", markup=False, soft_wrap=True)
+            err.print(f"tlssniff: {display.for_terminal(line, 0)}", markup=False, soft_wrap=True)
         raise typer.Exit(ExitCode.BELOW_THRESHOLD)
 
 

@@ -44,11 +44,10 @@ def verify(
 
       tlssniff verify cap.pcap --verdicts v.jsonl
     """
-    from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
 
-    from tlssniff.output.terminal import OutputConsole
+    from tlssniff.output import display
+    from tlssniff.output.display import for_terminal, terminal_text
     from tlssniff.verify import verify_captures
 
     for path in captures:
@@ -64,20 +63,21 @@ def verify(
     if fmt == "json":
         print(json.dumps(result.to_dict(), indent=2))
     else:
-        console = OutputConsole(highlight=False)
+        console = display.console()
         if result.contradictions and not sys.stdout.isatty():  # plain lines for scripts
             for c in result.contradictions:
-                print(f"{c.client} -> {c.server}: {c.field}: tlssniff {c.tlssniff}, tshark "
-                      f"{c.tshark} (tshark frames {','.join(map(str, c.frames))}, {c.capture})")
+                print(for_terminal(
+                    f"{c.client} -> {c.server}: {c.field}: tlssniff {c.tlssniff}, tshark "
+                    f"{c.tshark} (tshark frames {','.join(map(str, c.frames))}, {c.capture})", 0))
         elif result.contradictions:
             table = Table(title="Contradictions between tlssniff and tshark", title_justify="left")
             for col in ("client", "server", "field", "tlssniff", "tshark", "tshark frames"):
                 table.add_column(col, overflow="fold")
             for c in result.contradictions:
-                table.add_row(escape(c.client), escape(c.server), c.field,
-                              escape(str(c.tlssniff)), escape(str(c.tshark)),
-                              ",".join(map(str, c.frames)))
+                table.add_row(terminal_text(c.client), terminal_text(c.server),
+                              terminal_text(c.field), terminal_text(str(c.tlssniff)),
+                              terminal_text(str(c.tshark)), ",".join(map(str, c.frames)))
             console.print(table)
-        console.print(escape(result.summary()))
+        console.print(for_terminal(result.summary(), 0), markup=False)
     if result.contradictions:
         raise typer.Exit(CONTRADICTION_EXIT)

@@ -14,6 +14,7 @@ from rich.live import Live
 from rich.text import Text
 
 from tlssniff.analysis.aggregate import Aggregator, ServerStats
+from tlssniff.output.display import for_terminal
 from tlssniff.output.table import server_table
 
 REFRESH_SECONDS = 1.0
@@ -87,7 +88,8 @@ class Dashboard:
         now = time.monotonic() if now is None else now
         elapsed = now - self.started
         head = Text.assemble(
-            ("tlssniff live ", "bold"), (self.iface, "bold cyan"), f"  filter: {self.bpf}  ",
+            ("tlssniff live ", "bold"), (for_terminal(self.iface), "bold cyan"),
+            f"  filter: {for_terminal(self.bpf)}  ",
             f"{int(elapsed // 60)}:{int(elapsed % 60):02d}  ",
             ("Ctrl-C", "bold"), " stops and prints the summary",
         )

@@ -10,6 +10,7 @@ from typing import IO
 from tlssniff import __version__
 from tlssniff.analysis.aggregate import Aggregator
 from tlssniff.analysis.verdict import ConnectionVerdict
+from tlssniff.output.display import for_csv
 
 FORMATS = ("table", "json", "jsonl", "csv", "ecs")
 
@@ -48,9 +49,19 @@ class VerdictWriter:
         elif fmt == "csv":
             row = v.to_dict()
             assert self._csv is not None
-            self._csv.writerow({k: ("" if row[k] is None else row[k]) for k in CSV_FIELDS})
+            self._csv.writerow({k: _csv_cell(row[k]) for k in CSV_FIELDS})
         elif fmt == "json":
             self.kept.append(v.to_dict())
+
+
+def _csv_cell(value) -> object:
+    """A CSV cell: numbers and booleans as they are, text through the display rule (no raw
+    control byte, no formula: tlssniff.output.display.for_csv). JSON/JSONL/ECS stay exact."""
+    if value is None:
+        return ""
+    if isinstance(value, (bool, int, float)):
+        return value
+    return for_csv(value)
 
 
 def to_ecs(v: ConnectionVerdict) -> dict:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from tlssniff.analysis.aggregate import Aggregator, ServerStats
+from tlssniff.output.display import for_terminal, terminal_text
 
+# A finding's message quotes names (SNI); one holding a 64 KB name is shortened (JSON has it whole).
+MESSAGE_LIMIT = 4096
 _MECH_SHORT = (("session_id", "id"), ("ticket", "tkt"), ("psk", "psk"), ("full", "full"))
 
 
@@ -23,12 +26,17 @@ def _mix(s: ServerStats) -> str:
     return " ".join(parts)
 
 
-def _server_label(s: ServerStats) -> str:
+def _server_label(s: ServerStats) -> Text:
+    """The server cell: captured values as Text (tlssniff.output.display), never markup."""
     label = s.server
     kind = s.starttls or (s.transport if s.transport != "tcp" else None)
     if kind:  # "quic", "udp" (DTLS), or the STARTTLS protocol ("smtp", ...)
         label += f" {kind}"
-    return label if not s.sni else f"{label}\n[dim]{s.sni}[/dim]"
+    text = terminal_text(label)
+    if s.sni:
+        text.append("\n")
+        text.append(for_terminal(s.sni), style="dim")
+    return text
 
 
 def server_table(agg: Aggregator, title: str | None = "TLS resumption per server") -> Table:
@@ -109,15 +117,16 @@ def print_findings(console: Console, findings: list) -> None:
     console.print("[b]Findings[/b]")
     for f in findings:
         sev = f.severity.value
-        console.print(
-            f"[{_SEVERITY_STYLE.get(sev, '')}]{sev.upper()}[/] [b]{f.code}[/b] "
-            + ", ".join(escape(s) for s in f.servers)
-        )
-        console.print("  " + escape(f.message))
+        # Servers, messages and reasons quote captured names (SNI): Text, escaped, no markup.
+        console.print(Text.assemble(
+            (sev.upper(), _SEVERITY_STYLE.get(sev, "")), " ", (for_terminal(f.code), "bold"),
+            " ", ", ".join(for_terminal(s) for s in f.servers),
+        ))
+        console.print(Text("  " + for_terminal(f.message, MESSAGE_LIMIT)))
         for e in f.evidence:
             frames = f" frames {','.join(map(str, e.frames))}" if e.frames else ""
-            console.print(
-                f"[dim]  - {escape(e.client)} -> {escape(e.server)} @ {e.ts:.6f}{frames}"
-                + (f": {escape(e.why)}" if e.why else "") + "[/dim]"
-            )
+            console.print(Text(
+                f"  - {for_terminal(e.client)} -> {for_terminal(e.server)} @ {e.ts:.6f}{frames}"
+                + (f": {for_terminal(e.why, MESSAGE_LIMIT)}" if e.why else ""), style="dim",
+            ))
 

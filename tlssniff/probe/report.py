@@ -11,6 +11,8 @@ from rich.table import Table
 from tlssniff import __version__
 from tlssniff.analysis.findings import Evidence, Finding, Severity
 from tlssniff.errors import ExitCode, TlssniffError
+from tlssniff.output.display import for_markup as _m
+from tlssniff.output.display import terminal_text
 from tlssniff.probe.client import DESCRIPTIONS, OFFERS
 from tlssniff.probe.engine import Attempt, MechanismRun, ProbeResult, Rate
 
@@ -274,14 +276,14 @@ def _rate(r: Rate) -> str:
 
 def _issued(run: MechanismRun) -> str:
     if run.status == "unavailable":
-        return f"[red]unavailable[/red]\n[dim]{run.reason}[/dim]"
+        return f"[red]unavailable[/red]\n[dim]{_m(run.reason)}[/dim]"
     if run.status == "not_issued":
-        return f"[red]no[/red]\n[dim]{run.reason}[/dim]"
+        return f"[red]no[/red]\n[dim]{_m(run.reason)}[/dim]"
     s = run.session
     version = run.issue.outcome.version if run.issue else ""
     if run.mechanism == "id":
-        return f"id {len(s.id)} B, {version}"
-    return f"ticket, {run.ticket_lifetime} s, {version}"
+        return f"id {len(s.id)} B, {_m(version)}"
+    return f"ticket, {run.ticket_lifetime} s, {_m(version)}"
 
 
 def _ages(run: MechanismRun) -> str:
@@ -311,7 +313,7 @@ def print_report(console: Console, result: ProbeResult, found: list[Finding]) ->
     for t in result.targets:
         for m in c.mechanisms:
             run = result.run(m, t)
-            row = [t.label, m, _issued(run), _rate(Rate.of(run.sequential)),
+            row = [terminal_text(t.label), m, _issued(run), _rate(Rate.of(run.sequential)),
                    _rate(Rate.of(run.concurrent))]
             if c.ages:
                 row.append(_ages(run))
@@ -328,9 +330,9 @@ def print_report(console: Console, result: ProbeResult, found: list[Finding]) ->
                    "to; accepted/presented", caption_justify="left")
         mt.add_column("issued by \\ to")
         for t in result.targets:
-            mt.add_column(t.label, justify="center")
+            mt.add_column(terminal_text(t.label), justify="center")
         for i in result.targets:
-            row = [i.label]
+            row = [terminal_text(i.label)]
             for j in result.targets:
                 r = rates.get((i.label, j.label))
                 row.append("[dim]not issued[/dim]" if r is None else _rate(r))
@@ -358,27 +360,28 @@ def print_report(console: Console, result: ProbeResult, found: list[Finding]) ->
             st.add_row(m, phase, _counts(client), _counts(wire), agree)
         console.print(st)
         line = (f"self-check: {sc.agree} of {sc.connections} connections agree (captured on "
-                f"{sc.interface})")
+                f"{_m(sc.interface)})")
         if sc.dropped:
             line += f", [red]{sc.dropped} packets dropped by the kernel[/red]"
         if sc.unseen_reason:
-            line += f"; {sc.unseen} not classified: {sc.unseen_reason}"
+            line += f"; {sc.unseen} not classified: {_m(sc.unseen_reason)}"
         if sc.capture:
-            line += f"; capture kept in {sc.capture}"
+            line += f"; capture kept in {_m(sc.capture)}"
         console.print(line)
         for d in sc.disagreements[:10]:
-            console.print(f"  [red]disagree[/red] {d['client']} -> {d['server']} {d['mechanism']} "
-                          f"{d['phase']}: {d['why']}")
+            console.print(f"  [red]disagree[/red] {_m(d['client'])} -> {_m(d['server'])} "
+                          f"{_m(d['mechanism'])} {_m(d['phase'])}: {_m(d['why'], 0)}")
     elif sc is not None:
-        console.print(f"[dim]self-check not run: {sc.reason}[/dim]")
+        console.print(f"[dim]self-check not run: {_m(sc.reason, 0)}[/dim]")
 
     if found:
         console.print("[b]Findings[/b]")
         colours = {"error": "red", "warning": "yellow", "info": "cyan"}
         for f in found:
             col = colours[f.severity.value]
-            console.print(f"  [{col}]{f.severity.value:7}[/{col}] [b]{f.code}[/b] "
-                          f"{', '.join(f.servers)}: {f.message}", soft_wrap=False)
+            console.print(f"  [{col}]{f.severity.value:7}[/{col}] [b]{_m(f.code)}[/b] "
+                          f"{', '.join(_m(s) for s in f.servers)}: {_m(f.message, 0)}",
+                          soft_wrap=False)
     timing = f"probe took {result.elapsed:.2f} s"
     if result.matrix_seconds is not None:
         timing += f" (node matrix known after {result.matrix_seconds:.2f} s)"

@@ -25,6 +25,7 @@ from tlssniff.analysis.diagnostics import Diagnostics, server_label
 from tlssniff.analysis.findings import Finding
 from tlssniff.analysis.verdict import ConnectionVerdict, Handshake, Offered
 from tlssniff.errors import UsageError
+from tlssniff.output.display import clip, for_comment
 from tlssniff.output.report.evidence import Chosen, EvidenceStats, collect, write_pcapng
 from tlssniff.output.report.privacy import Anonymizer, Redactor, scrub, split_endpoint, verdict_dict
 from tlssniff.units import parse_rate  # noqa: F401 - re-exported (tlssniff.output.report)
@@ -211,19 +212,22 @@ def _choose(verdicts: list[ConnectionVerdict], findings: list[Finding],
 
 def _comment(v: ConnectionVerdict, cites: list[str], anon: Anonymizer | None) -> str:
     client = anon.endpoint(v.client) if anon is not None else v.client
-    parts = [f"tlssniff: {client} -> {v.server}" + (f" sni {v.sni}" if v.sni else "")
+    # Captured values are clipped here and the whole comment escaped once (for_comment): no
+    # NUL or control byte in it, and it fits the 16-bit pcapng option length.
+    parts = [f"tlssniff: {client} -> {v.server}" + (f" sni {clip(v.sni, 256)}" if v.sni else "")
              + f": {describe(v)}",
              f"handshake={v.handshake.value} offered={v.offered.value} "
              f"version={v.version or '-'}" + (" hrr" if v.hrr else "")
              + (f" early_data={v.early_data.value}" if v.early_data.value != "none" else "")]
     if cites:
-        parts.append("cited by finding " + "; ".join(cites))
+        parts.append("cited by finding " + "; ".join(clip(c, 1024) for c in cites[:8])
+                     + (f" (and {len(cites) - 8} more)" if len(cites) > 8 else ""))
     else:
         parts.append("sample (not cited by a finding)")
     if v.frames:
         name = Path(v.capture).name if v.capture else "the input"
-        parts.append(f"original frames {','.join(map(str, v.frames))} of {name}")
-    return " | ".join(parts)
+        parts.append(f"original frames {','.join(map(str, v.frames))} of {clip(name, 256)}")
+    return for_comment(" | ".join(parts))
 
 
 # -- what the documents share ------------------------------------------------------------------
@@ -365,6 +369,7 @@ class _Context:
 
 def fail_under_lines(servers: list[ServerStats], rate: float) -> list[str]:
     """One stderr line per server under ``--fail-under`` (what analyze, report and live say)."""
-    return [f"resumption rate under {100 * rate:g}%: {stats_label(s)}: "
+    return [f"resumption rate under {100 * rate:g}%: "
+            f"{s.server + ' ' + clip(s.sni, 256) if s.sni else s.server}: "
             f"{100 * (s.resumption_rate or 0):.0f}% ({s.resumed} of {s.classified} classified, "
             f"{s.handshakes} handshakes)" for s in servers]

@@ -11,6 +11,7 @@ import io
 import math
 
 from tlssniff.analysis.aggregate import ServerStats
+from tlssniff.output.display import for_label
 
 MAX_SERVERS = 8  # the busiest servers get a line each; the rest are left out (said in a note)
 _COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
@@ -55,7 +56,9 @@ def _svg(fig) -> str:
 
 
 def _short(label: str, n: int = 38) -> str:
-    return label if len(label) <= n else label[: n - 1] + "…"
+    """A label as the chart shows it: a captured name (SNI) escaped, shortened, never mathtext
+    (tlssniff.output.display.for_label)."""
+    return for_label(label, n)
 
 
 def rate_over_time(series: dict[str, list[tuple[float, bool]]], t0: float) -> str | None:

@@ -7,13 +7,13 @@ No external resource at all: the styles are inline and the charts are SVG drawn 
 
 from __future__ import annotations
 
-import html
 import shlex
 
 from tlssniff import __version__
+from tlssniff.output.display import DOCUMENT_LIMIT, for_html
 from tlssniff.output.report import charts
 from tlssniff.output.report.bundle import _Context, iso, stats_label
-from tlssniff.output.report.markdown import VERDICT_TEXT, mix, pct
+from tlssniff.output.report.markdown import MESSAGE_LIMIT, VERDICT_TEXT, mix, pct
 
 _CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:24px auto;max-width:1100px;
@@ -30,8 +30,15 @@ margin:.8em 0}.finding.error{border-color:#b00020}.finding.warning{border-color:
 """
 
 
-def e(x) -> str:
-    return html.escape("" if x is None else str(x))
+def e(x, limit: int = 0) -> str:
+    """Text for the page: controls escaped, HTML escaped (tlssniff.output.display.for_html);
+    captured values are shortened to ``limit`` (``v``)."""
+    return for_html(x, limit)
+
+
+def v(x) -> str:
+    """A captured value (server label, SNI, address, file name): :func:`e`, shortened."""
+    return for_html(x, DOCUMENT_LIMIT)
 
 
 def _verdict_html() -> str:
@@ -76,15 +83,25 @@ def render(ctx: _Context) -> str:
         "<h1>TLS session resumption report</h1>",
         f"<p class='muted'>tlssniff {e(__version__)}: {counts['handshakes_jsonl']} TLS "
         f"connections to {counts['servers']} servers, captured {e(iso(first))} to "
-        f"{e(iso(last))} (UTC), from {e(', '.join(i['name'] for i in ctx.inputs) or 'a live capture')}.</p>",
+        f"{e(iso(last))} (UTC), from "
+        f"{', '.join(v(i['name']) for i in ctx.inputs) or 'a live capture'}.</p>",
         "<h2>In short</h2><ul class='short'>",
     ]
     import re
 
-    for line in headline(ctx):
+    # The headline is markdown; captured values go in as placeholders (no * or ` in them) and
+    # come back HTML-escaped after the markdown emphasis became tags.
+    held: list[str] = []
+
+    def hold(x, limit=None) -> str:
+        held.append(for_html(x, DOCUMENT_LIMIT if limit is None else limit))
+        return f"\ue000{len(held) - 1}\ue001"
+
+    for line in headline(ctx, hold):
         t = e(line[2:])
         t = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", t)
         t = re.sub(r"`(.+?)`", r"<code>\1</code>", t)
+        t = re.sub("\ue000(\\d+)\ue001", lambda m: held[int(m.group(1))], t)
         parts.append(f"<li>{t}</li>")
     parts.append("</ul>")
 
@@ -105,14 +122,15 @@ def render(ctx: _Context) -> str:
     for f, d in zip(ctx.findings, ctx.finding_dicts()):
         sev = f.severity.value
         parts.append(f"<div class='finding {sev}'><p><span class='sev-{sev}'>{sev.upper()}</span> "
-                     f"<code>{e(f.code)}</code> {e(', '.join(f.servers))}</p><p>{e(f.message)}</p>")
+                     f"<code>{e(f.code)}</code> {', '.join(v(s) for s in f.servers)}</p>"
+                     f"<p>{e(f.message, MESSAGE_LIMIT)}</p>")
         if d["evidence"]:
             parts.append("<table><tr><th>client</th><th>server</th><th>time (UTC)</th>"
                          "<th>frames</th><th>what it shows</th></tr>")
             for x in d["evidence"]:
-                parts.append(f"<tr><td>{e(x['client'])}</td><td>{e(x['server'])}</td>"
+                parts.append(f"<tr><td>{v(x['client'])}</td><td>{v(x['server'])}</td>"
                              f"<td>{e(iso(x['ts']))}</td><td>{e(','.join(map(str, x['frames'])))}"
-                             f"</td><td>{e(x['why'])}</td></tr>")
+                             f"</td><td>{e(x['why'], MESSAGE_LIMIT)}</td></tr>")
             parts.append("</table>")
         parts.append("</div>")
 
@@ -124,8 +142,8 @@ def render(ctx: _Context) -> str:
     for s in ctx.agg.sorted_servers():
         fail = stats_label(s) in flagged
         parts.append(
-            f"<tr{' class=fail' if fail else ''}><td>{e(s.server)}{' (fails)' if fail else ''}</td>"
-            f"<td>{e(s.sni or '-')}</td><td class=n>{s.handshakes}</td>"
+            f"<tr{' class=fail' if fail else ''}><td>{v(s.server)}{' (fails)' if fail else ''}</td>"
+            f"<td>{v(s.sni or '-')}</td><td class=n>{s.handshakes}</td>"
             f"<td class=n>{s.classified}</td><td class=n>{s.resumed} ({pct(s.resumption_rate)})</td>"
             f"<td class=n>{s.offered}</td><td class=n>{s.accepted}</td><td class=n>{s.refused}</td>"
             f"<td class=n>{pct(s.hit_rate)}</td><td>{e(mix(s.by_handshake))}</td>"
@@ -138,7 +156,7 @@ def render(ctx: _Context) -> str:
     parts.append(f"<li>Command: <code>{e(shlex.join(ctx.argv))}</code></li>")
     parts.append(f"<li>Analyzed at {e(iso(ctx.started))} (UTC), passively.</li>")
     for i in ctx.inputs:
-        parts.append(f"<li>Input <code>{e(i['path'])}</code>: {e(i.get('size'))} bytes, sha256 "
+        parts.append(f"<li>Input <code>{v(i['path'])}</code>: {e(i.get('size'))} bytes, sha256 "
                      f"<code>{e(i.get('sha256'))}</code></li>")
     c = ctx.counters
     if c:

@@ -6,7 +6,11 @@ that prove it, the per-server table, what the verdicts mean, and how the capture
 
 from __future__ import annotations
 
+from tlssniff.output.display import for_markdown, for_markdown_code
 from tlssniff.output.report.bundle import _Context, iso, stats_label
+
+# Finding messages quote captured names; longer ones are shortened (summary.json has them whole).
+MESSAGE_LIMIT = 4096
 
 MIX_NAMES = (("session_id", "session id"), ("ticket", "ticket"), ("psk", "TLS 1.3 PSK"),
              ("full", "full"), ("unknown", "unknown"))
@@ -37,17 +41,19 @@ def pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.0f}%"
 
 
-def esc(text) -> str:
-    """Markdown table-cell safe."""
-    return str(text).replace("|", "\\|").replace("\n", " ")
+def esc(text, limit: int | None = None) -> str:
+    """A captured value for any place of the markdown: tlssniff.output.display.for_markdown
+    (controls escaped, metacharacters neutralised, long values shortened)."""
+    return for_markdown(text) if limit is None else for_markdown(text, limit)
 
 
 def mix(by_handshake) -> str:
     return ", ".join(f"{label} {by_handshake[k]}" for k, label in MIX_NAMES if by_handshake.get(k))
 
 
-def headline(ctx: _Context) -> list[str]:
-    """The answer in plain words, one bullet per failing server."""
+def headline(ctx: _Context, val=esc) -> list[str]:
+    """The answer in plain words, one bullet per failing server. ``val(value, limit=None)``
+    shows a captured value (report.html passes its own)."""
     lines = []
     errors = {}
     for f in ctx.findings:
@@ -56,10 +62,10 @@ def headline(ctx: _Context) -> list[str]:
                 errors.setdefault(s, []).append(f)
     for s, fs in errors.items():
         codes = ", ".join(f"`{code}`" for code in dict.fromkeys(f.code for f in fs))
-        lines.append(f"- **{s}** has a problem ({codes}): {fs[0].message}")
+        lines.append(f"- **{val(s)}** has a problem ({codes}): {val(fs[0].message, MESSAGE_LIMIT)}")
     for s in ctx.failing:
         lines.append(
-            f"- **{stats_label(s)}** resumes {pct(s.resumption_rate)} of {s.classified} "
+            f"- **{val(stats_label(s))}** resumes {pct(s.resumption_rate)} of {s.classified} "
             f"classified handshakes, below the required {pct(ctx.fail_under)} "
             f"(--fail-under, servers with at least {ctx.min_handshakes} handshakes).")
     if not lines:
@@ -78,7 +84,7 @@ def render(ctx: _Context) -> str:
     first, last = ctx.time_range()
     counts = ctx.counts()
     ev = counts["evidence"]
-    names = ", ".join(f"`{i['name']}`" for i in ctx.inputs) or "a live capture"
+    names = ", ".join(for_markdown_code(i['name']) for i in ctx.inputs) or "a live capture"
     out = [
         "# TLS session resumption report",
         "",
@@ -96,9 +102,10 @@ def render(ctx: _Context) -> str:
         out += ["No findings: nothing in the capture explains a low resumption rate.", ""]
     for n, (f, d) in enumerate(zip(ctx.findings, ctx.finding_dicts()), 1):
         out += [
-            f"### {n}. {f.severity.value.upper()} `{f.code}`: {', '.join(f.servers)}",
+            f"### {n}. {f.severity.value.upper()} `{f.code}`: "
+            + ", ".join(esc(s) for s in f.servers),
             "",
-            f.message,
+            esc(f.message, MESSAGE_LIMIT),
             "",
         ]
         if d["evidence"]:
@@ -109,7 +116,8 @@ def render(ctx: _Context) -> str:
                     "|---|---|---|---|---|"]
             for e in d["evidence"]:
                 out.append(f"| {esc(e['client'])} | {esc(e['server'])} | {iso(e['ts'])} | "
-                           f"{','.join(map(str, e['frames'])) or '-'} | {esc(e['why'] or '')} |")
+                           f"{','.join(map(str, e['frames'])) or '-'} | "
+                           f"{esc(e['why'] or '', MESSAGE_LIMIT)} |")
             out.append("")
     out += ["## Resumption per server", "",
             "| server | SNI | handshakes | classified | resumed | offered | accepted | refused "
@@ -123,7 +131,7 @@ def render(ctx: _Context) -> str:
             f"| {esc(s.server)}{' ' + kind if kind else ''}{mark} | {esc(s.sni or '-')} | "
             f"{s.handshakes} | {s.classified} | {s.resumed} ({pct(s.resumption_rate)}) | "
             f"{s.offered} | {s.accepted} | {s.refused} | {pct(s.hit_rate)} | {mix(s.by_handshake)} "
-            f"| {', '.join(f'{k} {n}' for k, n in sorted(s.by_version.items()))} |")
+            f"| {esc(', '.join(f'{k} {n}' for k, n in sorted(s.by_version.items())))} |")
     t = ctx.agg.total
     if len(ctx.agg.servers) > 1:
         out.append(f"| **all servers** | | {t.handshakes} | {t.classified} | {t.resumed} "
@@ -131,15 +139,16 @@ def render(ctx: _Context) -> str:
                    f"{pct(t.hit_rate)} | {mix(t.by_handshake)} | |")
     out += ["", "## What the verdicts mean", "", VERDICT_TEXT]
     out += ["## How this was analyzed", ""]
-    out += [f"- Command: `{ctx.argv and __import__('shlex').join(ctx.argv)}`",
+    out += [f"- Command: {for_markdown_code(ctx.argv and __import__('shlex').join(ctx.argv), 0)}",
             f"- Analyzed at {iso(ctx.started)} (UTC) by tlssniff "
             f"{__import__('tlssniff').__version__}, passively: only packets already captured "
             "were read, nothing was sent to any server."]
     for i in ctx.inputs:
         if "sha256" in i:
-            out.append(f"- Input `{i['path']}`: {i['size']} bytes, sha256 `{i['sha256']}`")
+            out.append(f"- Input {for_markdown_code(i['path'])}: {i['size']} bytes, sha256 "
+                       f"`{i['sha256']}`")
         else:
-            out.append(f"- Input `{i['path']}`: {i.get('error')}")
+            out.append(f"- Input {for_markdown_code(i['path'])}: {esc(i.get('error'))}")
     c = ctx.counters
     if c:
         skipped = [f"{c[k]} {label}" for k, label in (
@@ -152,12 +161,12 @@ def render(ctx: _Context) -> str:
                    f"{c.get('tls_connections')} TLS connections"
                    + (f" (not classified: {'; '.join(skipped)})" if skipped else "") + ".")
         for w in (c.get("warnings") or []) + (c.get("errors") or []):
-            out.append(f"- Warning while reading: {w}")
+            out.append(f"- Warning while reading: {esc(w, MESSAGE_LIMIT)}")
     out.append(f"- Cross-check by Wireshark's dissector (`tlssniff verify`): "
-               f"{ctx.check.get('summary')}")
+               f"{esc(ctx.check.get('summary'), MESSAGE_LIMIT)}")
     for k in (ctx.check.get("contradictions") or [])[:20]:
-        out.append(f"  - {k['client']} -> {k['server']}: {k['field']}: tlssniff says "
-                   f"{k['tlssniff']}, tshark {k['tshark']} (tshark frames "
+        out.append(f"  - {esc(k['client'])} -> {esc(k['server'])}: {esc(k['field'])}: tlssniff "
+                   f"says {esc(k['tlssniff'])}, tshark {esc(k['tshark'])} (tshark frames "
                    f"{','.join(map(str, k['frames']))})")
     if ctx.anon is not None:
         out.append("- Client addresses are pseudonyms (`--anonymize`): the same client has the "
