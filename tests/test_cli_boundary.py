@@ -173,7 +173,7 @@ def test_internal_error_is_one_line_and_status_1(tmp_path):
     assert proc.returncode == 1, proc.stderr
     lines = proc.stderr.splitlines()
     assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("tlssniff: internal error: RuntimeError: boom\\x1b[2J\\nsecond"), \
+    assert lines[0].startswith("tlssniff: internal error: RuntimeError: boom\\x1b[2J\\x0asecond"), \
         lines[0]
     assert "TLSSNIFF_DEBUG=1" in lines[0] and "\x1b" not in proc.stderr
     proc = _run(script, "analyze", str(TLS12), TLSSNIFF_DEBUG="1", **env)
