@@ -54,6 +54,8 @@ def report(
                     ] = 1,
     one_stream: Annotated[bool, typer.Option(
         "--one-stream", help="The captures are consecutive pieces of one capture.")] = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Replace the bundle in a directory that is not empty.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No notes on stderr.")] = False,
 ) -> None:
     """Write an evidence bundle for an incident ticket: summary.md, report.html (charts),
@@ -82,8 +84,9 @@ def report(
     for path in captures:
         if not path.is_file() or not os.access(path, os.R_OK):
             raise CaptureError(f"{path}: no such readable file")
-    if output.exists() and not output.is_dir():
-        raise UsageError(f"{output}: exists and is not a directory")
+    from tlssniff.output.files import OutputDir
+
+    odir = OutputDir(output, force=force)  # refused now, not after the analysis
     err = Console(stderr=True, highlight=False)
     started = time.time()
     verdicts = []
@@ -96,14 +99,15 @@ def report(
         diag.add(v)
 
     limits = Limits(max_flows=max_flows, idle_timeout=idle_timeout, max_buffer=max_buffer)
-    totals = analyze_captures([str(p) for p in captures], on_verdict, limits,
-                              jobs or os.cpu_count() or 1, None, one_stream)
-    bundle = write_bundle(
-        output, verdicts, agg, diag, totals.to_dict(), [str(p) for p in captures],
-        _argv(),
-        anonymize=anonymize, redact=redact, cross_check=verify, fail_under_rate=rate,
-        min_handshakes=min_handshakes, started=started,
-    )
+    with odir:
+        totals = analyze_captures([str(p) for p in captures], on_verdict, limits,
+                                  jobs or os.cpu_count() or 1, None, one_stream)
+        bundle = write_bundle(
+            odir, verdicts, agg, diag, totals.to_dict(), [str(p) for p in captures],
+            _argv(),
+            anonymize=anonymize, redact=redact, cross_check=verify, fail_under_rate=rate,
+            min_handshakes=min_handshakes, started=started,
+        )
     if not quiet:
         for w in totals.warnings:
             err.print(f"tlssniff: warning: {w}", markup=False, soft_wrap=True)
