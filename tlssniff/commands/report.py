@@ -7,6 +7,7 @@ Exit status: 0; 3 when ``--fail-under`` finds a server below the rate; 2 unusabl
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -93,13 +94,19 @@ def report(
     agg = Aggregator()
     diag = Diagnostics()
 
+    bar = _Progress(err) if not quiet and err.is_terminal else None
+
     def on_verdict(v) -> None:
         verdicts.append(v)
         agg.add(v)
         diag.add(v)
+        if bar is not None and len(verdicts) % 500 == 0:
+            bar.step(f"analyzing: {len(verdicts)} connections")
 
     limits = Limits(max_flows=max_flows, idle_timeout=idle_timeout, max_buffer=max_buffer)
-    with odir:
+    with odir, (bar or contextlib.nullcontext()):
+        if bar is not None:
+            bar.step("analyzing")
         totals = analyze_captures([str(p) for p in captures], on_verdict, limits,
                                   jobs or os.cpu_count() or 1, None, one_stream)
         bundle = write_bundle(
@@ -107,6 +114,7 @@ def report(
             _argv(),
             anonymize=anonymize, redact=redact, cross_check=verify, fail_under_rate=rate,
             min_handshakes=min_handshakes, started=started,
+            progress=bar.step if bar is not None else None,
         )
     if not quiet:
         for w in totals.warnings:
@@ -114,12 +122,39 @@ def report(
         err.print(f"tlssniff: bundle written to {output}/ ({len(verdicts)} connections, "
                   f"{len(bundle.findings)} findings; cross-check: "
                   f"{bundle.cross_check.get('summary')})", markup=False, soft_wrap=True)
+        if "seconds" in bundle.cross_check:
+            err.print(f"tlssniff: cross-check: {bundle.cross_check['seconds']:.1f} s of "
+                      f"{time.time() - started:.1f} s; --no-verify skips it", markup=False,
+                      soft_wrap=True)
     if totals.errors:
         raise CaptureError("; ".join(totals.errors))
     if bundle.failing:
         for line in fail_under_lines(bundle.failing, rate):
             err.print(f"tlssniff: {line}", markup=False, soft_wrap=True)
         raise typer.Exit(FAIL_UNDER_EXIT)
+
+
+class _Progress:
+    """The whole run's progress on a terminal's stderr: the step, its own elapsed time and the
+    run's (rich; nothing when stderr is not a terminal)."""
+
+    def __init__(self, console) -> None:
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(SpinnerColumn(), TextColumn("tlssniff report: {task.description}",
+                                                             markup=False),
+                                 TimeElapsedColumn(), console=console, transient=True)
+        self.task = self.progress.add_task("starting", total=None)
+
+    def __enter__(self) -> "_Progress":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+    def step(self, what: str) -> None:
+        self.progress.update(self.task, description=what)
 
 
 def _argv() -> list[str]:

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 from tlssniff import __version__
 from tlssniff.analysis.aggregate import Aggregator, ServerStats
@@ -36,6 +37,7 @@ from tlssniff.output.report.privacy import (
     verdict_dict,
 )
 
+LOW_HIT_RATE = 0.5  # below this share of offers accepted a server is marked (the terminal's rule)
 SAMPLE_PER_KIND = 2  # uncited connections kept per (server, handshake, offered)
 MAX_SAMPLE = 60
 
@@ -81,6 +83,12 @@ def stats_label(s: ServerStats) -> str:
     return f"{s.server} {s.sni}" if s.sni else s.server
 
 
+def low_hit(s: ServerStats) -> bool:
+    """The server accepts fewer than :data:`LOW_HIT_RATE` of the offers it gets: the terminal
+    table shows it in yellow, the report names it in its headline and marks it in its tables."""
+    return s.resumption_rate is not None and bool(s.offered) and (s.hit_rate or 0) < LOW_HIT_RATE
+
+
 def describe(v: ConnectionVerdict) -> str:
     """A verdict in a few plain words."""
     mech = {"session_id": "session id", "ticket": "session ticket", "psk": "TLS 1.3 PSK"}
@@ -110,6 +118,7 @@ def write_bundle(
     min_handshakes: int = 10,
     started: float | None = None,
     force: bool = False,
+    progress: Callable[[str], None] | None = None,
 ) -> Bundle:
     """Write the bundle into ``out_dir``: created 0700 when missing; an existing directory
     must belong to the effective user (or root) and be empty unless ``force`` (its bundle
@@ -120,7 +129,8 @@ def write_bundle(
     ``diagnostics``: built from ``verdicts`` when not given. ``counters``: the pipeline's
     ``Counters.to_dict()``. ``inputs``: the capture files the evidence packets are read from
     (for live capture: the ``--write`` file, or none: the pcapng is then empty and says so).
-    ``argv``: the command line to record (default ``sys.argv``).
+    ``argv``: the command line to record (default ``sys.argv``). ``progress``: called with
+    the name of each step as it starts (the cross-check, the evidence, the documents).
     """
     if isinstance(out_dir, OutputDir):  # checked and opened by the caller, who closes it
         odir = out_dir
@@ -132,7 +142,7 @@ def write_bundle(
         return _write(odir, verdicts, aggregator, diagnostics, counters, inputs, argv,
                       anonymize=anonymize, redact=redact, cross_check=cross_check,
                       fail_under_rate=fail_under_rate, min_handshakes=min_handshakes,
-                      started=started)
+                      started=started, progress=progress or (lambda step: None))
 
 
 def _write(
@@ -150,6 +160,7 @@ def _write(
     fail_under_rate: float | None,
     min_handshakes: int,
     started: float | None,
+    progress: Callable[[str], None],
 ) -> Bundle:
     out = odir.path
     inputs = [str(p) for p in (inputs or [])]
@@ -185,8 +196,11 @@ def _write(
     else:
         from tlssniff.verify import verify_verdicts
 
+        progress("cross-check with tshark")
+        t = time.monotonic()
         result = verify_verdicts(inputs, verdicts)
         check = result.to_dict()
+        check["seconds"] = round(time.monotonic() - t, 1)
         check["summary"] = result.summary()
         for c in check["contradictions"]:
             if anon is not None:
@@ -195,11 +209,13 @@ def _write(
     check.setdefault("summary", "not run: " + str(check.get("error")))
 
     # -- handshakes.jsonl ----------------------------------------------------------------------
+    progress("handshakes.jsonl")
     with odir.open("handshakes.jsonl") as f:
         for v in verdicts:
             f.write(json.dumps(verdict_dict(v, anon, redactor), separators=(",", ":")) + "\n")
 
     # -- evidence.pcapng -----------------------------------------------------------------------
+    progress("evidence.pcapng")
     chosen = _choose(verdicts, findings, public, anon)
     for c in chosen:
         c.comment = scrubber.text(c.comment)
@@ -223,6 +239,7 @@ def _write(
     )
     # The scrubber runs once more over each whole document: whatever quotes an address or a
     # session value (a warning, the command line) is covered too.
+    progress("summary.json, summary.md, report.html")
     doc = scrubber(ctx.summary_json())
     odir.write_text("summary.json", json.dumps(doc, indent=2) + "\n")
     from tlssniff.output.report import html, markdown
@@ -378,6 +395,11 @@ class _Context:
             "captures": [i["path"] for i in self.inputs],
             "counts": self.counts(),
             "failing_servers": self.problems,
+            "low_hit_rate_servers": [stats_label(s) for s in self.agg.sorted_servers()
+                                     if low_hit(s)],
+            "refusing_servers": [{"server": stats_label(s), "refused": s.refused,
+                                  "offered": s.offered} for s in self.agg.sorted_servers()
+                                 if s.refused],
             "fail_under": None if self.fail_under is None else {
                 "rate": self.fail_under, "min_handshakes": self.min_handshakes,
                 "servers": [stats_label(s) for s in self.failing]},
