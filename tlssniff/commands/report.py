@@ -154,7 +154,7 @@ class _Progress:
         self.progress.stop()
 
     def step(self, what: str) -> None:
-        self.progress.update(self.task, description=what)
+        self.progress.update(self.task, description=what, refresh=True)
 
 
 def _argv() -> list[str]:
