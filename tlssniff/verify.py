@@ -2,8 +2,8 @@
 
 tshark dissects the same capture on its own (its ``-T ek`` output of a few TLS fields): its
 TLS dissector, its TCP reassembly, its idea of which packets are TLS. For every TCP connection
-where tshark sees a ClientHello, the hello fields it reports are compared with what tlssniff concluded, and every
-*contradiction* is listed: a case where tshark's fields prove tlssniff's verdict wrong.
+where tshark sees a ClientHello, the hello fields it reports are compared with what tlssniff
+concluded, and every *contradiction* is listed: a case where tshark's fields prove tlssniff's verdict wrong.
 
 What is compared (tshark's fields -> the verdict field they contradict):
 

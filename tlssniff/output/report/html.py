@@ -126,8 +126,9 @@ def render(ctx: _Context) -> str:
         fail = stats_label(s) in flagged
         low = not fail and low_hit(s)
         mark = " (fails)" if fail else " (low hit rate)" if low else ""
+        cls = " class=fail" if fail else " class=low" if low else ""
         parts.append(
-            f"<tr{' class=fail' if fail else ' class=low' if low else ''}><td>{e(s.server)}{mark}</td>"
+            f"<tr{cls}><td>{e(s.server)}{mark}</td>"
             f"<td>{e(s.sni or '-')}</td><td class=n>{s.handshakes}</td>"
             f"<td class=n>{s.classified}</td><td class=n>{s.resumed} ({pct(s.resumption_rate)})</td>"
             f"<td class=n>{s.offered}</td><td class=n>{s.accepted}</td><td class=n>{s.refused}</td>"

@@ -142,7 +142,8 @@ def verdict_dict(v: ConnectionVerdict, anon: Anonymizer | None, redact: Redactor
 
 # Address-looking tokens in free text: IPv4 dotted quads and runs of hex digits and colons
 # (IPv6, possibly with an embedded IPv4 tail); each is parsed before it is replaced.
-_ADDRESS = re.compile(r"(?<![\w.:])(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}"
+_ADDRESS = re.compile(r"(?<![\w.:])(?:\d{1,3}(?:\.\d{1,3}){3}"
+                      r"|[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}"
                       r"(?:\d{1,3}(?:\.\d{1,3}){3})?)(?!\w|\.\d|:[0-9A-Fa-f]*:)")
 _HEX = re.compile(r"[0-9A-Fa-f]{16,}")
 
