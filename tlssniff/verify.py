@@ -220,7 +220,8 @@ def dissect(path: str) -> list[_Stream]:
         code = proc.wait()
     if code != 0:
         last = err.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no message"]
-        raise TsharkFailed(f"tshark exited with status {code}: {last[0][:200]}")
+        raise TsharkFailed(f"{path}: tshark exited with status {code}: "
+                           f"{last[0].replace('The standard input', 'the file')[:200]}")
     return [s for s in streams.values() if s.client is not None]
 
 
@@ -411,7 +412,7 @@ def verify_verdicts(paths: list[str], verdicts: list[ConnectionVerdict]) -> Veri
         return VerifyResult(tshark=None, error="tshark is not installed")
     try:
         return verify_captures(paths, [v.to_dict() for v in verdicts])
-    except TsharkMissing as err:
+    except (TsharkMissing, TsharkFailed) as err:
         return VerifyResult(tshark=tshark_version(), error=str(err))
     except Exception as err:  # tshark crashed or choked on the file: say so, keep the bundle
         return VerifyResult(tshark=tshark_version(), error=f"{type(err).__name__}: {err}")
