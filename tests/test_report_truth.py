@@ -189,13 +189,14 @@ def _hostile_capture(path: Path, snis: list[bytes]) -> None:
 
 def test_long_names_and_nul_fit_the_packet_comment(tmp_path):
     cap = tmp_path / "long.pcap"
-    _hostile_capture(cap, [b"a" * 65000, "\u00e9".encode() * 21000, b"evil\x00name"])
+    _hostile_capture(cap, [b"a" * 65000, "\u00e9".encode() * 21000, b"evil\x00name",
+                           b"\xff" * 22000])
     out = tmp_path / "b"
     proc = make_bundle(out, str(cap), "--no-verify", verify=False)
     assert "Traceback" not in proc.stderr
     packets = pcapng_packets(out / "evidence.pcapng")
     comments = {c for _, cs in packets for c in cs}
-    assert len(comments) == 3 and all(len(packets_c) for _, packets_c in packets)
+    assert len(comments) == 4 and all(len(packets_c) for _, packets_c in packets)
     for c in comments:
         assert len(c) <= 8192 and b"\0" not in c
         c.decode("utf-8")  # valid UTF-8, cut on a character boundary
