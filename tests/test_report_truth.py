@@ -118,12 +118,13 @@ def test_mix_and_ages_name_what_they_leave_out():
     svg, notes = charts.mechanism_mix(rows)
     assert svg and "s16" in notes[0] and "s19" in notes[0] and "s15" not in notes[0]
     ages = {"n1": {"accepted": [1.0], "refused": [], "cross_accepted": [], "cross_refused": [2.0]},
-            "n2": {"accepted": [1.0], "refused": [5.0]}}
-    svg, notes = charts.session_ages(ages, {"n1": 3, "n2": 1, "n3": 2})
+            "n2": {"accepted": [1.0], "refused": [5.0], "refused_explained": [3.0]}}
+    svg, notes = charts.session_ages(ages, {"n1": 3, "n2": 2, "n3": 2})
     assert svg and "#9467bd" in svg  # the cross-node refusal's colour
+    assert "#ff7f0e" in svg  # the refusal another finding explains
     text = " ".join(notes)
     assert "n1 (2)" in text and "n3 (2)" in text and "n2 (" not in text
-    assert "another node" in text
+    assert "another node" in text and "another finding explains" in text
 
 
 def test_cluster_report_plots_the_cross_node_refusals(tmp_path):
@@ -145,7 +146,16 @@ def test_cluster_report_plots_the_cross_node_refusals(tmp_path):
         d.add(v)
     ages = d.session_ages()
     assert sum(len(a["cross_refused"]) for a in ages.values()) == 2
-    assert sum(len(a["refused"]) for a in ages.values()) == 0
+    assert sum(len(a["refused"]) + len(a["refused_explained"]) for a in ages.values()) == 0
+
+
+def test_demo_plots_the_refusal_a_key_change_explains(demo):
+    """127.0.0.1:44330 refuses one ticket after changing its key (ticket_key_rotation): that
+    refusal has an age and is on the chart, marked as explained, not counted as ageless."""
+    page = (demo / "report.html").read_text()
+    assert "Hollow crosses: refused offers another finding explains" in page
+    ageless = re.search(r"Refused offers without an age[^<]*", page).group(0)
+    assert "127.0.0.1:44330" not in ageless and "127.0.0.1:44332 tlssniff.test (1)" in ageless
 
 
 def test_progress_on_a_terminal_only(tmp_path):

@@ -191,16 +191,17 @@ def session_ages(ages: dict[str, dict[str, list[float]]], refused: dict[str, int
     ``refused``: each server's refused offers in all, so the ones without an age (their
     session was issued before the capture, or in TLS 1.3, encrypted) are counted in a note.
     Returns (svg or None, notes)."""
-    keys = ("accepted", "refused", "cross_accepted", "cross_refused")
+    keys = ("accepted", "refused", "cross_accepted", "cross_refused", "refused_explained")
     rows: list[tuple] = [(label, *(d.get(k, []) for k in keys)) for label, d in ages.items()
                          if any(d.get(k) for k in keys)]
     # the servers that refused the most first: they are what the chart is for
-    rows.sort(key=lambda r: -(len(r[2]) + len(r[4])))
+    rows.sort(key=lambda r: -(len(r[2]) + len(r[4]) + len(r[5])))
     notes = []
     unplotted = []
     for label, n in (refused or {}).items():
         d = ages.get(label, {})
-        missing = n - len(d.get("refused", [])) - len(d.get("cross_refused", []))
+        missing = n - sum(len(d.get(k, [])) for k in ("refused", "cross_refused",
+                                                       "refused_explained"))
         if missing > 0:
             unplotted.append(f"{label} ({missing})")
     if unplotted:
@@ -215,6 +216,10 @@ def session_ages(ages: dict[str, dict[str, list[float]]], refused: dict[str, int
         notes.append(f"Not drawn (only {MAX_SERVERS} servers, those refusing most, get a row): "
                      + _names([r[0] for r in rows[MAX_SERVERS:]]) + ".")
         rows = rows[:MAX_SERVERS]
+    if any(r[5] for r in rows):
+        notes.append("Hollow crosses: refused offers another finding explains (the server "
+                     "changed its ticket key, or the session was used by concurrent "
+                     "connections), whatever their age.")
     if any(r[3] or r[4] for r in rows):
         notes.append("Triangles: offers of a session that another node (same name, another "
                      "address) issued; a refused one means the nodes do not share sessions or "
@@ -226,6 +231,7 @@ def session_ages(ages: dict[str, dict[str, list[float]]], refused: dict[str, int
         (2, "X", 56, "#d62728", "refused", 0.05),
         (3, "^", 50, "#17becf", "accepted, issued by another node", -0.05),
         (4, "v", 56, "#9467bd", "refused, issued by another node", -0.15),
+        (5, "x", 46, "#ff7f0e", "refused, explained by another finding", 0.0),
     )
     seen: set[int] = set()
     for i, row in enumerate(rows):
