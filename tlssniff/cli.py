@@ -157,10 +157,9 @@ def analyze(
 
     with contextlib.ExitStack() as stack:
         if output is not None:
-            try:
-                out = stack.enter_context(open(output, "w", encoding="utf-8", newline=""))
-            except OSError as err:
-                raise UsageError(f"{output}: cannot write: {err.strerror}") from None
+            from tlssniff.output.files import open_output
+
+            out = stack.enter_context(open_output(output, "w"))
         else:
             out = sys.stdout
         agg = Aggregator()

@@ -1,9 +1,9 @@
 """An independent cross-check of tlssniff's verdicts by Wireshark's TLS dissector.
 
-tshark (through pyshark) dissects the same capture on its own: its TLS dissector, its TCP
-reassembly, its idea of which packets are TLS. For every TCP connection where tshark sees a
-ClientHello, the hello fields it reports are compared with what tlssniff concluded, and every
-*contradiction* is listed: a case where tshark's fields prove tlssniff's verdict wrong.
+tshark dissects the same capture on its own (its ``-T ek`` output of a few TLS fields): its
+TLS dissector, its TCP reassembly, its idea of which packets are TLS. For every TCP connection
+where tshark sees a ClientHello, the hello fields it reports are compared with what tlssniff
+concluded, and every *contradiction* is listed: a case where tshark's fields prove tlssniff's verdict wrong.
 
 What is compared (tshark's fields -> the verdict field they contradict):
 
@@ -20,13 +20,21 @@ What is compared (tshark's fields -> the verdict field they contradict):
   ChangeCipherSpec / NewSessionTicket (resumed). Where tshark sees neither, nothing is claimed.
 * ``connection``: a ClientHello tshark dissects on a connection tlssniff does not report.
 
+tshark parses the untrusted capture, so when tlssniff runs as root it runs tshark as
+:data:`TSHARK_USER` (``nobody``, no supplementary groups) and gives it the capture on its
+standard input, opened by tlssniff: tshark needs no permission on the file (a 0600
+``evidence.pcapng`` included). Strings come as tshark decodes them (JSON).
+
 Connections tshark does not dissect as TLS (STARTTLS on unusual ports, QUIC and DTLS, which
 this check does not cover) are counted as *not checked*, never as contradictions.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import subprocess
 from dataclasses import dataclass, field
 
 from tlssniff.analysis.verdict import ConnectionVerdict
@@ -41,7 +49,13 @@ _DISPLAY_FILTER = "tls.handshake.type or tls.record.content_type == 20"
 
 
 class TsharkMissing(TlssniffError):
-    """tshark (or pyshark) is not installed: the cross-check cannot run."""
+    """tshark is not installed (or cannot be run safely): the cross-check cannot run."""
+
+    exit_code = 2
+
+
+class TsharkFailed(TlssniffError):
+    """tshark ran and failed on the capture (not a capture it can read, a crash)."""
 
     exit_code = ExitCode.USAGE
 
@@ -113,14 +127,13 @@ class _Stream:
 
 def tshark_version() -> str | None:
     """tshark's version line, or None when tshark is not on PATH."""
-    import subprocess
-
     exe = shutil.which("tshark")
     if exe is None:
         return None
     try:
-        out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
+        out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=30,
+                             **unprivileged())
+    except (OSError, subprocess.TimeoutExpired, TsharkMissing):
         return None
     import re
 
@@ -132,101 +145,153 @@ def _endpoint(ip: str, port: str) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
-def _values(layer, name: str) -> list:
-    f = layer.get_field(name)
-    return [] if f is None else list(f.all_fields)
+# The tshark fields read, and the keys they have in tshark's ``-T ek`` output.
+_FIELDS = (
+    "frame.number", "frame.time_epoch", "tcp.stream", "tcp.srcport", "tcp.dstport",
+    "ip.src", "ip.dst", "ipv6.src", "ipv6.dst",
+    "tls.handshake.type", "tls.handshake.extension.type", "tls.handshake.extension.len",
+    "tls.handshake.extensions_server_name", "tls.handshake.session_id_length",
+    "tls.handshake.extensions.supported_version", "tls.handshake.random",
+    "tls.handshake.version", "tls.record.content_type",
+)
+TSHARK_USER = "nobody"  # who runs tshark when tlssniff runs as root
+
+
+def unprivileged() -> dict:
+    """``subprocess`` arguments that run a child as :data:`TSHARK_USER` (no supplementary
+    groups) when tlssniff runs as root; nothing otherwise. tshark's dissectors parse the
+    untrusted capture: they get no privileges to abuse."""
+    if os.geteuid() != 0:
+        return {}
+    import pwd
+
+    try:
+        pw = pwd.getpwnam(TSHARK_USER)
+    except KeyError:
+        raise TsharkMissing(f"running as root and there is no user {TSHARK_USER!r} to run "
+                            "tshark as (tlssniff does not run tshark as root)") from None
+    return {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": [],
+            "env": {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/nonexistent",
+                    "LC_ALL": "C.UTF-8"}, "cwd": "/"}
+
+
+def _tshark(path: str) -> subprocess.Popen:
+    """tshark reading ``path`` from its stdin (opened here, so tshark needs no permission on
+    the file), writing the :data:`_FIELDS` of the hello packets as EK JSON lines."""
+    exe = shutil.which("tshark")
+    if exe is None:
+        raise TsharkMissing("tshark is not installed (Debian/Ubuntu: apt-get install tshark)")
+    cmd = [exe, "-n", "-r", "-", "-Y", _DISPLAY_FILTER, "-T", "ek"]
+    for name in _FIELDS:
+        cmd += ["-e", name]
+    drop = unprivileged()
+    with open(path, "rb") as f:
+        return subprocess.Popen(cmd, stdin=f, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                **drop)
 
 
 def dissect(path: str) -> list[_Stream]:
     """tshark's view of every TCP connection of ``path`` that carries a ClientHello."""
-    try:
-        import pyshark
-    except ImportError as err:
-        raise TsharkMissing(
-            "pyshark is missing (a dependency of tlssniff: pip install pyshark; and tshark: "
-            "apt-get install tshark)") from err
-    if shutil.which("tshark") is None:
-        raise TsharkMissing("tshark is not installed (Debian/Ubuntu: apt-get install tshark)")
     streams: dict[str, _Stream] = {}
-    cap = pyshark.FileCapture(str(path), display_filter=_DISPLAY_FILTER, keep_packets=False)
+    proc = _tshark(str(path))
+    assert proc.stdout is not None and proc.stderr is not None
+    err = b""
     try:
-        for pkt in cap:
-            if not hasattr(pkt, "tcp"):
+        for line in proc.stdout:
+            if not line.startswith(b'{"timestamp"'):
+                continue  # the EK index lines
+            pkt = json.loads(line)["layers"]
+            if "tcp_stream" not in pkt:
                 continue  # QUIC and DTLS are not compared
-            ipl = pkt.ip if hasattr(pkt, "ip") else getattr(pkt, "ipv6", None)
-            if ipl is None:
+            # the outer IP header, as Wireshark's own columns show it
+            src_ip = (pkt.get("ip_src") or pkt.get("ipv6_src") or [None])[0]
+            dst_ip = (pkt.get("ip_dst") or pkt.get("ipv6_dst") or [None])[0]
+            if src_ip is None or dst_ip is None:
                 continue
-            src = _endpoint(ipl.src, pkt.tcp.srcport)
-            dst = _endpoint(ipl.dst, pkt.tcp.dstport)
-            s = streams.setdefault(pkt.tcp.stream, _Stream())
-            number = int(pkt.number)
-            for layer in pkt.get_multiple_layers("tls"):
-                _read_layer(s, layer, src, dst, number, float(pkt.frame_info.time_epoch))
+            src = _endpoint(src_ip, pkt["tcp_srcport"][0])
+            dst = _endpoint(dst_ip, pkt["tcp_dstport"][0])
+            s = streams.setdefault(pkt["tcp_stream"][0], _Stream())
+            _read_packet(s, pkt, src, dst, int(pkt["frame_number"][0]),
+                         _epoch(pkt["frame_time_epoch"][0]))
     finally:
-        cap.close()
+        proc.stdout.close()
+        err = proc.stderr.read()
+        proc.stderr.close()
+        code = proc.wait()
+    if code != 0:
+        last = err.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no message"]
+        raise TsharkFailed(f"{path}: tshark exited with status {code}: "
+                           f"{last[0].replace('The standard input', 'the file')[:200]}")
     return [s for s in streams.values() if s.client is not None]
 
 
-def _read_layer(s: _Stream, layer, src: str, dst: str, number: int, ts: float) -> None:
-    types = [int(x.show) for x in _values(layer, "handshake_type")]
-    ext_types = [int(x.show) for x in _values(layer, "handshake_extension_type")]
-    ext_lens = [int(x.show) for x in _values(layer, "handshake_extension_len")]
-    exts = list(zip(ext_types, ext_lens))
+def _epoch(text: str) -> float:
+    """frame.time_epoch: seconds ("1700000000.020050000"), or an ISO time in newer tsharks."""
+    try:
+        return float(text)
+    except ValueError:
+        from datetime import datetime
+
+        return datetime.fromisoformat(text.replace("Z", "+00:00")[:26]).timestamp()
+
+
+def _ints(pkt: dict, key: str, base: int = 10) -> list[int]:
+    out = []
+    for x in pkt.get(key, ()):
+        try:
+            out.append(int(x, base))
+        except (TypeError, ValueError):
+            pass
+    return out
+
+
+def _read_packet(s: _Stream, pkt: dict, src: str, dst: str, number: int, ts: float) -> None:
+    """One packet's TLS fields (every record and message of the packet, in order)."""
+    types = _ints(pkt, "tls_handshake_type")
+    exts = list(zip(_ints(pkt, "tls_handshake_extension_type"),
+                    _ints(pkt, "tls_handshake_extension_len")))
     from_client = s.client is None or src == s.client
     if 1 in types and (s.client is None or from_client):
         if s.client is None:
             s.client, s.server, s.ts = src, dst, ts
         s.ch_frames.append(number)
-        names = _values(layer, "handshake_extensions_server_name")
+        names = pkt.get("tls_handshake_extensions_server_name") or []
         if names and s.sni is None:
-            s.sni = _wire_name(names[0])
+            s.sni = names[0]
         s.ch_psk = any(t == 41 for t, _ in exts)
         s.ch_ticket = any(t == 35 and n > 0 for t, n in exts)
-        sid_len = _values(layer, "handshake_session_id_length")
-        s.ch_session_id = bool(sid_len) and int(sid_len[0].show) > 0
-        sv = [int(x.raw_value, 16) for x in _values(layer, "handshake_extensions_supported_version")]
+        sid_len = _ints(pkt, "tls_handshake_session_id_length")
+        s.ch_session_id = bool(sid_len) and sid_len[0] > 0
+        sv = _ints(pkt, "tls_handshake_extensions_supported_version", 16)
         s.ch_offers_13 = any(v == 0x0304 or v >> 8 == 0x7F for v in sv)
         return
     if s.client is None or from_client:
         return
+    records = _ints(pkt, "tls_record_content_type")
     if 2 in types:
-        randoms = [x.raw_value for x in _values(layer, "handshake_random")]
-        hrr = bool(randoms) and randoms[0] == _HRR_RANDOM
+        randoms = pkt.get("tls_handshake_random") or []
+        hrr = bool(randoms) and randoms[0].replace(":", "").lower() == _HRR_RANDOM
         s.sh_frames.append(number)
         if not hrr:
             s.sh_seen = True
-            sv = [int(x.raw_value, 16) for x in _values(layer, "handshake_extensions_supported_version")]
-            legacy = [int(x.raw_value, 16) for x in _values(layer, "handshake_version")]
+            sv = _ints(pkt, "tls_handshake_extensions_supported_version", 16)
+            legacy = _ints(pkt, "tls_handshake_version", 16)
             s.sh_version = sv[0] if sv else (legacy[0] if legacy else None)
             s.sh_psk = any(t == 41 for t, _ in exts)
             after = types[types.index(2) + 1:]
-            s.next_after_sh = _next_kind(after, layer)
+            s.next_after_sh = _next_kind(after, records)
         return
     if s.sh_seen and s.next_after_sh is None:
-        s.next_after_sh = _next_kind(types, layer)
+        s.next_after_sh = _next_kind(types, records)
 
 
-def _wire_name(f) -> str:
-    """A name field (SNI) as tlssniff decodes it, from the bytes tshark read: ``show`` is
-    tshark's display form (control bytes escaped, ``\\x7``; cut at a NUL; CR/LF as spaces),
-    which never equals a name holding them. The field's raw bytes decoded the way tlssniff
-    decodes the wire (ASCII, one U+FFFD per byte above 0x7f) compare like with like."""
-    raw = getattr(f, "raw_value", None)
-    if raw:
-        try:
-            return bytes.fromhex(raw).decode("ascii", "replace")
-        except ValueError:
-            pass
-    return f.show
-
-
-def _next_kind(types: list[int], layer) -> str | None:
+def _next_kind(types: list[int], records: list[int]) -> str | None:
     for t in types:
         if t in _FULL_NEXT:
             return "full"
         if t in _RESUMED_NEXT:
             return "resumed"
-    if any(x.show == "20" for x in _values(layer, "record_content_type")):
+    if 20 in records:
         return "resumed"  # the server's ChangeCipherSpec before any other handshake message
     return None
 
@@ -347,7 +412,7 @@ def verify_verdicts(paths: list[str], verdicts: list[ConnectionVerdict]) -> Veri
         return VerifyResult(tshark=None, error="tshark is not installed")
     try:
         return verify_captures(paths, [v.to_dict() for v in verdicts])
-    except TsharkMissing as err:
+    except (TsharkMissing, TsharkFailed) as err:
         return VerifyResult(tshark=tshark_version(), error=str(err))
     except Exception as err:  # tshark crashed or choked on the file: say so, keep the bundle
         return VerifyResult(tshark=tshark_version(), error=f"{type(err).__name__}: {err}")

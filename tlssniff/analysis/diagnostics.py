@@ -171,6 +171,8 @@ class Diagnostics:
         self._findings: list[Finding] | None = None
         self.concurrency: dict[str, dict] = {}
         self._ages: dict[str, tuple[list, list]] = {}
+        self._cross_ages: dict[str, tuple[list, list]] = {}
+        self._explained_ages: dict[str, list[float]] = {}
 
     # -- input -------------------------------------------------------------------------------
 
@@ -336,6 +338,7 @@ class Diagnostics:
         self.concurrency = concurrency
         in_mixed = {id(c) for g in mixed_groups for c in g}
         ages: dict[str, tuple[list, list]] = {}
+        self._explained_ages = {}
         cross: dict[tuple[str, str], list] = {}
         for sess in sessions:
             o = sess.origin
@@ -346,9 +349,17 @@ class Diagnostics:
                     if not c.tls13 and id(c) not in in_mixed and not self._key_changed(c, o):
                         acc, ref = ages.setdefault(c.server, ([], []))
                         (acc if c.resumed else ref).append((c.start - o.issued_at, c, o))
+                    elif not c.resumed:  # explained by a key change or a concurrent use
+                        self._explained_ages.setdefault(c.server, []).append(
+                            c.start - o.issued_at)
                 elif c.sni == o.sni and c.endpoint != o.endpoint:
                     cross.setdefault((o.server, c.server), []).append((c, o))
         self._ages = ages
+        self._cross_ages = {}
+        for (_issuer, label), pairs in cross.items():
+            acc, ref = self._cross_ages.setdefault(label, ([], []))
+            for c, o in pairs:
+                (acc if c.resumed else ref).append(c.start - o.issued_at)
         disabled = set()
         for s in self.servers.values():
             f = self._resumption_disabled(s)
@@ -416,11 +427,20 @@ class Diagnostics:
 
     def session_ages(self) -> dict[str, dict[str, list[float]]]:
         """Per server label, the ages (seconds from issue to offer) of the linked TLS <= 1.2
-        offers cache_timeout weighs, split into ``accepted`` and ``refused`` (for charts)."""
+        offers cache_timeout weighs, split into ``accepted`` and ``refused``, and of the offers
+        of a session another node (same SNI, another address) issued: ``cross_accepted``,
+        ``cross_refused``, and the refused offers another finding explains (a ticket key
+        change, concurrent use of one session): ``refused_explained`` (for charts)."""
         self.findings()
-        return {label: {"accepted": sorted(t[0] for t in acc),
-                        "refused": sorted(t[0] for t in ref)}
-                for label, (acc, ref) in sorted(self._ages.items())}
+        out: dict[str, dict[str, list[float]]] = {}
+        for label in sorted(set(self._ages) | set(self._cross_ages) | set(self._explained_ages)):
+            acc, ref = self._ages.get(label, ([], []))
+            xacc, xref = self._cross_ages.get(label, ([], []))
+            out[label] = {"accepted": sorted(t[0] for t in acc),
+                          "refused": sorted(t[0] for t in ref),
+                          "cross_accepted": sorted(xacc), "cross_refused": sorted(xref),
+                          "refused_explained": sorted(self._explained_ages.get(label, []))}
+        return out
 
     # -- one function per finding ------------------------------------------------------------
 

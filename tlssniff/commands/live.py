@@ -253,12 +253,11 @@ def live(
 
 
 def _open(path: Path, mode: str):
-    try:
-        if "b" in mode:
-            return open(path, mode)
-        return open(path, mode, encoding="utf-8", newline="")
-    except OSError as err:
-        raise UsageError(f"{path}: cannot write: {err.strerror}") from None
+    """Opened as root before the privileges go: never through a link, 0600
+    (:func:`tlssniff.output.files.open_output`)."""
+    from tlssniff.output.files import open_output
+
+    return open_output(path, mode)
 
 
 def _summary_console(fmt: str, output: Optional[Path], out):

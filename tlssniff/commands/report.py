@@ -7,6 +7,7 @@ Exit status: 0; 3 when ``--fail-under`` finds a server below the rate; 2 unusabl
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -16,7 +17,7 @@ from typing import Annotated
 import typer
 
 from tlssniff import options
-from tlssniff.errors import CaptureError, ExitCode, UsageError
+from tlssniff.errors import CaptureError, ExitCode
 
 
 def report(
@@ -42,6 +43,8 @@ def report(
     max_pending_memory: options.MaxPendingMemory = options.LIMITS.max_pending_memory,
     jobs: options.Jobs = 1,
     one_stream: options.OneStream = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Replace the bundle in a directory that is not empty.")] = False,
     quiet: options.Quiet = False,
 ) -> None:
     """Write an evidence bundle for an incident ticket: summary.md, report.html (charts),
@@ -67,28 +70,37 @@ def report(
     for path in captures:
         if not path.is_file() or not os.access(path, os.R_OK):
             raise CaptureError(f"{path}: no such readable file")
-    if output.exists() and not output.is_dir():
-        raise UsageError(f"{output}: exists and is not a directory")
+    from tlssniff.output.files import OutputDir
+
+    odir = OutputDir(output, force=force)  # refused now, not after the analysis
     err = display.console(stderr=True)
     started = time.time()
     verdicts = []
     agg = Aggregator()
     diag = Diagnostics()
 
+    bar = _Progress(err) if not quiet and err.is_terminal else None
+
     def on_verdict(v) -> None:
         verdicts.append(v)
         agg.add(v)
         diag.add(v)
+        if bar is not None and len(verdicts) % 500 == 0:
+            bar.step(f"analyzing: {len(verdicts)} connections")
 
     limits = options.limits(max_flows, idle_timeout, max_buffer, max_pending_memory)
-    totals = analyze_captures([str(p) for p in captures], on_verdict, limits,
-                              jobs or os.cpu_count() or 1, None, one_stream)
-    bundle = write_bundle(
-        output, verdicts, agg, diag, totals.to_dict(), [str(p) for p in captures],
-        _argv(),
-        anonymize=anonymize, redact=redact, cross_check=verify, fail_under_rate=rate,
-        min_handshakes=min_handshakes, started=started,
-    )
+    with odir, (bar or contextlib.nullcontext()):
+        if bar is not None:
+            bar.step("analyzing")
+        totals = analyze_captures([str(p) for p in captures], on_verdict, limits,
+                                  jobs or os.cpu_count() or 1, None, one_stream)
+        bundle = write_bundle(
+            odir, verdicts, agg, diag, totals.to_dict(), [str(p) for p in captures],
+            _argv(),
+            anonymize=anonymize, redact=redact, cross_check=verify, fail_under_rate=rate,
+            min_handshakes=min_handshakes, started=started,
+            progress=bar.step if bar is not None else None,
+        )
     if not quiet:
         for w in totals.warnings:
             err.print(f"tlssniff: warning: {display.for_terminal(w, 0)}", markup=False,
@@ -97,12 +109,39 @@ def report(
             f"tlssniff: bundle written to {output}/ ({len(verdicts)} connections, "
             f"{len(bundle.findings)} findings; cross-check: "
             f"{bundle.cross_check.get('summary')})", 0), markup=False, soft_wrap=True)
+        if "seconds" in bundle.cross_check:
+            err.print(f"tlssniff: cross-check: {bundle.cross_check['seconds']:.1f} s of "
+                      f"{time.time() - started:.1f} s; --no-verify skips it", markup=False,
+                      soft_wrap=True)
     if totals.errors:
         raise CaptureError("; ".join(totals.errors))
     if bundle.failing:
         for line in fail_under_lines(bundle.failing, rate):
             err.print(f"tlssniff: {display.for_terminal(line, 0)}", markup=False, soft_wrap=True)
         raise typer.Exit(ExitCode.BELOW_THRESHOLD)
+
+
+class _Progress:
+    """The whole run's progress on a terminal's stderr: the step, its own elapsed time and the
+    run's (rich; nothing when stderr is not a terminal)."""
+
+    def __init__(self, console) -> None:
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(SpinnerColumn(), TextColumn("tlssniff report: {task.description}",
+                                                             markup=False),
+                                 TimeElapsedColumn(), console=console, transient=True)
+        self.task = self.progress.add_task("starting", total=None)
+
+    def __enter__(self) -> "_Progress":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+    def step(self, what: str) -> None:
+        self.progress.update(self.task, description=what, refresh=True)
 
 
 def _argv() -> list[str]:

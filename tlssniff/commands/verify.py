@@ -1,7 +1,7 @@
 """``tlssniff verify CAPTURE...``: cross-check tlssniff's verdicts with Wireshark's dissector.
 
-Exit status: 0 tshark agrees with every verdict; 4 contradictions found (listed); 2 tshark or
-pyshark missing, or unusable input.
+Exit status: 0 tshark agrees with every verdict; 4 contradictions found (listed); 2 tshark
+missing, or unusable input. tshark runs as nobody when tlssniff runs as root.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ def verify(
         "--format", "-f", parser=options.choice("table", "json"), metavar="FORMAT",
         help="table (default) or json.")] = "table",
 ) -> None:
-    """Re-dissect the hellos with tshark (through pyshark), independently of tlssniff, and list
-    every connection where tshark's fields contradict tlssniff's verdict: SNI, version, what the
+    """Re-dissect the hellos with tshark, independently of tlssniff (as nobody when run as
+    root), and list every connection where tshark's fields contradict tlssniff's verdict: SNI, version, what the
     client offered, whether the server resumed, or a ClientHello tlssniff did not report.
 
     Exit status: 0 when they agree, 4 when contradictions are found, 2 when tshark is missing.

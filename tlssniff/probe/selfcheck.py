@@ -296,19 +296,23 @@ def _disagreement(a, v, why: str) -> dict:
 
 
 def keep(pcap: Path, dest: Path) -> str:
-    """Keep the capture: pcapng (dpkt's writer) when the name says so, else the pcap as is."""
+    """Keep the capture: pcapng (dpkt's writer) when the name says so, else the pcap as is
+    (never through a link, 0600: :func:`tlssniff.output.files.open_output`)."""
+    from tlssniff.output.files import open_output
+
     try:
         if dest.suffix.lower() == ".pcapng":
             import dpkt
 
-            with open(pcap, "rb") as src, open(dest, "wb") as out:
+            with open(pcap, "rb") as src, open_output(dest, "wb") as out:
                 reader = dpkt.pcap.Reader(src)
                 writer = dpkt.pcapng.Writer(out, snaplen=reader.snaplen,
                                             linktype=reader.datalink())
                 for ts, buf in reader:
                     writer.writepkt(buf, ts=ts)
         else:
-            shutil.copyfile(pcap, dest)
+            with open(pcap, "rb") as src, open_output(dest, "wb") as out:
+                shutil.copyfileobj(src, out)
     except OSError as err:
         raise UsageError(f"{dest}: cannot write: {err.strerror}") from None
     return str(dest)

@@ -9,6 +9,7 @@ summary.md, report.html, summary.json, handshakes.jsonl, evidence.pcapng, proven
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -18,18 +19,26 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 from tlssniff import __version__
 from tlssniff.analysis.aggregate import Aggregator, ServerStats
 from tlssniff.analysis.diagnostics import Diagnostics, server_label
 from tlssniff.analysis.findings import Finding
 from tlssniff.analysis.verdict import ConnectionVerdict, Handshake, Offered
-from tlssniff.errors import UsageError
 from tlssniff.output.display import clip, for_comment
+from tlssniff.output.files import OutputDir
 from tlssniff.output.report.evidence import Chosen, EvidenceStats, collect, write_pcapng
-from tlssniff.output.report.privacy import Anonymizer, Redactor, scrub, split_endpoint, verdict_dict
+from tlssniff.output.report.privacy import (
+    Anonymizer,
+    Redactor,
+    Scrubber,
+    split_endpoint,
+    verdict_dict,
+)
 from tlssniff.units import parse_rate  # noqa: F401 - re-exported (tlssniff.output.report)
 
+LOW_HIT_RATE = 0.5  # below this share of offers accepted a server is marked (the terminal's rule)
 SAMPLE_PER_KIND = 2  # uncited connections kept per (server, handshake, offered)
 MAX_SAMPLE = 60
 
@@ -61,6 +70,12 @@ def stats_label(s: ServerStats) -> str:
     return f"{s.server} {s.sni}" if s.sni else s.server
 
 
+def low_hit(s: ServerStats) -> bool:
+    """The server accepts fewer than :data:`LOW_HIT_RATE` of the offers it gets: the terminal
+    table shows it in yellow, the report names it in its headline and marks it in its tables."""
+    return s.resumption_rate is not None and bool(s.offered) and (s.hit_rate or 0) < LOW_HIT_RATE
+
+
 def describe(v: ConnectionVerdict) -> str:
     """A verdict in a few plain words."""
     mech = {"session_id": "session id", "ticket": "session ticket", "psk": "TLS 1.3 PSK"}
@@ -75,7 +90,7 @@ def describe(v: ConnectionVerdict) -> str:
 
 
 def write_bundle(
-    out_dir: str | os.PathLike,
+    out_dir: str | os.PathLike | OutputDir,
     verdicts: list[ConnectionVerdict],
     aggregator: Aggregator | None = None,
     diagnostics: Diagnostics | None = None,
@@ -89,20 +104,52 @@ def write_bundle(
     fail_under_rate: float | None = None,
     min_handshakes: int = 10,
     started: float | None = None,
+    force: bool = False,
+    progress: Callable[[str], None] | None = None,
 ) -> Bundle:
-    """Write the bundle into ``out_dir`` (created; existing bundle files are replaced).
+    """Write the bundle into ``out_dir``: created 0700 when missing; an existing directory
+    must belong to the effective user (or root) and be empty unless ``force`` (its bundle
+    files are then replaced). Every file is written 0600 without following links
+    (:class:`tlssniff.output.files.OutputDir`); :class:`~tlssniff.errors.UsageError` otherwise.
 
     ``verdicts``: every connection of the analysis, in the order they came. ``aggregator``,
     ``diagnostics``: built from ``verdicts`` when not given. ``counters``: the pipeline's
     ``Counters.to_dict()``. ``inputs``: the capture files the evidence packets are read from
     (for live capture: the ``--write`` file, or none: the pcapng is then empty and says so).
-    ``argv``: the command line to record (default ``sys.argv``).
+    ``argv``: the command line to record (default ``sys.argv``). ``progress``: called with
+    the name of each step as it starts (the cross-check, the evidence, the documents).
     """
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UsageError(f"{out}: cannot create the bundle directory: {err.strerror}") from None
+    if isinstance(out_dir, OutputDir):  # checked and opened by the caller, who closes it
+        odir = out_dir
+    else:
+        odir = OutputDir(out_dir, force=force)
+    with contextlib.ExitStack() as stack:
+        if odir is not out_dir:
+            stack.enter_context(odir)
+        return _write(odir, verdicts, aggregator, diagnostics, counters, inputs, argv,
+                      anonymize=anonymize, redact=redact, cross_check=cross_check,
+                      fail_under_rate=fail_under_rate, min_handshakes=min_handshakes,
+                      started=started, progress=progress or (lambda step: None))
+
+
+def _write(
+    odir: OutputDir,
+    verdicts: list[ConnectionVerdict],
+    aggregator: Aggregator | None,
+    diagnostics: Diagnostics | None,
+    counters: dict | None,
+    inputs: list[str] | None,
+    argv: list[str] | None,
+    *,
+    anonymize: bool,
+    redact: bool,
+    cross_check: bool,
+    fail_under_rate: float | None,
+    min_handshakes: int,
+    started: float | None,
+    progress: Callable[[str], None],
+) -> Bundle:
+    out = odir.path
     inputs = [str(p) for p in (inputs or [])]
     argv = list(sys.argv if argv is None else argv)
     started = started or time.time()
@@ -123,6 +170,10 @@ def write_bundle(
         servers = {split_endpoint(v.server)[0] for v in verdicts}
         anon = Anonymizer(clients, servers)
     redactor = Redactor() if redact else None
+    # What every document shows of the findings: pseudonyms and redactions applied to their
+    # text, details and evidence (the originals still pick the evidence packets).
+    scrubber = Scrubber(anon, redactor, verdicts)
+    public = [scrubber.finding(f) for f in findings]
 
     # -- the cross-check first: its result is part of every document -----------------------
     if not cross_check:
@@ -132,65 +183,79 @@ def write_bundle(
     else:
         from tlssniff.verify import verify_verdicts
 
+        progress("cross-check with tshark")
+        t = time.monotonic()
         result = verify_verdicts(inputs, verdicts)
         check = result.to_dict()
+        check["seconds"] = round(time.monotonic() - t, 1)
         check["summary"] = result.summary()
         for c in check["contradictions"]:
             if anon is not None:
                 c["client"] = anon.endpoint(c["client"])
+        check["contradictions"] = scrubber(check["contradictions"])
     check.setdefault("summary", "not run: " + str(check.get("error")))
 
     # -- handshakes.jsonl ----------------------------------------------------------------------
-    with open(out / "handshakes.jsonl", "w", encoding="utf-8") as f:
+    progress("handshakes.jsonl")
+    with odir.open("handshakes.jsonl") as f:
         for v in verdicts:
             f.write(json.dumps(verdict_dict(v, anon, redactor), separators=(",", ":")) + "\n")
 
     # -- evidence.pcapng -----------------------------------------------------------------------
-    chosen = _choose(verdicts, findings, anon)
+    progress("evidence.pcapng")
+    chosen = _choose(verdicts, findings, public, anon)
+    for c in chosen:
+        c.comment = scrubber.text(c.comment)
     if inputs:
         collect(inputs, chosen)
-    with open(out / "evidence.pcapng", "wb") as f:
+    with odir.open("evidence.pcapng", "wb") as f:
         ev = write_pcapng(f, chosen, anon, redactor)
 
     # -- summary.json, summary.md, report.html ------------------------------------------------
     failing = fail_under(aggregator, fail_under_rate, min_handshakes) \
         if fail_under_rate is not None else []
     problems = []
-    for f_ in findings:
+    for f_ in public:
         if f_.severity.value in ("error", "warning"):
             problems += [s for s in f_.servers if s not in problems]
     ctx = _Context(
-        verdicts=verdicts, agg=aggregator, diag=diagnostics, findings=findings,
+        verdicts=verdicts, agg=aggregator, diag=diagnostics, findings=public, scrub=scrubber,
         counters=counters, inputs=_inputs(inputs), argv=argv, started=started, anon=anon,
         redacted=redactor is not None, evidence=ev, check=check, failing=failing,
         fail_under=fail_under_rate, min_handshakes=min_handshakes, problems=problems,
     )
-    doc = ctx.summary_json()
-    (out / "summary.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    # The scrubber runs once more over each whole document: whatever quotes an address or a
+    # session value (a warning, the command line) is covered too.
+    progress("summary.json, summary.md, report.html")
+    doc = scrubber(ctx.summary_json())
+    odir.write_text("summary.json", json.dumps(doc, indent=2) + "\n")
     from tlssniff.output.report import html, markdown
 
-    (out / "summary.md").write_text(markdown.render(ctx), encoding="utf-8")
-    (out / "report.html").write_text(html.render(ctx), encoding="utf-8")
-    prov = ctx.provenance(out)
-    (out / "provenance.json").write_text(json.dumps(prov, indent=2) + "\n", encoding="utf-8")
-    return Bundle(out, sorted(p.name for p in out.iterdir()), len(verdicts), failing, problems,
-                  ev, check, findings)
+    odir.write_text("summary.md", scrubber.text(markdown.render(ctx)))
+    odir.write_text("report.html", scrubber.text(html.render(ctx)))
+    prov = scrubber(ctx.provenance(odir.files))
+    odir.write_text("provenance.json", json.dumps(prov, indent=2) + "\n")
+    return Bundle(out, odir.names(), len(verdicts), failing, problems, ev, check, public)
 
 
 # -- choosing the evidence ---------------------------------------------------------------------
 
 
-def _choose(verdicts: list[ConnectionVerdict], findings: list[Finding],
+def _choose(verdicts: list[ConnectionVerdict], findings: list[Finding], public: list[Finding],
             anon: Anonymizer | None) -> list[Chosen]:
+    """The connections to copy into evidence.pcapng: every one a finding cites (matched with
+    ``findings``; its comment quotes ``public``, the findings as the bundle shows them), then
+    a few of each kind."""
     index: dict[tuple[str, str], list[ConnectionVerdict]] = {}
     for v in verdicts:
         index.setdefault((v.client, v.server), []).append(v)
     cites: dict[int, list[str]] = {}
-    for f in findings:
-        for e in f.evidence:
+    for f, shown in zip(findings, public):
+        for e, e_shown in zip(f.evidence, shown.evidence):
             for v in index.get((e.client, e.server), []):
                 if abs(v.ts - e.ts) < 2e-6:
-                    why = f"{f.code} ({f.severity.value})" + (f": {e.why}" if e.why else "")
+                    why = f"{f.code} ({f.severity.value})" + (f": {e_shown.why}"
+                                                              if e_shown.why else "")
                     cites.setdefault(id(v), [])
                     if why not in cites[id(v)]:
                         cites[id(v)].append(why)
@@ -277,6 +342,7 @@ class _Context:
     fail_under: float | None
     min_handshakes: int
     problems: list
+    scrub: Scrubber
 
     def client(self, endpoint: str) -> str:
         return self.anon.endpoint(endpoint) if self.anon is not None else endpoint
@@ -308,10 +374,7 @@ class _Context:
     def finding_dicts(self) -> list[dict]:
         out = []
         for f in self.findings:
-            d = f.to_dict()
-            for e in d["evidence"]:
-                e["client"] = self.client(e["client"])
-            out.append(scrub(d, self.anon))
+            out.append(f.to_dict())  # published findings: already scrubbed
         return out
 
     def summary_json(self) -> dict:
@@ -322,26 +385,31 @@ class _Context:
             "captures": [i["path"] for i in self.inputs],
             "counts": self.counts(),
             "failing_servers": self.problems,
+            "low_hit_rate_servers": [stats_label(s) for s in self.agg.sorted_servers()
+                                     if low_hit(s)],
+            "refusing_servers": [{"server": stats_label(s), "refused": s.refused,
+                                  "offered": s.offered} for s in self.agg.sorted_servers()
+                                 if s.refused],
             "fail_under": None if self.fail_under is None else {
                 "rate": self.fail_under, "min_handshakes": self.min_handshakes,
                 "servers": [stats_label(s) for s in self.failing]},
             "findings": self.finding_dicts(),
             "totals": self.agg.total.to_dict(),
             "servers": [s.to_dict() for s in self.agg.sorted_servers()],
-            "diagnostics": scrub(d, self.anon),
+            "diagnostics": self.scrub(d),
             "counters": self.counters,
             "cross_check": self.check,
         }
         return doc
 
-    def provenance(self, out: Path) -> dict:
+    def provenance(self, written: dict[str, tuple[int, str]]) -> dict:
+        """``written``: name -> (size, sha256) of the files written so far."""
         first, last = self.time_range()
         files = {}
         for name in ("summary.md", "report.html", "summary.json", "handshakes.jsonl",
                      "evidence.pcapng"):
-            p = out / name
-            if p.exists():
-                files[name] = {"size": p.stat().st_size, "sha256": _sha256(str(p))}
+            if name in written:
+                files[name] = {"size": written[name][0], "sha256": written[name][1]}
         return {
             "tlssniff": __version__,
             "command": self.argv,

@@ -314,6 +314,20 @@ def _option(code: int, value: bytes) -> bytes:
     return struct.pack("<HH", code, len(value)) + value + b"\0" * (-len(value) % 4)
 
 
+MAX_COMMENT = 8192  # bytes of a packet comment (the option length field holds 65535)
+
+
+def comment_bytes(comment: str, limit: int = MAX_COMMENT) -> bytes:
+    """A packet comment as pcapng stores it: UTF-8 (bytes that are not, escaped), no NUL (it
+    would end the comment in readers), at most ``limit`` bytes, cut on a character boundary
+    and saying how long it was."""
+    data = comment.encode("utf-8", "backslashreplace").replace(b"\0", b"\\x00")
+    if len(data) <= limit:
+        return data
+    tail = f"... ({len(data)} bytes)".encode()
+    return data[: limit - len(tail)].decode("utf-8", "ignore").encode() + tail
+
+
 def _block(btype: int, body: bytes) -> bytes:
     length = 12 + len(body)
     return struct.pack("<II", btype, length) + body + struct.pack("<I", length)
@@ -365,7 +379,7 @@ def write_pcapng(
             stats.redacted_values += n
         us = int(round(ts * 1_000_000))
         n = len(frame)
-        opts = _option(_OPT_COMMENT, comment.encode()) + _option(_OPT_END, b"")
+        opts = _option(_OPT_COMMENT, comment_bytes(comment)) + _option(_OPT_END, b"")
         body = struct.pack("<IIIII", interfaces[linktype], us >> 32, us & 0xFFFFFFFF, n, n)
         out.write(_block(_EPB, body + frame + b"\0" * (-n % 4) + opts))
         stats.packets += 1

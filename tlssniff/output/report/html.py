@@ -12,7 +12,7 @@ import shlex
 from tlssniff import __version__
 from tlssniff.output.display import DOCUMENT_LIMIT, for_html
 from tlssniff.output.report import charts
-from tlssniff.output.report.bundle import _Context, iso, stats_label
+from tlssniff.output.report.bundle import _Context, iso, low_hit, stats_label
 from tlssniff.output.report.markdown import MESSAGE_LIMIT, VERDICT_TEXT, mix, pct
 
 _CSS = """
@@ -22,6 +22,7 @@ h1{font-size:1.6em;margin-bottom:.2em}h2{border-bottom:1px solid #ddd;padding-bo
 margin-top:1.6em}table{border-collapse:collapse;margin:.6em 0;font-size:.9em}
 td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}
 th{background:#f3f3f3}td.n{text-align:right}tr.fail td{background:#fff1f0}
+tr.low td{background:#fff8d6}
 .sev-error{color:#b00020;font-weight:bold}.sev-warning{color:#a05a00;font-weight:bold}
 .sev-info{color:#00639b;font-weight:bold}.finding{border-left:4px solid #ccc;padding:.2em .8em;
 margin:.8em 0}.finding.error{border-color:#b00020}.finding.warning{border-color:#e69500}
@@ -110,11 +111,11 @@ def render(ctx: _Context) -> str:
     if why:
         parts.append(f"<p class='muted'>No charts: {e(why)}.</p>")
     else:
-        for svg, empty in _charts(ctx):
+        for svg, notes in _charts(ctx):
             if svg:
                 parts.append(f"<div class='chart'>{svg}</div>")
-            else:
-                parts.append(f"<p class='muted'>{e(empty)}</p>")
+            for note in notes:
+                parts.append(f"<p class='muted'>{e(note)}</p>")
 
     parts.append("<h2>Findings</h2>")
     if not ctx.findings:
@@ -141,8 +142,11 @@ def render(ctx: _Context) -> str:
     flagged = {stats_label(s) for s in ctx.failing} | set(ctx.problems)
     for s in ctx.agg.sorted_servers():
         fail = stats_label(s) in flagged
+        low = not fail and low_hit(s)
+        mark = " (fails)" if fail else " (low hit rate)" if low else ""
+        cls = " class=fail" if fail else " class=low" if low else ""
         parts.append(
-            f"<tr{' class=fail' if fail else ''}><td>{v(s.server)}{' (fails)' if fail else ''}</td>"
+            f"<tr{cls}><td>{v(s.server)}{mark}</td>"
             f"<td>{v(s.sni or '-')}</td><td class=n>{s.handshakes}</td>"
             f"<td class=n>{s.classified}</td><td class=n>{s.resumed} ({pct(s.resumption_rate)})</td>"
             f"<td class=n>{s.offered}</td><td class=n>{s.accepted}</td><td class=n>{s.refused}</td>"
@@ -187,12 +191,10 @@ def _charts(ctx: _Context):
     series = {k: series[k] for k in order if k in series}
     first, _ = ctx.time_range()
     t0 = min((ts for s in series.values() for ts, _ in s), default=first or 0.0)
-    yield (charts.rate_over_time(series, t0),
-           "Resumption over time: no classified handshake.")
+    yield charts.rate_over_time(series, t0)
     rows = [(stats_label(s), charts.mix_counts(s, refused.get(stats_label(s), 0)))
             for s in ctx.agg.sorted_servers()]
-    yield charts.mechanism_mix(rows), "Mechanism mix: no handshake."
-    yield (charts.session_ages(ctx.diag.session_ages()),
-           "Session ages: no TLS <= 1.2 offer could be linked to the full handshake that "
-           "issued its session (TLS 1.3 tickets are issued encrypted), so there is no age "
-           "to chart.")
+    yield charts.mechanism_mix(rows)
+    yield charts.session_ages(ctx.diag.session_ages(),
+                              {stats_label(s): s.refused for s in ctx.agg.sorted_servers()
+                               if s.refused})

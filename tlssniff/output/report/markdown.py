@@ -7,7 +7,9 @@ that prove it, the per-server table, what the verdicts mean, and how the capture
 from __future__ import annotations
 
 from tlssniff.output.display import for_markdown, for_markdown_code
-from tlssniff.output.report.bundle import _Context, iso, stats_label
+from tlssniff.output.report.bundle import LOW_HIT_RATE, _Context, iso, low_hit, stats_label
+
+MAX_NAMED = 8  # servers named one by one in the headline's "also refused" line
 
 # Finding messages quote captured names; longer ones are shortened (summary.json has them whole).
 MESSAGE_LIMIT = 4096
@@ -68,6 +70,24 @@ def headline(ctx: _Context, val=esc) -> list[str]:
             f"- **{val(stats_label(s))}** resumes {pct(s.resumption_rate)} of {s.classified} "
             f"classified handshakes, below the required {pct(ctx.fail_under)} "
             f"(--fail-under, servers with at least {ctx.min_handshakes} handshakes).")
+    named = set(errors) | {stats_label(s) for s in ctx.failing}
+    # Refused offers are named even when no finding explains them: a reader must not be told
+    # all is well while a server turns clients away.
+    for s in ctx.agg.sorted_servers():
+        label = stats_label(s)
+        if low_hit(s) and label not in named:
+            named.add(label)
+            lines.append(
+                f"- **{label}** refuses {s.refused} of {s.offered} resumption offers (hit rate "
+                f"{pct(s.hit_rate)}, under {pct(LOW_HIT_RATE)}); no finding explains it: see "
+                "its row in the per-server table and its connections in `handshakes.jsonl`.")
+    also = [s for s in ctx.agg.sorted_servers() if s.refused and stats_label(s) not in named]
+    if also:
+        shown = ", ".join(f"**{stats_label(s)}** ({s.refused} of {s.offered})"
+                          for s in also[:MAX_NAMED])
+        more = f" and {len(also) - MAX_NAMED} more" if len(also) > MAX_NAMED else ""
+        lines.append(f"- {'Other servers' if lines else 'Servers'} refusing some offers "
+                     f"(refused of offered): {shown}{more}.")
     if not lines:
         if not ctx.agg.servers:
             lines.append("- No TLS handshake was found in the capture.")
@@ -125,7 +145,8 @@ def render(ctx: _Context) -> str:
             "|---|---|--:|--:|--:|--:|--:|--:|--:|---|---|"]
     flagged = {stats_label(s) for s in ctx.failing} | set(ctx.problems)
     for s in ctx.agg.sorted_servers():
-        mark = " **(fails)**" if stats_label(s) in flagged else ""
+        mark = " **(fails)**" if stats_label(s) in flagged else \
+            " **(low hit rate)**" if low_hit(s) else ""
         kind = s.starttls or (s.transport if s.transport != "tcp" else "")
         out.append(
             f"| {esc(s.server)}{' ' + kind if kind else ''}{mark} | {esc(s.sni or '-')} | "
@@ -163,7 +184,8 @@ def render(ctx: _Context) -> str:
         for w in (c.get("warnings") or []) + (c.get("errors") or []):
             out.append(f"- Warning while reading: {esc(w, MESSAGE_LIMIT)}")
     out.append(f"- Cross-check by Wireshark's dissector (`tlssniff verify`): "
-               f"{esc(ctx.check.get('summary'), MESSAGE_LIMIT)}")
+               f"{esc(ctx.check.get('summary'), MESSAGE_LIMIT)}"
+               + (f" (took {ctx.check['seconds']:.1f} s)" if "seconds" in ctx.check else ""))
     for k in (ctx.check.get("contradictions") or [])[:20]:
         out.append(f"  - {esc(k['client'])} -> {esc(k['server'])}: {esc(k['field'])}: tlssniff "
                    f"says {esc(k['tlssniff'])}, tshark {esc(k['tshark'])} (tshark frames "

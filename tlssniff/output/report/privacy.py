@@ -19,9 +19,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import re
 import secrets
 import socket
+from dataclasses import replace
 
+from tlssniff.analysis.findings import Finding
 from tlssniff.analysis.verdict import ConnectionVerdict
 
 REDACTED_FIELDS = (
@@ -135,6 +138,80 @@ def verdict_dict(v: ConnectionVerdict, anon: Anonymizer | None, redact: Redactor
             if d.get(name):
                 d[name] = redact.value(kind, d[name])
     return d
+
+
+# Address-looking tokens in free text: IPv4 dotted quads and runs of hex digits and colons
+# (IPv6, possibly with an embedded IPv4 tail); each is parsed before it is replaced.
+_ADDRESS = re.compile(r"(?<![\w.:])(?:\d{1,3}(?:\.\d{1,3}){3}"
+                      r"|[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}"
+                      r"(?:\d{1,3}(?:\.\d{1,3}){3})?)(?!\w|\.\d|:[0-9A-Fa-f]*:)")
+_HEX = re.compile(r"[0-9A-Fa-f]{16,}")
+
+
+class Scrubber:
+    """``--anonymize`` and ``--redact`` applied to free text and nested structures (finding
+    messages, evidence notes, details, diagnostics), dictionary keys included.
+
+    Client addresses that are not also server addresses (:meth:`Anonymizer.leaks`) are replaced
+    wherever they appear in a string, in any spelling (``fd00::1``, ``[fd00::1]:443``); an
+    address that is both keeps the older rule (replaced when a whole string is its client
+    endpoint). Session ids, ticket hashes, PSK identity hashes and ticket key names of
+    ``verdicts`` are replaced by their :class:`Redactor` values wherever they appear."""
+
+    def __init__(self, anon: Anonymizer | None, redact: Redactor | None,
+                 verdicts: list[ConnectionVerdict]) -> None:
+        self.anon = anon
+        self.leaks: dict[str, str] = {}
+        if anon is not None:
+            for ip in anon.leaks():
+                self.leaks[ipaddress.ip_address(ip).compressed] = anon.text[ip]
+        self.secrets: dict[str, str] = {}
+        if redact is not None:
+            for v in verdicts:
+                d = v.to_dict()
+                for name, kind in _FIELD_KIND.items():
+                    value = d.get(name)
+                    if isinstance(value, str) and value:
+                        self.secrets[value.lower()] = redact.value(kind, value) or ""
+
+    @property
+    def active(self) -> bool:
+        return bool(self.leaks or self.secrets or self.anon is not None)
+
+    def text(self, s: str) -> str:
+        if self.leaks and (":" in s or "." in s):
+            s = _ADDRESS.sub(self._address, s)
+        if self.secrets and len(s) >= 16:
+            s = _HEX.sub(lambda m: self.secrets.get(m.group(0).lower(), m.group(0)), s)
+        return s
+
+    def _address(self, m: re.Match) -> str:
+        token = m.group(0)
+        try:
+            key = ipaddress.ip_address(token).compressed
+        except ValueError:
+            return token
+        return self.leaks.get(key, token)
+
+    def __call__(self, obj):
+        if not self.active:
+            return obj
+        if isinstance(obj, dict):
+            return {self(k) if isinstance(k, str) else k: self(v) for k, v in obj.items()}
+        if isinstance(obj, (list, tuple)):
+            return type(obj)(self(x) for x in obj)
+        if isinstance(obj, str):
+            return self.text(scrub(obj, self.anon))
+        return obj
+
+    def finding(self, f: Finding) -> Finding:
+        """A copy of ``f`` to publish: client endpoints as pseudonyms, text scrubbed."""
+        if not self.active:
+            return f
+        ev = [replace(e, client=self.anon.endpoint(e.client) if self.anon else e.client,
+                      why=self.text(e.why) if e.why else e.why) for e in f.evidence]
+        return replace(f, servers=[self.text(x) for x in f.servers], message=self.text(f.message),
+                       details=self(f.details), evidence=ev)
 
 
 def scrub(obj, anon: Anonymizer | None):
