@@ -243,11 +243,11 @@ def test_chart_label_is_never_mathtext():
     assert display.for_label("$x^2$") == r"\$x^2\$"
     if charts.available():
         pytest.skip(charts.available())
-    svg = charts.mechanism_mix([("192.0.2.10:443 $x^2$ and $y \x1b[2J", [1, 0, 0, 1, 0, 0]),
-                                ("192.0.2.10:443 " + "a" * 64000, [0, 1, 0, 0, 0, 0])])
+    svg, _notes = charts.mechanism_mix([("192.0.2.10:443 $x^2$ and $y \x1b[2J", [1, 0, 0, 1, 0, 0]),
+                                        ("192.0.2.10:443 " + "a" * 64000, [0, 1, 0, 0, 0, 0])])
     assert svg is not None and "\x1b" not in svg and len(svg) < 200_000
     # matplotlib writes each label into an XML comment too: it cannot close it
-    svg = charts.mechanism_mix([("a --> <script>alert(1)</script>", [1, 0, 0, 0, 0, 0])])
+    svg, _notes = charts.mechanism_mix([("a --> <script>alert(1)</script>", [1, 0, 0, 0, 0, 0])])
     assert "<script" not in svg and "-->" not in svg.replace(" -->", "")
 
 

@@ -319,6 +319,23 @@ def _name(code: int | None) -> str | None:
     return f"0x{code:04x}"
 
 
+def _comparable_name(name: str | None) -> str | None:
+    """A server name in the form both sides can produce: tshark cuts a name at its first NUL
+    and decodes it as UTF-8 (U+FFFD for bad bytes), tlssniff keeps every byte (one U+FFFD per
+    byte above 0x7f). Cut at the NUL and each run of non-ASCII characters folded to one
+    U+FFFD, the two agree exactly when the bytes they read do, up to those two differences."""
+    if not name:
+        return None
+    name = name.split("\x00", 1)[0]
+    out: list[str] = []
+    for ch in name:
+        if ord(ch) < 0x80:
+            out.append(ch)
+        elif not out or out[-1] != "\ufffd":
+            out.append("\ufffd")
+    return "".join(out) or None
+
+
 def compare(streams: list[_Stream], verdicts: list[dict], capture: str | None = None
             ) -> tuple[int, int, list[Contradiction]]:
     """(compared, not_checked, contradictions) of tshark's streams against JSONL verdicts."""
@@ -345,7 +362,7 @@ def compare(streams: list[_Stream], verdicts: list[dict], capture: str | None = 
         if v.get("note") == "missing_start":
             bad("connection", "missing_start", "ClientHello")
             continue
-        if (v.get("sni") or None) != (s.sni or None):
+        if _comparable_name(v.get("sni")) != _comparable_name(s.sni):
             bad("sni", v.get("sni"), s.sni)
         if s.sh_seen and s.sh_version is not None and v.get("version"):
             ours = _version_code(v["version"])
