@@ -98,11 +98,11 @@ class TlsApp:
             if hint is not None:
                 self._start_plaintext(hint)
             else:
-                kind = pa.server_hint(data)  # a banner, then perhaps the client's TLS
-                if kind is None:
+                banner = pa.server_hint(data)  # a banner, then perhaps the client's TLS
+                if banner is None:
                     self._give_up(NOT_TLS)
                 else:
-                    self._start_preamble(kind)
+                    self._start_preamble(banner)
             return data
         if self.head:
             data = self.head + data
@@ -128,11 +128,11 @@ class TlsApp:
             if hint is not None:
                 self._start_plaintext(hint)
             else:
-                kind = None if flow.midstream else pa.client_hint(data)
-                if kind is None:
+                pre = None if flow.midstream else pa.client_hint(data)
+                if pre is None:
                     self._give_up(NOT_TLS)
                 else:
-                    self._start_preamble(kind)
+                    self._start_preamble(pre)
         return data
 
     def _start_plaintext(self, hint: str) -> None:
