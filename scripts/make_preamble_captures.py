@@ -13,7 +13,7 @@ afterwards. Ports 24000-24999.
 |---|---|---|
 | proxy-protocol | haproxy ``send-proxy`` / ``send-proxy-v2`` in front of nginx ``listen ... ssl proxy_protocol`` | Python ``ssl``, full then resumed |
 | http-connect | curl through tinyproxy (HTTP CONNECT) to nginx | curl |
-| socks | curl through danted: ``--socks5``, ``--socks5-hostname``, ``--socks4``, ``--socks4a`` | curl |
+| socks | curl through danted: ``--socks5``, ``--socks5-hostname``, ``--socks4``; ``--socks4a``, which danted refuses (reply 91: no TLS follows) | curl |
 | tfo | curl ``--tcp-fastopen`` to nginx ``listen ... fastopen=16`` (cookie request, then data on the SYN, accepted) and to an nginx port without fastopen (data on the SYN refused, sent again) | curl |
 | banner | a server that sends a plaintext banner first, then TLS (an SMTP-like ``220`` greeting, and another line) | Python ``ssl``, full then resumed |
 | prefix | a client that sends a few bytes before its ClientHello | Python ``ssl``, full then resumed |
@@ -49,9 +49,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
 
 from make_captures import (  # noqa: E402
-    SNI, TIMEOUT, CaptureFailed, Run, Tcpdump, connections_in, make_cert, py_client, stop,
-    wait_listening,
+    SNI, TIMEOUT, CaptureFailed, Run, Tcpdump, make_cert, py_client, stop, wait_listening,
 )
+from make_captures import connections_in as _all_connections  # noqa: E402
 from tlssniff.testing.nginx import http_head, nginx_binary  # noqa: E402
 
 NETNS = "tlssniff-preamble"
@@ -283,6 +283,11 @@ def curl(url_port: int, *args: str, story: str) -> Run:
                tool="curl " + " ".join(args), story=story)
 
 
+def connections_in(pcap: Path, ports: list[int]) -> list[tuple[str, str]]:
+    """(client, server) of the capture's TCP connections to ``ports``, in SYN order."""
+    return [(c, s) for c, s in _all_connections(pcap, ports) if int(s.rsplit(":", 1)[1]) in ports]
+
+
 def truth(run: Run, client: str, server: str, **extra) -> dict:
     t = run.truth()
     t["client"], t["server"] = client, server
@@ -294,10 +299,11 @@ def truth(run: Run, client: str, server: str, **extra) -> dict:
 
 
 def relayed(pcap: Path, runs: list[Run], front: int, back: int, kind: str | None,
-            proxy: bool = False) -> list[dict]:
+            proxy: bool = False, fronts: list[tuple[str, str]] | None = None) -> list[dict]:
     """The truth of runs through a TCP relay: the client's connection to ``front`` (with its
     preamble ``kind``) and the relay's to ``back``, the n-th of each for the n-th run."""
-    fronts = connections_in(pcap, [front])
+    if fronts is None:
+        fronts = connections_in(pcap, [front])
     backs = connections_in(pcap, [back])
     if len(fronts) != len(runs) or len(backs) != len(runs):
         raise CaptureFailed(f"{pcap.name}: {len(fronts)}/{len(backs)} connections for "
@@ -388,17 +394,23 @@ def scenario_http_connect():
 
 
 def scenario_socks():
-    flags = [("--socks5", "socks5"), ("--socks5-hostname", "socks5"), ("--socks4", "socks4"),
-             ("--socks4a", "socks4a")]
+    flags = [("--socks5", "socks5"), ("--socks5-hostname", "socks5"), ("--socks4", "socks4")]
     runs = [curl(NGINX_TLS, flag, f"127.0.0.1:{DANTE}", story=f"curl {flag} through danted")
             for flag, _ in flags]
+    # danted refuses SOCKS 4A (reply 91): a SOCKS connection that never reaches TLS, in the
+    # capture as a negative case (not a TLS connection: no truth row).
+    refused = subprocess.run(["curl", "-sS", "-k", "-o", "/dev/null", "--max-time", "5",
+                              "--socks4a", f"127.0.0.1:{DANTE}", f"https://{SNI}:{NGINX_TLS}/"],
+                             capture_output=True, text=True, timeout=TIMEOUT)
+    if "(91)" not in refused.stderr:
+        raise CaptureFailed(f"curl --socks4a through danted: {refused.stderr[-500:]}")
 
     def result(pcap: Path) -> list[dict]:
-        rows = []
-        for (flag, kind), run in zip(flags, runs):
-            rows.append((kind, run))
-        out = relayed(pcap, runs, DANTE, NGINX_TLS, None)
-        for i, (kind, _) in enumerate(rows):
+        fronts = connections_in(pcap, [DANTE])
+        if len(fronts) != len(runs) + 1:
+            raise CaptureFailed(f"{pcap.name}: {len(fronts)} SOCKS connections")
+        out = relayed(pcap, runs, DANTE, NGINX_TLS, None, fronts=fronts[:-1])
+        for i, (_, kind) in enumerate(flags):
             out[2 * i]["preamble"] = kind
         return out
     return result

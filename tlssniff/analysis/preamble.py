@@ -251,7 +251,7 @@ class Preamble:
                 return BAD  # 407, 403, 502...: no tunnel
             end = _header_end(buf)
             return BAD if end == NEED and len(buf) > MAX_PREAMBLE else end
-        if kind == "socks4":
+        if kind == "socks4" or kind == "socks4a":
             if len(buf) < 8:
                 return NEED
             return 8 if buf[0] == 0 and buf[1] == 0x5A else BAD
