@@ -109,6 +109,8 @@ def client_hint(data: bytes) -> str | None:
         return "socks5"
     if b0 == 3 and len(data) >= 6 and data[1] == 0 and data[5] == 0xE0:
         return "rdp"
+    if 20 <= b0 <= 24 and len(data) >= 2 and data[1] == 3:
+        return None  # a TLS record that is not a ClientHello: broken or mid-stream TLS, no preamble
     if find_client_hello(data) >= 0:
         return "prefix"
     if len(data) >= SCAN_BYTES or data[:4] == b"SSH-" or data.startswith(_HTTP_METHODS):
