@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import socket
 import struct
 from pathlib import Path
 
@@ -224,3 +223,48 @@ def test_buffers_are_bounded():
     assert p.feed(True, b"CONNECT a:1 HTTP/1.1\r\n" + b"X: y\r\n" * 2000) == pa.GIVE_UP
     p = pa.Preamble("socks5")
     assert p.feed(False, b"\x05\x00" * (pa.MAX_HELD // 2 + 1)) == pa.GIVE_UP
+
+
+def test_proxied_client_in_csv_and_ecs():
+    pcap = str(PREAMBLE / "proxy-protocol.pcap")
+    rows = run_tlssniff("analyze", "-f", "csv", pcap).stdout.splitlines()
+    header = rows[0].split(",")
+    assert header[-2:] == ["preamble", "proxied_client"]
+    backends = [r.split(",") for r in rows[1:] if ",proxy-v" in r]
+    assert len(backends) == 8 and all(r[-1].startswith("127.0.0.1:") for r in backends)
+    docs = [json.loads(line) for line in run_tlssniff("analyze", "-f", "ecs", pcap).stdout.splitlines()]
+    proxied = [d for d in docs if "forwarded_ip" in d["network"]]
+    assert len(proxied) == 8
+    assert all(d["network"]["forwarded_ip"] == "127.0.0.1" and d["tlssniff"]["preamble"] in (
+        "proxy-v1", "proxy-v2") for d in proxied)
+
+
+try:
+    from hypothesis import given, settings
+    from hypothesis import strategies as hs
+except ImportError:  # pragma: no cover - hypothesis is a test dependency
+    given = None
+
+if given is not None:
+    _KINDS = ["proxy-v1", "proxy-v2", "http-connect", "socks4", "socks5", "rdp", "banner", "prefix"]
+
+    @settings(max_examples=300, deadline=None)
+    @given(kind=hs.sampled_from(_KINDS),
+           chunks=hs.lists(hs.tuples(hs.booleans(), hs.binary(max_size=300)), max_size=12))
+    def test_any_bytes_any_split_end_in_one_of_the_three_outcomes(kind, chunks):
+        """The parse contract on hostile bytes: WAIT, UPGRADED or GIVE_UP, never an exception;
+        memory bounded; a proxied_client is always an address tlssniff formatted itself."""
+        p = pa.Preamble(kind)
+        for from_client, data in chunks:
+            if p.upgraded:
+                p.server_tls(data)
+                continue
+            r = p.feed(from_client, data)
+            assert r in (pa.WAIT, pa.UPGRADED, pa.GIVE_UP)
+            assert p.held() <= 2 * pa.MAX_HELD + 300
+            if r == pa.GIVE_UP:
+                break
+        if p.proxied_client is not None:
+            host, _, port = p.proxied_client.rpartition(":")
+            ipaddress.ip_address(host.strip("[]"))
+            assert 0 <= int(port) <= 65535
