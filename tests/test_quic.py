@@ -252,3 +252,14 @@ def test_several_retries_the_client_follows_one(late_retry_first):
     assert q.retries == 2 and q.undecryptable == 0
     assert q.tracker.server_hello is not None and q.tracker.server_hello.tls13
     assert len(q.tracker.client_hellos) == 1  # the ClientHello again after the Retry: read once
+
+
+def test_two_retries_capture_matches_clients_report():
+    """aioquic: the server sent two Retries (its first Initial reached it twice), the client
+    followed the first; the second comes after the client's new Initial in the capture
+    (scripts/make_quic_retries_capture.py). Following the last Retry loses the ServerHello."""
+    truth = [json.loads(line) for line in
+             (CAPTURES / "quic" / "aioquic-retries.truth.jsonl").read_text().splitlines()]
+    records = analyze_jsonl(CAPTURES / "quic" / "aioquic-retries.pcap")
+    assert_verdicts(records, truth)
+    assert [r["established"] for r in records] == [True]
