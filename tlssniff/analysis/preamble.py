@@ -129,7 +129,7 @@ class Preamble:
     """One TCP connection's bytes before its TLS: where each side's TLS starts."""
 
     __slots__ = ("protocol", "proxied_client", "cbuf", "sbuf", "client_end", "server_end",
-                 "tls_bytes", "upgraded", "synced", "server_before")
+                 "tls_bytes", "upgraded", "synced")
 
     def __init__(self, hint: str):
         self.protocol = hint  # refined by the parse (socks4 -> socks4a)
@@ -141,7 +141,6 @@ class Preamble:
         self.tls_bytes = b""
         self.upgraded = False
         self.synced = False  # the server's TLS start is known (after the upgrade)
-        self.server_before = 0  # generic kinds: server bytes before the client's TLS
 
     def held(self) -> int:
         return len(self.cbuf) + len(self.sbuf)
@@ -151,13 +150,17 @@ class Preamble:
     def feed(self, from_client: bool, data: bytes) -> int:
         """WAIT, UPGRADED (``tls_bytes`` is the client's first TLS bytes) or GIVE_UP."""
         if not from_client:
+            if self.protocol == "prefix":
+                if self.cbuf:
+                    return GIVE_UP  # the server answered the client's bytes: no ClientHello came
+                return WAIT
+            if self.protocol == "banner":
+                return WAIT  # a banner is not kept: the client's first bytes decide
             buf = self.sbuf
             buf += data
             if len(buf) > MAX_HELD:
                 return GIVE_UP
-            if self.protocol == "prefix" and self.cbuf:
-                return GIVE_UP  # the server answered the client's bytes: no ClientHello came
-            if self.server_end == NEED and self.protocol not in ("banner", "prefix"):
+            if self.server_end == NEED:
                 self.server_end = self._server_preamble()
                 if self.server_end == BAD:
                     return GIVE_UP
@@ -180,9 +183,6 @@ class Preamble:
         self.tls_bytes = bytes(buf[end:])
         self.upgraded = True
         self.cbuf = bytearray()
-        if self.protocol in ("banner", "prefix"):
-            self.server_before = len(self.sbuf)
-            self.sbuf = bytearray()
         return UPGRADED
 
     # -- after it: the server's TLS start -------------------------------------------------------
