@@ -12,7 +12,7 @@ afterwards. Ports 24000-24999.
 | capture | what | clients |
 |---|---|---|
 | proxy-protocol | haproxy ``send-proxy`` / ``send-proxy-v2`` in front of nginx ``listen ... ssl proxy_protocol`` | Python ``ssl``, full then resumed |
-| http-connect | curl through tinyproxy (HTTP CONNECT) to nginx | curl |
+| http-connect | curl through tinyproxy (HTTP CONNECT) to nginx; a CONNECT tinyproxy refuses (403: no TLS follows) | curl |
 | socks | curl through danted: ``--socks5``, ``--socks5-hostname``, ``--socks4``; ``--socks4a``, which danted refuses (reply 91: no TLS follows) | curl |
 | tfo | curl ``--tcp-fastopen`` to nginx ``listen ... fastopen=16`` (cookie request, then data on the SYN, accepted) and to an nginx port without fastopen (data on the SYN refused, sent again) | curl |
 | banner | a server that sends a plaintext banner first, then TLS (an SMTP-like ``220`` greeting, and another line) | Python ``ssl``, full then resumed |
@@ -387,9 +387,20 @@ def scenario_http_connect():
     runs = [curl(NGINX_TLS, "--proxy", f"http://127.0.0.1:{TINYPROXY}", *v,
                  story=f"curl through tinyproxy (CONNECT), {v[0]}")
             for v in (("--tlsv1.3",), ("--tls-max", "1.2"))]
+    # A CONNECT to a port tinyproxy does not allow (ConnectPort): it answers 403, no TLS follows
+    # (a connection in the capture that is not TLS: no truth row).
+    refused = subprocess.run(["curl", "-sS", "-k", "-o", "/dev/null", "--max-time", "5",
+                              "--proxy", f"http://127.0.0.1:{TINYPROXY}",
+                              f"https://{SNI}:{NGINX_TFO}/"],
+                             capture_output=True, text=True, timeout=TIMEOUT)
+    if "403" not in refused.stderr:
+        raise CaptureFailed(f"curl through tinyproxy to a refused port: {refused.stderr[-500:]}")
 
     def result(pcap: Path) -> list[dict]:
-        return relayed(pcap, runs, TINYPROXY, NGINX_TLS, "http-connect")
+        fronts = connections_in(pcap, [TINYPROXY])
+        if len(fronts) != len(runs) + 1:
+            raise CaptureFailed(f"{pcap.name}: {len(fronts)} proxy connections")
+        return relayed(pcap, runs, TINYPROXY, NGINX_TLS, "http-connect", fronts=fronts[:-1])
     return result
 
 

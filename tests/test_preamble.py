@@ -55,6 +55,13 @@ def test_refused_socks4a_is_counted_not_reported():
     assert (c["tcp_connections"], c["tls_connections"], c["not_tls_connections"]) == (7, 6, 1)
 
 
+def test_refused_connect_is_counted_not_reported():
+    """tinyproxy answers a CONNECT to a port it does not allow with 403: not TLS."""
+    doc = json.loads(run_tlssniff("analyze", "-f", "json", str(PREAMBLE / "http-connect.pcap")).stdout)
+    c = doc["counters"]
+    assert (c["tcp_connections"], c["tls_connections"], c["not_tls_connections"]) == (5, 4, 1)
+
+
 def _tfo_syns(pcap: Path) -> list[tuple[int, bool]]:
     """(SYN payload length, SYN-ACK acknowledges it) of each connection, from the raw capture."""
     syns: dict[tuple, tuple[int, int]] = {}
