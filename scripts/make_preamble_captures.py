@@ -11,7 +11,7 @@ afterwards. Ports 24000-24999.
 
 | capture | what | clients |
 |---|---|---|
-| proxy-protocol | haproxy ``send-proxy`` / ``send-proxy-v2`` in front of nginx ``listen ... ssl proxy_protocol`` | Python ``ssl``, full then resumed |
+| proxy-protocol | haproxy ``send-proxy`` / ``send-proxy-v2`` in front of nginx ``listen ... ssl proxy_protocol`` (IPv4 and IPv6 clients) | Python ``ssl``, full then resumed |
 | http-connect | curl through tinyproxy (HTTP CONNECT) to nginx; a CONNECT tinyproxy refuses (403: no TLS follows) | curl |
 | socks | curl through danted: ``--socks5``, ``--socks5-hostname``, ``--socks4``; ``--socks4a``, which danted refuses (reply 91: no TLS follows) | curl |
 | tfo | curl ``--tcp-fastopen`` to nginx ``listen ... fastopen=16`` (cookie request, then data on the SYN, accepted) and to an nginx port without fastopen (data on the SYN refused, sent again) | curl |
@@ -56,6 +56,7 @@ from tlssniff.testing.nginx import http_head, nginx_binary  # noqa: E402
 
 NETNS = "tlssniff-preamble"
 HAPROXY_V1, HAPROXY_V2 = 24001, 24002
+HAPROXY_V1_6, HAPROXY_V2_6 = 24003, 24004  # on [::1]: the header carries TCP6 / AF_INET6
 NGINX_PP_V1, NGINX_PP_V2 = 24011, 24012
 TINYPROXY, DANTE = 24020, 24030
 NGINX_TLS = 24040
@@ -94,6 +95,12 @@ frontend v2
     default_backend v2
 backend v2
     server nginx 127.0.0.1:{be2} send-proxy-v2
+frontend v1_6
+    bind [::1]:{fe1_6}
+    default_backend v1
+frontend v2_6
+    bind [::1]:{fe2_6}
+    default_backend v2
 """
 
 TINYPROXY_CFG = """\
@@ -178,9 +185,10 @@ def start_servers(work: Path, cert: Path, key: Path) -> list[Daemon]:
                       signal.SIGQUIT)]
     try:
         (work / "haproxy.cfg").write_text(HAPROXY_CFG.format(
-            fe1=HAPROXY_V1, be1=NGINX_PP_V1, fe2=HAPROXY_V2, be2=NGINX_PP_V2))
+            fe1=HAPROXY_V1, be1=NGINX_PP_V1, fe2=HAPROXY_V2, be2=NGINX_PP_V2,
+            fe1_6=HAPROXY_V1_6, fe2_6=HAPROXY_V2_6))
         daemons.append(Daemon(["haproxy", "-db", "-f", str(work / "haproxy.cfg")],
-                              [HAPROXY_V1, HAPROXY_V2]))
+                              [HAPROXY_V1, HAPROXY_V2, HAPROXY_V1_6, HAPROXY_V2_6]))
         (work / "tinyproxy.conf").write_text(TINYPROXY_CFG.format(
             port=TINYPROXY, target=NGINX_TLS, dir=work))
         daemons.append(Daemon(["tinyproxy", "-d", "-c", str(work / "tinyproxy.conf")],
@@ -310,7 +318,7 @@ def relayed(pcap: Path, runs: list[Run], front: int, back: int, kind: str | None
                             f"{len(runs)} runs on {front}/{back}")
     out = []
     for run, (fc, fs), (bc, bs) in zip(runs, fronts, backs):
-        if run.client_port is not None and fc != f"127.0.0.1:{run.client_port}":
+        if run.client_port is not None and fc != run.client():
             raise CaptureFailed(f"{pcap.name}: client {fc}, python said {run.client_port}")
         if proxy:  # haproxy: TLS straight to it; its own connection carries the PROXY header
             out.append(truth(run, fc, fs))
@@ -366,7 +374,7 @@ def capture(out: Path, name: str, ports: list[int], body) -> None:
 
 
 def scenario_proxy_protocol():
-    runs = {HAPROXY_V1: [], HAPROXY_V2: []}
+    runs: dict[int, list[Run]] = {HAPROXY_V1: [], HAPROXY_V2: [], HAPROXY_V1_6: [], HAPROXY_V2_6: []}
     for port in (HAPROXY_V1, HAPROXY_V2):
         for label, maxv in (("TLS 1.3", ssl.TLSVersion.TLSv1_3), ("TLS 1.2", ssl.TLSVersion.TLSv1_2)):
             run, sess = py_client(port, max_version=maxv,
@@ -376,10 +384,19 @@ def scenario_proxy_protocol():
                                  offered="psk" if maxv == ssl.TLSVersion.TLSv1_3 else "ticket",
                                  story=f"haproxy :{port} ({label}): offers the session")
             runs[port].append(again)
+    for port in (HAPROXY_V1_6, HAPROXY_V2_6):  # an IPv6 client, relayed to nginx over IPv4
+        run, _ = py_client(port, host="::1", story=f"haproxy [::1]:{port}: full handshake")
+        runs[port].append(run)
 
     def result(pcap: Path) -> list[dict]:
-        return (relayed(pcap, runs[HAPROXY_V1], HAPROXY_V1, NGINX_PP_V1, "proxy-v1", proxy=True)
-                + relayed(pcap, runs[HAPROXY_V2], HAPROXY_V2, NGINX_PP_V2, "proxy-v2", proxy=True))
+        # The n-th backend connection belongs to the n-th front connection of either family.
+        fronts = {p: connections_in(pcap, [p]) for p in runs}
+        out = []
+        for kind, be, v4, v6 in (("proxy-v1", NGINX_PP_V1, HAPROXY_V1, HAPROXY_V1_6),
+                                 ("proxy-v2", NGINX_PP_V2, HAPROXY_V2, HAPROXY_V2_6)):
+            both = runs[v4] + runs[v6]
+            out += relayed(pcap, both, v4, be, kind, proxy=True, fronts=fronts[v4] + fronts[v6])
+        return out
     return result
 
 
@@ -502,7 +519,8 @@ def inside(out: Path) -> int:
         cert, key = make_cert(work)
         daemons = start_servers(work, cert, key)
         try:
-            capture(out, "proxy-protocol", [HAPROXY_V1, HAPROXY_V2, NGINX_PP_V1, NGINX_PP_V2],
+            capture(out, "proxy-protocol", [HAPROXY_V1, HAPROXY_V2, HAPROXY_V1_6, HAPROXY_V2_6,
+                                            NGINX_PP_V1, NGINX_PP_V2],
                     scenario_proxy_protocol)
             capture(out, "http-connect", [TINYPROXY, NGINX_TLS], scenario_http_connect)
             capture(out, "socks", [DANTE, NGINX_TLS], scenario_socks)

@@ -45,7 +45,8 @@ def test_proxy_protocol_names_the_balancers_client():
     records = analyze_jsonl(PREAMBLE / "proxy-protocol.pcap")
     fronts = sorted(r["client"] for r in records if r["preamble"] is None)
     proxied = sorted(r["proxied_client"] for r in records if r["preamble"] in ("proxy-v1", "proxy-v2"))
-    assert len(fronts) == 8 and proxied == fronts
+    assert len(fronts) == 10 and proxied == fronts
+    assert sum(c.startswith("[::1]:") for c in proxied) == 2  # TCP6 and AF_INET6 headers
 
 
 def test_refused_socks4a_is_counted_not_reported():
@@ -238,11 +239,11 @@ def test_proxied_client_in_csv_and_ecs():
     header = rows[0].split(",")
     assert header[-2:] == ["preamble", "proxied_client"]
     backends = [r.split(",") for r in rows[1:] if ",proxy-v" in r]
-    assert len(backends) == 8 and all(r[-1].startswith("127.0.0.1:") for r in backends)
+    assert len(backends) == 10 and all(r[-1].startswith(("127.0.0.1:", "[::1]:")) for r in backends)
     docs = [json.loads(line) for line in run_tlssniff("analyze", "-f", "ecs", pcap).stdout.splitlines()]
     proxied = [d for d in docs if "forwarded_ip" in d["network"]]
-    assert len(proxied) == 8
-    assert all(d["network"]["forwarded_ip"] == "127.0.0.1" and d["tlssniff"]["preamble"] in (
+    assert len(proxied) == 10
+    assert all(d["network"]["forwarded_ip"] in ("127.0.0.1", "::1") and d["tlssniff"]["preamble"] in (
         "proxy-v1", "proxy-v2") for d in proxied)
 
 
