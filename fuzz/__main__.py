@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-TARGET_NAMES = ("tls", "hello", "reassembly", "pcap", "pcapng", "decode")
+TARGET_NAMES = ("tls", "preamble", "hello", "reassembly", "pcap", "pcapng", "decode")
 
 
 def _atheris_available() -> bool:

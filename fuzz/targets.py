@@ -246,8 +246,30 @@ def target_decode(data: bytes) -> None:
             assert frame[22:58] == key, "fast-path IPv6 key differs from the decoded key"
 
 
+def target_preamble(data: bytes) -> None:
+    """One TCP connection's two directions (``tls`` layout) through the TLS app: preamble
+    detection (analysis/preamble.py), STARTTLS, then the tracker; the app's buffers stay
+    bounded and it ends in a known state."""
+    from tlssniff.analysis.connection import TlsApp  # noqa: PLC0415
+    from tlssniff.analysis.preamble import MAX_HELD  # noqa: PLC0415
+    from tlssniff.flow.table import Flow  # noqa: PLC0415
+
+    flow = Flow((b"\x7f\x00\x00\x01", 40000), (b"\x7f\x00\x00\x02", 443), 0.0, False, 1, 1 << 16)
+    app = TlsApp(flow, 64 * 1024)
+    for i, (d, chunk) in enumerate(split_chunks(data)):
+        if app.done or not chunk:
+            continue
+        app.data(not d, chunk, i + 1)
+        assert app.held() <= 2 * MAX_HELD + 2 * 64 * 1024 + 65535 + 64, app.held()
+    app.finish("eof")
+    assert app.state in (0, 1, 2, 3, 4, 5), app.state
+    if app.proxied_client is not None:
+        assert app.proxied_client.rpartition(":")[2].isdigit()
+
+
 TARGETS = {
     "tls": target_tls,
+    "preamble": target_preamble,
     "hello": target_hello,
     "reassembly": target_reassembly,
     "pcap": target_pcap,

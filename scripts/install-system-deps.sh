@@ -40,6 +40,14 @@ fi
 if ! command -v apache2 >/dev/null 2>&1 && [ ! -x /usr/sbin/apache2 ]; then
     MISSING="$MISSING apache2"
 fi
+# scripts/make_preamble_captures.py: TLS behind haproxy, tinyproxy and dante, curl as client.
+need curl curl
+for tool in haproxy:haproxy tinyproxy:tinyproxy danted:dante-server; do
+    if ! command -v "${tool%%:*}" >/dev/null 2>&1 && [ ! -x "/usr/sbin/${tool%%:*}" ] && \
+            [ ! -x "/usr/bin/${tool%%:*}" ]; then
+        MISSING="$MISSING ${tool#*:}"
+    fi
+done
 
 if [ -z "$MISSING" ]; then
     echo "system deps: all present"

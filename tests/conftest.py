@@ -13,7 +13,8 @@ REPO = Path(__file__).resolve().parent.parent
 CAPTURES = REPO / "captures"
 PUBLIC = CAPTURES / "public"  # copied from the project's shared corpus; sources in its README.md
 
-VERDICT_FIELDS = ("sni", "version", "offered", "handshake", "resumed", "hrr", "early_data", "note")
+VERDICT_FIELDS = ("sni", "version", "offered", "handshake", "resumed", "hrr", "early_data", "note",
+                  "preamble", "proxied_client")
 
 
 def run_tlssniff(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -2,8 +2,9 @@
 
 The expected answers (tests/data/public_truth.json) were derived from the captures themselves,
 the RFCs and Zeek's published baselines, independently of tlssniff (tests/data/PUBLIC_TRUTH.md).
-Connections listed under ``not_analyzed`` (TLS after a plaintext phase) must not be reported as
-TLS connections at all until that support exists: counted, never misclassified.
+TLS after a plaintext phase is included: STARTTLS (``starttls``) and the proxies, RDP and
+banners of analysis/preamble.py (``preamble``). ``not_analyzed`` lists TLS that tlssniff does
+not read (none left); such connections must not be reported at all: counted, never misclassified.
 """
 
 from __future__ import annotations

@@ -211,3 +211,55 @@ def test_public_quic_capture(name):
     for r in records:
         if r["transport"] != "tcp":
             assert r["transport"] == "quic"
+
+
+# -- several Retries -------------------------------------------------------------------------
+
+def _retry(dcid: bytes, scid: bytes, token: bytes = b"tok") -> bytes:
+    """A v1 Retry packet (RFC 9000 §17.2.5); the integrity tag is not checked by an observer."""
+    return (b"\xf0" + VERSION_1.to_bytes(4, "big") + bytes([len(dcid)]) + dcid + bytes([len(scid)])
+            + scid + token + b"\x5a" * 16)
+
+
+def _server_hello_body() -> bytes:
+    ext = (b"\x00\x2b\x00\x02\x03\x04"  # supported_versions: TLS 1.3
+           + b"\x00\x33\x00\x24\x00\x1d\x00\x20" + b"\x77" * 32)  # key_share x25519
+    body = b"\x03\x03" + b"\x42" * 32 + b"\x00" + b"\x13\x01" + b"\x00" + len(ext).to_bytes(2, "big") + ext
+    return b"\x02" + len(body).to_bytes(3, "big") + body
+
+
+@pytest.mark.parametrize("late_retry_first", [False, True])
+def test_several_retries_the_client_follows_one(late_retry_first):
+    """A server answers the original Initial and its retransmission with a Retry each (new SCIDs
+    S1, S2); the client follows the first it got (RFC 9000 §17.2.5.2), whichever the capture
+    shows first: the Initials that follow open with its keys, the handshake is read whole."""
+    ch, sh = _client_hello_body(), _server_hello_body()
+    d0, cscid, s1, s2 = b"\x10" * 8, b"\xc1" * 8, b"\x51" * 8, b"\x52" * 8
+    followed = s1
+    q = QuicConnection(VERSION_1, d0, 65536)
+    q.datagram(True, protect_initial(VERSION_1, d0, cscid, 0, crypto_frame(0, ch), True), 1)
+    q.datagram(True, protect_initial(VERSION_1, d0, cscid, 1, crypto_frame(0, ch), True), 2)
+    if late_retry_first:  # the capture holds S2's Retry first, the client had followed S1's
+        q.datagram(False, _retry(cscid, s2), 3)
+        q.datagram(False, _retry(cscid, s1), 4)
+    else:
+        q.datagram(False, _retry(cscid, s1), 3)
+    q.datagram(True, protect_initial(VERSION_1, followed, cscid, 2, crypto_frame(0, ch), True), 5)
+    if not late_retry_first:
+        q.datagram(False, _retry(cscid, s2), 6)  # late: answers the retransmitted Initial
+    q.datagram(False, protect_initial(VERSION_1, cscid, followed, 0, crypto_frame(0, sh), False,
+                                      keys_dcid=followed), 7)
+    assert q.retries == 2 and q.undecryptable == 0
+    assert q.tracker.server_hello is not None and q.tracker.server_hello.tls13
+    assert len(q.tracker.client_hellos) == 1  # the ClientHello again after the Retry: read once
+
+
+def test_two_retries_capture_matches_clients_report():
+    """aioquic: the server sent two Retries (its first Initial reached it twice), the client
+    followed the first; the second comes after the client's new Initial in the capture
+    (scripts/make_quic_retries_capture.py). Following the last Retry loses the ServerHello."""
+    truth = [json.loads(line) for line in
+             (CAPTURES / "quic" / "aioquic-retries.truth.jsonl").read_text().splitlines()]
+    records = analyze_jsonl(CAPTURES / "quic" / "aioquic-retries.pcap")
+    assert_verdicts(records, truth)
+    assert [r["established"] for r in records] == [True]

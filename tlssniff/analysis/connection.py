@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from tlssniff.analysis import preamble as pa
 from tlssniff.analysis import starttls as st
 from tlssniff.flow.table import Flow
 from tlssniff.tls.handshake import HandshakeTracker
@@ -14,6 +15,7 @@ TLS: Final = 1
 NOT_TLS: Final = 2
 MIDSTREAM_TLS: Final = 3
 PLAINTEXT: Final = 4  # a plaintext protocol that may upgrade to TLS (STARTTLS): analysis/starttls.py
+PREAMBLE: Final = 5  # a proxy, PROXY protocol, RDP or banner before the TLS: analysis/preamble.py
 
 
 def sniff(data: bytes) -> int | None:
@@ -39,7 +41,7 @@ class TlsApp:
     """Attached by the flow table to every new TCP connection."""
 
     __slots__ = ("flow", "tracker", "state", "head", "done", "end_reason", "max_message",
-                 "plain", "starttls")
+                 "plain", "starttls", "pre", "preamble", "proxied_client", "heard_client")
 
     def __init__(self, flow: Flow, max_message: int):
         self.flow = flow
@@ -51,23 +53,39 @@ class TlsApp:
         self.max_message = max_message
         self.plain: st.StartTls | None = None  # while in the plaintext phase of a STARTTLS candidate
         self.starttls: str | None = None  # the protocol upgraded to TLS
+        self.pre: pa.Preamble | None = None  # a preamble being read (then the server's, after it)
+        self.preamble: str | None = None  # the preamble the TLS came after
+        self.proxied_client: str | None = None  # the client a PROXY protocol header named
+        self.heard_client = False  # the client spoke during a STARTTLS candidate's plaintext
 
     def data(self, from_client: bool, data: bytes, frame: int, ts: float = 0.0) -> None:
         if self.state == DETECT:
             data = self._detect(from_client, data)
             if self.state != TLS:
                 if self.state == PLAINTEXT:
-                    self._plaintext(from_client, data, frame)
+                    self._plaintext(from_client, data, frame, ts)
+                elif self.state == PREAMBLE:
+                    self._preamble(from_client, data, frame, ts)
                 return
             from_client = True
         elif self.state == PLAINTEXT:
-            self._plaintext(from_client, data, frame)
+            self._plaintext(from_client, data, frame, ts)
+            return
+        elif self.state == PREAMBLE:
+            self._preamble(from_client, data, frame, ts)
             return
         t = self.tracker
         assert t is not None  # state TLS
         if from_client:
             t.client_data(data, frame, ts)
         else:
+            pre = self.pre
+            if pre is not None:  # the server's own preamble (a proxy's answer, a banner) first
+                data = pre.server_tls(data)
+                if pre.synced:
+                    self.pre = None
+                if not data:
+                    return
             t.server_data(data, frame, ts)
         if t.done:
             self.done = True
@@ -77,10 +95,14 @@ class TlsApp:
         if not from_client and not flow.midstream:
             # The server spoke first: not TLS, but perhaps a protocol that upgrades to it.
             hint = st.server_greeting(data)
-            if hint is None:
-                self._give_up(NOT_TLS)
-            else:
+            if hint is not None:
                 self._start_plaintext(hint)
+            else:
+                banner = pa.server_hint(data)  # a banner, then perhaps the client's TLS
+                if banner is None:
+                    self._give_up(NOT_TLS)
+                else:
+                    self._start_preamble(banner)
             return data
         if self.head:
             data = self.head + data
@@ -103,20 +125,61 @@ class TlsApp:
             self._give_up(MIDSTREAM_TLS)
         else:
             hint = None if flow.midstream else st.client_opening(data)
-            if hint is None:
-                self._give_up(NOT_TLS)
-            else:
+            if hint is not None:
                 self._start_plaintext(hint)
+            else:
+                pre = None if flow.midstream else pa.client_hint(data)
+                if pre is None:
+                    self._give_up(NOT_TLS)
+                else:
+                    self._start_preamble(pre)
         return data
 
     def _start_plaintext(self, hint: str) -> None:
         self.state = PLAINTEXT
         self.plain = st.StartTls(hint)
 
-    def _plaintext(self, from_client: bool, data: bytes, frame: int) -> None:
+    def _start_preamble(self, kind: str) -> None:
+        self.state = PREAMBLE
+        self.pre = pa.Preamble(kind)
+
+    def _preamble(self, from_client: bool, data: bytes, frame: int, ts: float) -> None:
+        """A preamble before the TLS: the client's TLS starts after its own, the server's after
+        its answer (both in analysis/preamble.py)."""
+        pre = self.pre
+        assert pre is not None  # state PREAMBLE
+        result = pre.feed(from_client, data)
+        if result == pa.WAIT:
+            return
+        if result == pa.GIVE_UP:
+            self.pre = None
+            self._give_up(NOT_TLS)
+            return
+        self.preamble = pre.protocol
+        self.proxied_client = pre.proxied_client
+        self.state = TLS
+        t = self.tracker = HandshakeTracker(self.max_message)
+        t.client_data(pre.tls_bytes, frame, ts)
+        server = pre.server_tls(b"")  # what the server sent after its preamble, if anything
+        if pre.synced:
+            self.pre = None
+        if server:
+            t.server_data(server, frame, ts)
+        if t.done:
+            self.done = True
+
+    def _plaintext(self, from_client: bool, data: bytes, frame: int, ts: float) -> None:
         """STARTTLS: plaintext until the client's upgrade request; its next bytes start TLS."""
         plain = self.plain
         assert plain is not None  # state PLAINTEXT
+        if from_client and not self.heard_client:
+            self.heard_client = True
+            if pa.looks_like_client_hello(data):
+                # The server's greeting was a banner: the client answered it with TLS (465).
+                self.plain = None
+                self._start_preamble("banner")
+                self._preamble(True, data, frame, ts)
+                return
         result = plain.feed(from_client, data)
         if result == st.WAIT:
             return
@@ -138,7 +201,9 @@ class TlsApp:
     def held(self) -> int:
         """Bytes this connection buffers, charged to the flow table's pending-memory budget."""
         t = self.tracker
-        return len(self.head) + (t.client.held() + t.server.held() if t is not None else 0)
+        pre = self.pre
+        return (len(self.head) + (t.client.held() + t.server.held() if t is not None else 0)
+                + (pre.held() if pre is not None else 0))
 
     def finish(self, reason: str) -> None:
         self.end_reason = reason

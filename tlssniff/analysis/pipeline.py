@@ -275,6 +275,8 @@ class Analyzer(FrameSink):
             return
         c.tls_connections += 1
         v.starttls = app.starttls
+        v.preamble = app.preamble
+        v.proxied_client = app.proxied_client
         self.on_verdict(v)
 
     def _udp_done(self, flow: UdpFlow) -> None:

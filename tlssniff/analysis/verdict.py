@@ -65,6 +65,8 @@ class ConnectionVerdict:
     server: str
     transport: str = "tcp"
     starttls: str | None = None  # the plaintext protocol upgraded to TLS ("smtp", "imap", ...)
+    preamble: str | None = None  # what came before the TLS ("proxy-v2", "socks5", ...: verdicts.md)
+    proxied_client: str | None = None  # "ip:port" of the client a PROXY protocol header named
     sni: str | None = None
     alpn: str | None = None  # selected by the server when visible, else None
     alpn_offered: list[str] = field(default_factory=list)
@@ -105,6 +107,8 @@ class ConnectionVerdict:
         server: str,
         transport: str = "tcp",
         starttls: str | None = None,
+        preamble: str | None = None,
+        proxied_client: str | None = None,
         sni: str | None = None,
         alpn: str | None = None,
         alpn_offered: list[str] | None = None,
@@ -143,6 +147,8 @@ class ConnectionVerdict:
         self.server = server
         self.transport = transport
         self.starttls = starttls
+        self.preamble = preamble
+        self.proxied_client = proxied_client
         self.sni = sni
         self.alpn = alpn
         self.alpn_offered = [] if alpn_offered is None else alpn_offered
@@ -194,6 +200,8 @@ class ConnectionVerdict:
             "server": self.server,
             "transport": self.transport,
             "starttls": self.starttls,
+            "preamble": self.preamble,
+            "proxied_client": self.proxied_client,
             "sni": self.sni,
             "version": self.version,
             "offered": VALUE[self.offered],
@@ -237,6 +245,7 @@ class ConnectionVerdict:
         return (
             f'{{"ts":{_ts_text(self.ts)},"client":"{self.client}","server":"{self.server}",'
             f'"transport":"{self.transport}","starttls":{_own(self.starttls)},'
+            f'"preamble":{_own(self.preamble)},"proxied_client":{_own(self.proxied_client)},'
             f'"sni":{_opt(self.sni)},"version":{_own(self.version)},'
             f'"offered":"{VALUE[self.offered]}","handshake":"{VALUE[self.handshake]}",'
             f'"resumed":{_BOOL[self.handshake in RESUMED_HANDSHAKES]},"hrr":{_BOOL[self.hrr]},'

@@ -184,6 +184,10 @@ class FlowTable:
         assert stream is not None  # a flow without a verdict has both reassemblers
         if flags & SYN:
             stream.syn(seq)
+            # TCP Fast Open (RFC 7413): data on a SYN is stream data, one past the ISN. When the
+            # SYN-ACK does not acknowledge it the client sends it again after the handshake: the
+            # reassembler trims that copy as a retransmission, so it is read once.
+            seq = (seq + 1) & 0xFFFFFFFF
         if payload:
             data = stream.add(seq, payload)
             if data:

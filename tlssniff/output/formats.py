@@ -20,6 +20,7 @@ _encode_line = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
 CSV_FIELDS = (
     "ts", "client", "server", "transport", "sni", "version", "offered", "handshake", "resumed",
     "hrr", "early_data", "established", "alpn", "cipher", "note", "alert", "capture",
+    "preamble", "proxied_client",
 )
 
 
@@ -94,6 +95,12 @@ def to_ecs(v: ConnectionVerdict) -> dict:
         tls["client"] = {"server_name": v.sni}
     if v.session_id:
         tls.setdefault("client", {})["session_id"] = v.session_id
+    if v.preamble:
+        doc["tlssniff"]["preamble"] = v.preamble
+    if v.proxied_client:
+        # ECS: the address of the host a proxy forwarded for (``source`` is the proxy).
+        doc["network"]["forwarded_ip"] = _split_endpoint(v.proxied_client)[0]
+        doc["tlssniff"]["proxied_client"] = v.proxied_client
     return doc
 
 

@@ -14,6 +14,7 @@ from tlssniff.tls.handshake import HandshakeTracker
 from tlssniff.tls.messages import DecodeError
 
 _ENCRYPTED = [(rec.ENCRYPTED_HANDSHAKE, 0, None)]
+MAX_OTHER_KEYS = 4  # Initial keys kept to try besides the current ones (several Retries)
 
 
 class CryptoStream:
@@ -74,8 +75,8 @@ class QuicConnection:
     transport = "quic"
 
     __slots__ = (
-        "tracker", "version", "keys", "crypto", "largest", "zero_rtt", "retry",
-        "opened", "undecryptable", "done", "end_reason",
+        "tracker", "version", "keys", "crypto", "largest", "zero_rtt", "retry", "retries",
+        "other_keys", "opened", "undecryptable", "done", "end_reason",
     )
 
     def __init__(self, version: int, dcid: bytes, max_message: int):
@@ -86,6 +87,10 @@ class QuicConnection:
         self.largest = [-1, -1]
         self.zero_rtt = 0  # 0-RTT packets the client sent
         self.retry = False
+        self.retries = 0  # Retry packets seen (a server may send several; see datagram)
+        # Keys of the Retries not followed and of the original DCID: tried when the current
+        # keys do not open an Initial (at most MAX_OTHER_KEYS).
+        self.other_keys: list[tuple[DirectionKeys, DirectionKeys]] = []
         self.opened = 0  # Initial packets decrypted
         self.undecryptable = 0
         self.done = False
@@ -117,14 +122,33 @@ class QuicConnection:
                 if from_client:
                     self.zero_rtt += 1
             elif kind == qp.RETRY and not from_client:
-                # RFC 9000 §17.2.5: the client's next Initials go to the Retry's SCID, and both
-                # sides derive Initial keys from it (RFC 9001 §5.2).
-                self.retry = True
-                self.keys = initial_keys(pkt.version, pkt.scid) or self.keys
+                self._retry(pkt)
             if t.done:
                 self.done = True
                 break
         return True
+
+    def _retry(self, pkt: qp.Packet) -> None:
+        """RFC 9000 §17.2.5: the client's next Initials go to the Retry's SCID, and both sides
+        derive Initial keys from it (RFC 9001 §5.2). A client follows at most one Retry
+        (§17.2.5.2) and none once the server's Initial came; a server may still send several
+        (one per Initial it saw, retransmissions included), and the capture may miss the one the
+        client followed: the others' keys are kept to try, not switched to."""
+        self.retries += 1
+        keys = initial_keys(pkt.version, pkt.scid)
+        if keys is None:
+            return
+        if not self.retry and self.largest[1] < 0:
+            self.retry = True
+            if self.keys is not None:
+                self._keep(self.keys)
+            self.keys = keys
+        else:
+            self._keep(keys)
+
+    def _keep(self, keys: tuple[DirectionKeys, DirectionKeys]) -> None:
+        if len(self.other_keys) < MAX_OTHER_KEYS:
+            self.other_keys.append(keys)
 
     def _initial(self, from_client: bool, data: bytes, pkt: qp.Packet, frame: int) -> None:
         side = 0 if from_client else 1
@@ -132,15 +156,23 @@ class QuicConnection:
         res = unprotect_with(data, pkt, keys, side, self.largest[side])
         if res is None:
             # A Retry the capture missed, or compatible version negotiation (RFC 9368): the
-            # client's new DCID (or the server's new version) gives the keys.
-            alt = None
+            # client's new DCID (or the server's new version) gives the keys; else one of the
+            # Retries not followed (or the original DCID's keys, when the client followed none).
+            candidates: list[tuple[DirectionKeys, DirectionKeys] | None] = list(self.other_keys)
             if from_client:
-                alt = initial_keys(pkt.version, pkt.dcid)
-            res = unprotect_with(data, pkt, alt, side, self.largest[side])
+                candidates.insert(0, initial_keys(pkt.version, pkt.dcid))
+            for alt in candidates:
+                res = unprotect_with(data, pkt, alt, side, self.largest[side])
+                if res is not None:
+                    if keys is not None and alt is not None:
+                        if alt in self.other_keys:
+                            self.other_keys.remove(alt)
+                        self._keep(keys)
+                    self.keys = alt
+                    break
             if res is None:
                 self.undecryptable += 1
                 return
-            self.keys = alt
         pn, payload = res
         self.opened += 1
         if pn > self.largest[side]:

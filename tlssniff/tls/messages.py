@@ -480,8 +480,9 @@ def parse_server_hello(body: bytes) -> ServerHello:
         raise DecodeError(f"ServerHello of {n} bytes")
     legacy_version = (body[0] << 8) | body[1]
     random = body[2:34]
-    if legacy_version >> 8 == 0x7F and (legacy_version & 0xFF) < 22:
-        # TLS 1.3 drafts before 22: version field, no session id, no compression method
+    if (legacy_version >> 8 == 0x7F or legacy_version >> 8 == 0xFB) and (legacy_version & 0xFF) < 22:
+        # TLS 1.3 drafts before 22 (0x7fNN, and Facebook's 0xfbNN numbered after the draft):
+        # version field, no session id, no compression method
         session_id = b""
         cipher = (body[34] << 8) | body[35]
         pos = 36
