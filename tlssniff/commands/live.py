@@ -70,6 +70,15 @@ def live(
         help="Out-of-order bytes buffered per direction before a verdict.")
     ] = _DEFAULT_LIMITS.max_buffer,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No notes on stderr.")] = False,
+    metrics: Annotated[Optional[str], typer.Option(
+        "--metrics", help="Serve Prometheus metrics at http://HOST:PORT/metrics while capturing "
+        "(docs/monitoring.md).", metavar="HOST:PORT")] = None,
+    metrics_top: Annotated[int, typer.Option(
+        help="Busiest (server, SNI) pairs with their own metric labels; the rest count as "
+        "server=\"other\".", metavar="N")] = 100,
+    metrics_window: Annotated[float, typer.Option(
+        help="Seconds of verdicts the tlssniff_findings gauge is computed over.",
+        metavar="S")] = 600.0,
 ) -> None:
     """Capture on an interface and classify every TLS handshake live.
 
@@ -83,6 +92,8 @@ def live(
       tlssniff live eth0 --filter 'tcp port 443' -f jsonl | jq 'select(.resumed)'
 
       tlssniff live eth0 --duration 600 --write evidence.pcapng -o summary.txt
+
+      tlssniff live eth0 --metrics 127.0.0.1:9815
     """
     import signal
 
@@ -105,6 +116,7 @@ def live(
         raise UsageError("--snaplen must be at least 64 and --buffer-mb at least 1")
     if max_flows < 1 or idle_timeout <= 0 or max_buffer < 0:
         raise UsageError("--max-flows, --idle-timeout and --max-buffer must be positive")
+    listen = _metrics_listen(metrics, metrics_top, metrics_window)
     bpf = DEFAULT_FILTER if bpf is None else bpf
     if drop_privileges and os.geteuid() == 0:
         import pwd
@@ -137,12 +149,20 @@ def live(
         if cap.warning:
             note(f"warning: {cap.warning}")
 
+        sink = None
+        if listen is not None:  # listening before the privileges go, like the capture
+            sink = _metrics_sink(listen, metrics_top, metrics_window)
+            stack.callback(sink.close)
+            note(f"metrics on http://{metrics}/metrics")
+
         agg = Aggregator()
         writer = VerdictWriter(fmt, out) if fmt == "jsonl" else None
         broken = []  # the jsonl reader went away (a closed pipe): stop
 
         def on_verdict(v) -> None:
             agg.add(v)
+            if sink is not None:
+                sink.add(v)
             if writer is not None and not broken:
                 try:
                     writer.write(v)
@@ -214,6 +234,8 @@ def live(
                     pcapng.flush()
                 if dash is not None:
                     dash.tick(frame_no, analyzer.counters, cap.stats())
+                if sink is not None:
+                    _metrics_tick(sink, analyzer, cap)
         # Stop: what the ring already holds is analyzed too (not after --count: it is exact).
         if count is None or frame_no < count:
             frame_no = _drain(cap, feed, pcapng, frame_no, count)
@@ -222,6 +244,8 @@ def live(
         if dash is not None:
             dash.stop()
         analyzer.finish()  # connections still open: decided with what was seen
+        if sink is not None:
+            _metrics_tick(sink, analyzer, cap)
         if pcapng is not None:
             pcapng.close(kernel.received, kernel.dropped)
         counters = analyzer.counters.to_dict()
@@ -238,6 +262,43 @@ def live(
     if broken:
         with contextlib.suppress(Exception):
             sys.stdout = open(os.devnull, "w")
+
+
+def _metrics_listen(spec: Optional[str], top: int, window: float):
+    """--metrics HOST:PORT as (host, port), None without it; UsageError when malformed."""
+    from tlssniff.output.metrics import MAX_TOP, MAX_WINDOW, parse_listen
+
+    if not 1 <= top <= MAX_TOP:
+        raise UsageError(f"--metrics-top must be between 1 and {MAX_TOP}, not {top}")
+    if not 1 <= window <= MAX_WINDOW:
+        raise UsageError(f"--metrics-window must be between 1 and {MAX_WINDOW:.0f} seconds")
+    if spec is None:
+        return None
+    try:
+        return parse_listen(spec)
+    except ValueError as err:
+        raise UsageError(f"--metrics {spec!r}: {err}") from None
+
+
+def _metrics_sink(listen, top: int, window: float):
+    """The metrics sink, its HTTP server listening, its exposition exercised (see _warm_up)."""
+    from tlssniff.output.metrics import MetricsSink
+
+    sink = MetricsSink(top=top, window=window)
+    sink.evaluate(force=True)
+    sink.exposition()
+    host, port = listen
+    try:
+        sink.serve(host, port)
+    except OSError as err:
+        raise UsageError(f"--metrics {host}:{port}: cannot listen: {err.strerror or err}") from None
+    return sink
+
+
+def _metrics_tick(sink, analyzer, cap) -> None:
+    table = analyzer.table
+    sink.tick(analyzer.counters, cap.stats(), table.active, table.held,
+              table.limits.max_pending_memory)
 
 
 def _open(path: Path, mode: str):

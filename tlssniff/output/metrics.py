@@ -40,6 +40,7 @@ import unicodedata
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
@@ -197,8 +198,8 @@ class MetricsSink(Collector):
             from prometheus_client import ProcessCollector
 
             ProcessCollector(registry=self.registry)  # process_resident_memory_bytes, CPU, fds
-        self._server = None
-        self._thread = None
+        self._server: Any = None  # the WSGI server of start_http_server
+        self._thread: threading.Thread | None = None
 
     # -- input (capture loop) ----------------------------------------------------------------
 
