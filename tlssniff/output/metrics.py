@@ -55,6 +55,7 @@ from tlssniff.analysis.verdict import (
 __all__ = [
     "DEFAULT_TOP",
     "DEFAULT_WINDOW",
+    "HELP_TEXTS",
     "EVAL_SECONDS",
     "LABEL_MAX",
     "MAX_TOP",
@@ -360,86 +361,103 @@ class MetricsSink(Collector):
             labelled = len(self._pairs)
             candidates = len(self._candidates)
             verdicts = self._verdicts
-        hs = CounterMetricFamily(
-            "tlssniff_handshakes", "TLS connections by handshake type (full, session_id, "
-            "ticket, psk, unknown), per server address and SNI (top-N, the rest as other).",
-            labels=["server", "sni", "handshake"])
+        hs = _family(CounterMetricFamily, "tlssniff_handshakes", ["server", "sni", "handshake"])
         for server, sni, counts in rows_hs:
             for name, n in zip(_HANDSHAKES, counts):
                 hs.add_metric([server, sni, name], n)
         yield hs
-        offers = CounterMetricFamily(
-            "tlssniff_resumption_offers", "Classified TLS connections whose client offered a "
-            "session id, ticket or PSK, by what the server did with it.",
-            labels=["server", "sni", "offered", "outcome"])
+        offers = _family(CounterMetricFamily, "tlssniff_resumption_offers",
+                         ["server", "sni", "offered", "outcome"])
         for server, sni, by_mech in rows_of:
             for mech, (acc, ref) in zip(_OFFERED, by_mech):
                 offers.add_metric([server, sni, mech, "accepted"], acc)
                 offers.add_metric([server, sni, mech, "refused"], ref)
         yield offers
-        fam = GaugeMetricFamily(
-            "tlssniff_findings", "Diagnostics findings that hold over the sliding window, "
-            "per code, severity and server address named by the finding.",
-            labels=["code", "severity", "server"])
+        fam = _family(GaugeMetricFamily, "tlssniff_findings", ["code", "severity", "server"])
         for (code, severity, server), n in sorted(findings.items()):
             fam.add_metric([code, severity, server], n)
         yield fam
-        yield _counter("tlssniff_verdicts", "TLS connections decided (every verdict).", verdicts)
-        yield _counter("tlssniff_frames", "Frames read from the capture and analyzed.",
-                       health.frames)
-        yield _counter("tlssniff_kernel_received_frames", "Frames that passed the capture "
-                       "filter in the kernel, dropped ones included (PACKET_STATISTICS).",
-                       health.received)
-        yield _counter("tlssniff_kernel_dropped_frames", "Frames the kernel capture buffer "
-                       "had no room for: handshakes may be missing or unknown.", health.dropped)
-        yield _counter("tlssniff_interface_dropped_frames", "Frames dropped by the interface "
-                       "or driver, as the OS reports it (libpcap backend).", health.if_dropped)
-        conns = CounterMetricFamily(
-            "tlssniff_connections", "Connections seen, by kind (tcp, tls, not_tls, midstream).",
-            labels=["kind"])
+        yield _family(CounterMetricFamily, "tlssniff_verdicts", value=verdicts)
+        yield _family(CounterMetricFamily, "tlssniff_frames", value=health.frames)
+        yield _family(CounterMetricFamily, "tlssniff_kernel_received_frames",
+                      value=health.received)
+        yield _family(CounterMetricFamily, "tlssniff_kernel_dropped_frames",
+                      value=health.dropped)
+        yield _family(CounterMetricFamily, "tlssniff_interface_dropped_frames",
+                      value=health.if_dropped)
+        conns = _family(CounterMetricFamily, "tlssniff_connections", ["kind"])
         for kind, n in (("tcp", health.tcp_connections), ("tls", health.tls_connections),
                         ("not_tls", health.not_tls_connections),
                         ("midstream", health.midstream_tls)):
             conns.add_metric([kind], n)
         yield conns
-        ev = CounterMetricFamily(
-            "tlssniff_evicted_connections", "Connections dropped before their verdict for a "
-            "limit (max_flows: --max-flows; pending_memory: the pending-memory budget).",
-            labels=["reason"])
+        ev = _family(CounterMetricFamily, "tlssniff_evicted_connections", ["reason"])
         ev.add_metric(["max_flows"], health.evicted_flows)
         ev.add_metric(["pending_memory"], health.evicted_memory)
         yield ev
-        yield _counter("tlssniff_gaps", "Connections with bytes missing inside the handshake.",
-                       health.gaps)
-        yield _gauge("tlssniff_connections_in_handshake", "Connections tracked whose verdict is "
-                     "not decided yet.", health.in_handshake)
-        yield _gauge("tlssniff_pending_memory_bytes", "Bytes buffered for connections without "
-                     "a verdict (charged to the pending-memory budget).", health.pending_bytes)
-        yield _gauge("tlssniff_pending_memory_limit_bytes", "The pending-memory budget.",
-                     health.pending_limit)
-        yield _gauge("tlssniff_findings_window_seconds", "Length of the sliding window the "
-                     "findings are computed over.", self.window)
-        yield _gauge("tlssniff_findings_window_verdicts", "Verdicts in the sliding window now.",
-                     window_len)
-        yield _counter("tlssniff_findings_window_dropped_verdicts", "Verdicts pushed out of the "
-                       "window by its bound in verdicts before their time.", window_dropped)
+        yield _family(CounterMetricFamily, "tlssniff_gaps", value=health.gaps)
+        yield _family(GaugeMetricFamily, "tlssniff_connections_in_handshake",
+                      value=health.in_handshake)
+        yield _family(GaugeMetricFamily, "tlssniff_pending_memory_bytes",
+                      value=health.pending_bytes)
+        yield _family(GaugeMetricFamily, "tlssniff_pending_memory_limit_bytes",
+                      value=health.pending_limit)
+        yield _family(GaugeMetricFamily, "tlssniff_findings_window_seconds", value=self.window)
+        yield _family(GaugeMetricFamily, "tlssniff_findings_window_verdicts", value=window_len)
+        yield _family(CounterMetricFamily, "tlssniff_findings_window_dropped_verdicts",
+                      value=window_dropped)
         if last_eval is not None:
-            yield _gauge("tlssniff_findings_evaluated_timestamp_seconds", "When the findings "
-                         "were last computed (Unix time).", last_eval)
-        yield _gauge("tlssniff_metrics_top_limit", "Pairs (server, SNI) with their own labels "
-                     "at most (--metrics-top); the rest count under other.", self.top)
-        yield _gauge("tlssniff_metrics_top_pairs", "Pairs (server, SNI) with their own labels "
-                     "now.", labelled)
-        yield _gauge("tlssniff_metrics_other_pairs", "Pairs counted under other and remembered "
-                     "as candidates for a label (bounded).", candidates)
+            yield _family(GaugeMetricFamily, "tlssniff_findings_evaluated_timestamp_seconds",
+                          value=last_eval)
+        yield _family(GaugeMetricFamily, "tlssniff_metrics_top_limit", value=self.top)
+        yield _family(GaugeMetricFamily, "tlssniff_metrics_top_pairs", value=labelled)
+        yield _family(GaugeMetricFamily, "tlssniff_metrics_other_pairs", value=candidates)
 
 
-def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
-    return CounterMetricFamily(name, doc, value=value)
+#: Every metric family of the sink and its HELP text (constants: no wire byte goes into HELP).
+HELP_TEXTS: dict[str, str] = {
+    "tlssniff_handshakes": "TLS connections by handshake type (full, session_id, ticket, psk, "
+    "unknown), per server address and SNI (top-N pairs, the rest as other).",
+    "tlssniff_resumption_offers": "Classified TLS connections whose client offered a session "
+    "id, ticket or PSK, by what the server did with it.",
+    "tlssniff_findings": "Diagnostics findings that hold over the sliding window, per code, "
+    "severity and server address named by the finding.",
+    "tlssniff_verdicts": "TLS connections decided (every verdict).",
+    "tlssniff_frames": "Frames read from the capture and analyzed.",
+    "tlssniff_kernel_received_frames": "Frames that passed the capture filter in the kernel, "
+    "dropped ones included.",
+    "tlssniff_kernel_dropped_frames": "Frames the kernel capture buffer had no room for: "
+    "handshakes may be missing or unknown.",
+    "tlssniff_interface_dropped_frames": "Frames dropped by the interface or driver, as the OS "
+    "reports it (libpcap backend).",
+    "tlssniff_connections": "Connections seen, by kind (tcp, tls, not_tls, midstream).",
+    "tlssniff_evicted_connections": "Connections dropped before their verdict for a limit "
+    "(max_flows: --max-flows; pending_memory: the pending-memory budget).",
+    "tlssniff_gaps": "Connections with bytes missing inside the handshake.",
+    "tlssniff_connections_in_handshake": "Connections tracked whose verdict is not decided "
+    "yet.",
+    "tlssniff_pending_memory_bytes": "Bytes buffered for connections without a verdict "
+    "(charged to the pending-memory budget).",
+    "tlssniff_pending_memory_limit_bytes": "The pending-memory budget.",
+    "tlssniff_findings_window_seconds": "Length of the sliding window the findings are "
+    "computed over.",
+    "tlssniff_findings_window_verdicts": "Verdicts in the sliding window now.",
+    "tlssniff_findings_window_dropped_verdicts": "Verdicts pushed out of the window by its "
+    "bound in verdicts before their time.",
+    "tlssniff_findings_evaluated_timestamp_seconds": "When the findings were last computed "
+    "(Unix time).",
+    "tlssniff_metrics_top_limit": "Pairs (server, SNI) with their own labels at most "
+    "(--metrics-top); the rest count under other.",
+    "tlssniff_metrics_top_pairs": "Pairs (server, SNI) with their own labels now.",
+    "tlssniff_metrics_other_pairs": "Pairs counted under other and remembered as candidates "
+    "for a label (bounded).",
+}
 
 
-def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
-    return GaugeMetricFamily(name, doc, value=value)
+def _family(cls, name: str, labels: list[str] | None = None, value: float | None = None):
+    if labels is not None:
+        return cls(name, HELP_TEXTS[name], labels=labels)
+    return cls(name, HELP_TEXTS[name], value=value)
 
 
 def _window_findings(verdicts: Iterable[ConnectionVerdict]) -> list[tuple[str, str, set[str]]]:
