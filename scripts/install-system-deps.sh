@@ -18,6 +18,14 @@ need mergecap tshark
 need editcap tshark
 need ip iproute2
 need ps procps
+# live --metrics tests: a real Prometheus server scrapes tlssniff; promtool checks the
+# exposition and runs the alert rules' unit tests (contrib/prometheus).
+need prometheus prometheus
+need promtool prometheus
+# the systemd unit's test (contrib/systemd): systemd-analyze verify, setpriv --ambient-caps
+need systemd-analyze systemd
+need setpriv util-linux
+need capsh libcap2-bin
 # headless browser for the report tests (tests/test_report.py renders report.html)
 command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
     MISSING="$MISSING chromium"
