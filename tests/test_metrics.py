@@ -352,16 +352,30 @@ def test_findings_hold_over_the_window_then_leave(name: str):
 
 
 def test_window_bound_in_verdicts():
+    """Panes start every max_window_verdicts / 2 verdicts: the findings are computed over
+    between half and all of max_window_verdicts."""
     from tlssniff.analysis.verdict import ConnectionVerdict
 
     sink = _sink(max_window_verdicts=10)
-    for i in range(100):
-        sink.add(ConnectionVerdict(ts=float(i), client=f"10.0.0.1:{i + 1}",
-                                   server="10.0.0.2:443"))
-    samples = _samples(sink.exposition())
-    assert samples[("tlssniff_findings_window_verdicts", frozenset())] == 10
-    assert samples[("tlssniff_findings_window_dropped_verdicts_total", frozenset())] == 90
-    assert samples[("tlssniff_verdicts_total", frozenset())] == 100
+
+    def add(n: int) -> None:
+        for _ in range(n):
+            sink.add(ConnectionVerdict(ts=1.0, client="10.0.0.1:1", server="10.0.0.2:443"))
+
+    def window() -> float:
+        sink.evaluate(force=True)
+        return _samples(sink.exposition())[("tlssniff_findings_window_verdicts", frozenset())]
+
+    add(4)
+    assert window() == 4
+    add(1)  # the second pane starts
+    assert window() == 5
+    add(3)
+    assert window() == 8
+    add(92)
+    assert window() == 5
+    assert _samples(sink.exposition())[("tlssniff_verdicts_total", frozenset())] == 100
+    assert len(sink._panes) == 2
 
 
 def test_health_metrics():
