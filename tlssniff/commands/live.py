@@ -77,7 +77,8 @@ def live(
         help="Busiest (server, SNI) pairs with their own metric labels; the rest count as "
         "server=\"other\".", metavar="N")] = 100,
     metrics_window: Annotated[float, typer.Option(
-        help="Seconds of verdicts the tlssniff_findings gauge is computed over.",
+        help="Window of the tlssniff_findings gauge: the findings of the last S/2 to S "
+        "seconds of verdicts.",
         metavar="S")] = 600.0,
 ) -> None:
     """Capture on an interface and classify every TLS handshake live.

@@ -74,9 +74,9 @@ __all__ = [
 
 DEFAULT_TOP = 100  # labelled (server, sni) pairs (--metrics-top)
 MAX_TOP = 10_000
-DEFAULT_WINDOW = 600.0  # seconds of verdicts the findings are computed over (--metrics-window)
+DEFAULT_WINDOW = 600.0  # --metrics-window: findings over the last half to whole of it
 MAX_WINDOW = 86_400.0
-MAX_WINDOW_VERDICTS = 20_000  # the window's bound in verdicts, whatever the traffic
+MAX_WINDOW_VERDICTS = 20_000  # the findings' bound in verdicts, whatever the traffic
 EVAL_SECONDS = 10.0  # findings recomputed at most this often
 RESELECT_SECONDS = 60.0  # the top-N of pairs re-ranked this often once all slots are taken
 TRACK_FACTOR = 10  # candidates remembered for promotion: TRACK_FACTOR * top
