@@ -403,6 +403,23 @@ def test_health_metrics():
         _lab(kind="midstream"): 1}
 
 
+def test_openmetrics_exposition():
+    """Prometheus asks for OpenMetrics: the same samples, ending with # EOF."""
+    sink = _sink()
+    for v in _verdicts(CAPTURES / "demo.pcapng"):
+        sink.add(v)
+    sink.warm_up()
+    text = sink.exposition("application/openmetrics-text; version=1.0.0").decode()
+    assert text.endswith("# EOF\n")
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+    got = {(s.name, frozenset(s.labels.items())): s.value
+           for fam in text_string_to_metric_families(text) for s in fam.samples}
+    plain = _samples(sink.exposition())
+    for key in ("tlssniff_handshakes_total", "tlssniff_resumption_offers_total"):
+        assert _of(got, key) == _of(plain, key)
+
+
 def test_process_memory_is_exposed():
     from tlssniff.output.metrics import MetricsSink
 
@@ -858,6 +875,24 @@ def test_prometheus_scrapes_the_exact_counts(lo, cert, tmp_path: Path):
     assert "running as nobody" in live.err.read_text()
     records = [json.loads(x) for x in (tmp_path / "live.jsonl").read_text().splitlines()]
     assert len(records) == len(runs)
+
+
+@needs_root
+def test_metrics_port_in_use_is_a_usage_error():
+    import socket
+
+    port = _free_port()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen(1)
+        proc = subprocess.run([sys.executable, "-m", "tlssniff", "live", "lo", "--filter",
+                               f"tcp port {port}", "--metrics", f"127.0.0.1:{port}",
+                               "--count", "1"],
+                              capture_output=True, text=True, timeout=TIMEOUT, cwd=REPO)
+    assert proc.returncode == 2, proc.stderr
+    line = proc.stderr.strip()
+    assert line.startswith(f"tlssniff: error: --metrics 127.0.0.1:{port}: cannot listen: "), line
+    assert "\n" not in line
 
 
 def _unprivileged_python(env: dict) -> list[str] | None:

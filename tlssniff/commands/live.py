@@ -286,8 +286,7 @@ def _metrics_sink(listen, top: int, window: float):
     from tlssniff.output.metrics import MetricsSink
 
     sink = MetricsSink(top=top, window=window)
-    sink.evaluate(force=True)
-    sink.exposition()
+    sink.warm_up()
     host, port = listen
     try:
         sink.serve(host, port)

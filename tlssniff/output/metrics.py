@@ -350,11 +350,23 @@ class MetricsSink(Collector):
             self._thread.join(timeout=5)
             self._thread = None
 
-    def exposition(self) -> bytes:
-        """What a scrape of ``/metrics`` returns (Prometheus text format)."""
-        from prometheus_client import generate_latest
+    def exposition(self, accept: str = "text/plain") -> bytes:
+        """What a scrape of ``/metrics`` with this Accept header returns (the Prometheus text
+        format by default; Prometheus itself asks for OpenMetrics)."""
+        from prometheus_client.exposition import choose_encoder
 
-        return generate_latest(self.registry)
+        encoder, _ = choose_encoder(accept)
+        return encoder(self.registry)
+
+    def warm_up(self) -> None:
+        """Build every answer a scrape may get (both formats, gzip) once, while the process
+        may still read every file: the modules they need are imported now (see
+        commands/live.py: privileges drop after the capture is open)."""
+        import gzip
+
+        self.evaluate(force=True)
+        for accept in ("text/plain", "application/openmetrics-text; version=1.0.0"):
+            gzip.compress(self.exposition(accept))
 
     # -- exposition --------------------------------------------------------------------------
 
