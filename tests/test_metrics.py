@@ -378,6 +378,42 @@ def test_window_bound_in_verdicts():
     assert len(sink._panes) == 2
 
 
+def test_memory_is_bounded_by_the_window_not_the_traffic():
+    """Memory held by the sink (pairs, candidates, both panes) after 4,000 and after 12,000
+    verdicts of ever new servers and sessions: the same, give or take 10 %."""
+    import gc
+    import tracemalloc
+
+    from tlssniff.analysis.verdict import ConnectionVerdict, Handshake, Offered
+
+    def verdict(i: int) -> ConnectionVerdict:
+        return ConnectionVerdict(ts=float(i), client=f"10.{i % 200}.{i // 200 % 200}.1:{i % 60000 + 1}",
+                                 server=f"192.0.{i // 250 % 250}.{i % 250}:443",
+                                 sni=f"s{i}.example", version="TLSv1.2",
+                                 offered=Offered.SESSION_ID if i % 2 else Offered.NONE,
+                                 handshake=Handshake.SESSION_ID if i % 4 == 1 else Handshake.FULL,
+                                 session_id=f"{i:064x}", issued_session_id=f"{i + 1:064x}")
+
+    clock = _Clock()
+    sink = _sink(top=20, max_window_verdicts=1000, clock=clock)
+    tracemalloc.start()
+    try:
+        sizes = []
+        for i in range(12000):
+            sink.add(verdict(i))
+            if i % 100 == 0:
+                clock.t += 1
+                sink.tick(_Counters(), _Kernel())
+            if i + 1 in (4000, 12000):
+                gc.collect()
+                sizes.append(tracemalloc.get_traced_memory()[0])
+    finally:
+        tracemalloc.stop()
+    assert sizes[0] > 0
+    assert abs(sizes[1] - sizes[0]) < 0.1 * sizes[0], sizes
+    assert len(_of(_samples(sink.exposition()), "tlssniff_handshakes_total")) == 21 * 5
+
+
 def test_health_metrics():
     from tlssniff.analysis.pipeline import Counters
     from tlssniff.capture.live import KernelStats
