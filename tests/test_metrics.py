@@ -387,7 +387,8 @@ def test_memory_is_bounded_by_the_window_not_the_traffic():
     from tlssniff.analysis.verdict import ConnectionVerdict, Handshake, Offered
 
     def verdict(i: int) -> ConnectionVerdict:
-        return ConnectionVerdict(ts=float(i), client=f"10.{i % 200}.{i // 200 % 200}.1:{i % 60000 + 1}",
+        client = f"10.{i % 200}.{i // 200 % 200}.1:{i % 60000 + 1}"
+        return ConnectionVerdict(ts=float(i), client=client,
                                  server=f"192.0.{i // 250 % 250}.{i % 250}:443",
                                  sni=f"s{i}.example", version="TLSv1.2",
                                  offered=Offered.SESSION_ID if i % 2 else Offered.NONE,
