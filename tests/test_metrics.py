@@ -719,11 +719,11 @@ class Prometheus:
     """Debian's ``prometheus`` on 127.0.0.1:PORT scraping tlssniff every second, with the
     project's rules loaded; storage in a temporary folder."""
 
-    def __init__(self, tmp: Path, port: int, target: str):
+    def __init__(self, tmp: Path, port: int, target: str, rules: str | None = None):
         self.port = port
         self.dir = tmp / "prometheus"
         self.dir.mkdir()
-        shutil.copy(RULES, self.dir / RULES.name)
+        (self.dir / RULES.name).write_text(RULES.read_text() if rules is None else rules)
         (self.dir / "prometheus.yml").write_text(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
             f"rule_files: [{RULES.name}]\n"
@@ -930,6 +930,49 @@ def test_metrics_port_in_use_is_a_usage_error():
     line = proc.stderr.strip()
     assert line.startswith(f"tlssniff: error: --metrics 127.0.0.1:{port}: cannot listen: "), line
     assert "\n" not in line
+
+
+@needs_root
+def test_cross_server_refused_alert_fires_in_prometheus(lo, cert, tmp_path: Path):
+    """Two nodes of one name (Python ssl servers on 127.0.0.2 and 127.0.0.3, each its own
+    ticket key): each refuses the other's tickets and accepts its own. tlssniff_findings shows
+    cross_server_refused for both, and the project's alert fires in a real Prometheus (its
+    ``for`` shortened to 0s in the copy Prometheus loads)."""
+    crt, key = cert
+    used: set[int] = set()
+    port, pm, pp = (_free_port(used) for _ in range(3))
+    rules = RULES.read_text()
+    old = "(tlssniff_findings{code=\"cross_server_refused\"}) > 0\n        for: 1m"
+    assert rules.count(old) == 1
+    rules = rules.replace(old, old.replace("1m", "0s"))
+    t12 = ssl.TLSVersion.TLSv1_2
+    a, b = "127.0.0.2", "127.0.0.3"
+    with lo.PythonServer(a, port, crt, key, max_version=t12), \
+            lo.PythonServer(b, port, crt, key, max_version=t12), \
+            _LiveMetrics(tmp_path, [port], pm) as live, \
+            Prometheus(tmp_path, pp, f"127.0.0.1:{pm}", rules=rules) as prom:
+        prom.wait_for('up{job="tlssniff"}', 1)
+        runs = []
+        for first, other in ((a, b), (b, a)):
+            run, session = lo.py_client(port, host=first, max_version=t12)
+            runs.append(run)
+            runs.append(lo.py_client(port, host=first, max_version=t12, session=session,
+                                     offered="ticket")[0])
+            runs.append(lo.py_client(port, host=other, max_version=t12, session=session,
+                                     offered="ticket")[0])
+        assert [r.reused for r in runs] == [False, True, False] * 2
+        prom.wait_for("sum(tlssniff_verdicts_total)", len(runs))
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            firing = prom.query('ALERTS{alertname="TLSCrossServerRefused",alertstate="firing"}')
+            if len(firing) == 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert sorted(r["metric"]["server"] for r in firing) == [f"{a}:{port}", f"{b}:{port}"]
+        found = {r["metric"]["server"]: float(r["value"][1])
+                 for r in prom.query('tlssniff_findings{code="cross_server_refused"}')}
+        assert found == {f"{a}:{port}": 2, f"{b}:{port}": 2}
+        assert live.stop() == 0, live.err.read_text()
 
 
 def _unprivileged_python(env: dict) -> list[str] | None:
