@@ -464,19 +464,35 @@ def test_process_memory_is_exposed():
     assert s[("process_resident_memory_bytes", frozenset())] > 1e6
 
 
-def test_serves_over_http():
+def _has_ipv6_loopback() -> bool:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("host", [
+    "127.0.0.1",
+    pytest.param("::1", marks=pytest.mark.skipif(not _has_ipv6_loopback(), reason="no ::1")),
+])
+def test_serves_over_http(host: str):
     sink = _sink()
     port = _free_port()
-    sink.serve("127.0.0.1", port)
+    sink.serve(host, port)
+    url_host = f"[{host}]" if ":" in host else host
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=TIMEOUT) as r:
+        with urllib.request.urlopen(f"http://{url_host}:{port}/metrics", timeout=TIMEOUT) as r:
             assert r.status == 200
             assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
             assert ("tlssniff_verdicts_total", frozenset()) in _samples(r.read())
         from tlssniff.output.metrics import MetricsSink
 
         with pytest.raises(OSError):  # the address is taken
-            MetricsSink(process=False).serve("127.0.0.1", port)
+            MetricsSink(process=False).serve(host, port)
     finally:
         sink.close()
 

@@ -291,7 +291,8 @@ def _metrics_sink(listen, top: int, window: float):
     try:
         sink.serve(host, port)
     except OSError as err:
-        raise UsageError(f"--metrics {host}:{port}: cannot listen: {err.strerror or err}") from None
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        raise UsageError(f"--metrics {where}: cannot listen: {err.strerror or err}") from None
     return sink
 
 
