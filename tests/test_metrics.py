@@ -415,6 +415,28 @@ def test_memory_is_bounded_by_the_window_not_the_traffic():
     assert len(_of(_samples(sink.exposition()), "tlssniff_handshakes_total")) == 21 * 5
 
 
+def test_a_diagnostics_failure_is_counted_not_fatal(monkeypatch):
+    from tlssniff.analysis.diagnostics import Diagnostics
+    from tlssniff.analysis.verdict import ConnectionVerdict
+
+    sink = _sink()
+    verdicts = _verdicts(CAPTURES / "diagnostics" / "cluster-separate-keys.pcap")
+
+    def boom(self, v):
+        raise RuntimeError("a bug")
+
+    with monkeypatch.context() as m:
+        m.setattr(Diagnostics, "add", boom)
+        sink.add(ConnectionVerdict(ts=1.0, client="10.0.0.1:1", server="10.0.0.2:443"))
+    for v in verdicts:
+        sink.add(v)
+    sink.evaluate(force=True)
+    s = _samples(sink.exposition())
+    assert s[("tlssniff_findings_errors_total", frozenset())] == 1
+    assert s[("tlssniff_verdicts_total", frozenset())] == len(verdicts) + 1
+    assert _findings(s) == _expected_findings("cluster-separate-keys")
+
+
 def test_health_metrics():
     from tlssniff.analysis.pipeline import Counters
     from tlssniff.capture.live import KernelStats

@@ -201,6 +201,7 @@ class MetricsSink(Collector):
         self._last_eval: float | None = None  # epoch seconds of the last evaluation
         self._window_verdicts = 0  # verdicts and seconds the findings were computed over
         self._window_covered = 0.0
+        self._errors = 0  # diagnostics that raised (see _diagnostics_failed)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
         if process:
@@ -232,11 +233,20 @@ class MetricsSink(Collector):
             if h is not Handshake.UNKNOWN and v.offered is not Offered.NONE:
                 pair.offers[_OFFER_INDEX[v.offered]][0 if h in RESUMED_HANDSHAKES else 1] += 1
         self._dirty = True
-        for pane in self._panes:
-            pane.diag.add(v)
-            pane.verdicts += 1
+        try:
+            for pane in self._panes:
+                pane.diag.add(v)
+                pane.verdicts += 1
+        except Exception:  # noqa: BLE001 - a diagnostics bug must not stop the capture
+            self._diagnostics_failed()
         if self._panes[-1].verdicts >= self.max_window_verdicts // 2:
             self._rotate(self._clock())
+
+    def _diagnostics_failed(self) -> None:
+        """The diagnostics raised: counted (tlssniff_findings_errors_total), and the window
+        starts afresh rather than the capture stopping."""
+        self._errors += 1
+        self._panes = [_Pane(self._clock())]
 
     def tick(self, counters, kernel, active: int = 0, pending_bytes: int = 0,
              pending_limit: int = 0) -> None:
@@ -278,7 +288,11 @@ class MetricsSink(Collector):
         self._next_eval = now + EVAL_SECONDS
         self._dirty = False
         pane = self._panes[0]
-        findings = _findings(pane.diag)
+        try:
+            findings = _findings(pane.diag)
+        except Exception:  # noqa: BLE001 - see add()
+            self._diagnostics_failed()
+            findings = []
         gauge: dict[tuple[str, str, str], int] = {}
         with self._lock:
             servers = {k[0]: p.server for k, p in self._pairs.items()}
@@ -383,6 +397,7 @@ class MetricsSink(Collector):
             labelled = len(self._pairs)
             candidates = len(self._candidates)
             verdicts = self._verdicts
+            errors = self._errors
         hs = _family(CounterMetricFamily, "tlssniff_handshakes", ["server", "sni", "handshake"])
         for server, sni, counts in rows_hs:
             for name, n in zip(_HANDSHAKES, counts):
@@ -431,6 +446,7 @@ class MetricsSink(Collector):
         if last_eval is not None:
             yield _family(GaugeMetricFamily, "tlssniff_findings_evaluated_timestamp_seconds",
                           value=last_eval)
+        yield _family(CounterMetricFamily, "tlssniff_findings_errors", value=errors)
         yield _family(GaugeMetricFamily, "tlssniff_metrics_top_limit", value=self.top)
         yield _family(GaugeMetricFamily, "tlssniff_metrics_top_pairs", value=labelled)
         yield _family(GaugeMetricFamily, "tlssniff_metrics_other_pairs", value=candidates)
@@ -468,6 +484,8 @@ HELP_TEXTS: dict[str, str] = {
     "computed over.",
     "tlssniff_findings_evaluated_timestamp_seconds": "When the findings were last computed "
     "(Unix time).",
+    "tlssniff_findings_errors": "Times the diagnostics failed on a verdict; the findings' "
+    "window then started afresh (a bug to report).",
     "tlssniff_metrics_top_limit": "Pairs (server, SNI) with their own labels at most "
     "(--metrics-top); the rest count under other.",
     "tlssniff_metrics_top_pairs": "Pairs (server, SNI) with their own labels now.",
