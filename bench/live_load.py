@@ -3,6 +3,7 @@
     python bench/live_load.py                      # 60 s: >= 300 handshakes/s + >= 50 MB/s
     python bench/live_load.py --minutes 10         # 10 minutes, tlssniff's RSS every 10 s
     python bench/live_load.py --reader-bench       # per-frame cost of the capture readers
+    python bench/live_load.py --minutes 10 --metrics   # the same with live --metrics, scraped
 
 Needs root, nginx, iproute2. Everything happens inside two network namespaces this script
 creates (``tlsl-srv-PID``, ``tlsl-cli-PID``) joined by a veth pair with MTU 1500 and
@@ -22,6 +23,12 @@ segmentation offloads (TSO, GSO, GRO) are switched off, so what is captured is w
 * ``tlssniff live VETH -f jsonl`` runs in the server namespace during the whole load, is stopped
   with SIGTERM one second after the clients, and its verdicts are compared with the clients'
   records connection by connection.
+
+With ``--metrics``, tlssniff also serves Prometheus metrics (``--metrics 127.0.0.1:PORT`` on the
+server namespace's own loopback, PORT in 23000-23999) and a scraper in that namespace reads
+``/metrics`` every ``--scrape-interval`` seconds (default 1) during the whole load, as a
+Prometheus server would; the last scrape's handshake counts must equal its verdict count, and no more than tlssniff
+wrote (connections still open at the stop are decided after it).
 
 Reported: handshakes/s and MB/s achieved, frames/s, the kernel's received/dropped counts (from
 tlssniff's summary), connections classified vs made, disagreements, tlssniff's CPU and RSS.
@@ -360,6 +367,41 @@ def clients_main(args: argparse.Namespace) -> None:
             p.join(5)
 
 
+def scrape_main(args: argparse.Namespace) -> None:
+    """Inside the server namespace: scrape ``args.url`` every ``args.interval`` seconds until
+    killed; after every scrape, write what it saw to ``args.out`` (a Prometheus stand-in)."""
+    import urllib.request
+
+    sys.path.insert(0, str(REPO))
+    from prometheus_client.parser import text_string_to_metric_families
+
+    stats = {"scrapes": 0, "failures": 0, "max_bytes": 0, "max_series": 0, "max_seconds": 0.0,
+             "handshakes": 0, "verdicts": 0, "series": 0}
+    while True:
+        t0 = time.monotonic()
+        try:
+            with urllib.request.urlopen(args.url, timeout=5) as r:
+                body = r.read()
+            took = time.monotonic() - t0
+            series = hs = verdicts = 0
+            for fam in text_string_to_metric_families(body.decode()):
+                for sample in fam.samples:
+                    series += 1
+                    if sample.name == "tlssniff_handshakes_total":
+                        hs += int(sample.value)
+                    elif sample.name == "tlssniff_verdicts_total":
+                        verdicts = int(sample.value)
+            stats.update(scrapes=stats["scrapes"] + 1, handshakes=hs, verdicts=verdicts,
+                         series=series, max_bytes=max(stats["max_bytes"], len(body)),
+                         max_series=max(stats["max_series"], series),
+                         max_seconds=max(stats["max_seconds"], took))
+        except OSError:
+            stats["failures"] += 1
+        Path(args.out + ".tmp").write_text(json.dumps(stats))
+        os.replace(args.out + ".tmp", args.out)
+        time.sleep(max(0.0, args.interval - (time.monotonic() - t0)))
+
+
 # --------------------------------------------------------------------------------------------
 # The measurement
 
@@ -406,7 +448,7 @@ def load_main(args: argparse.Namespace) -> int:
     seconds = args.minutes * 60 if args.minutes else args.seconds
     work = Path(tempfile.mkdtemp(prefix="tlssniff-live-load-"))
     net = Netns(os.getpid())
-    nginx = clients = sniff = None
+    nginx = clients = sniff = scraper = None
     samples: list[tuple[float, float]] = []
 
     def on_signal(signum, frame):
@@ -428,6 +470,9 @@ def load_main(args: argparse.Namespace) -> int:
         sniff_err = open(work / "tlssniff.err", "w")
         cmd = ["ip", "netns", "exec", net.srv, sys.executable, "-m", "tlssniff", "live",
                net.srv_if, "-f", "jsonl", "-o", str(verdicts), *args.tlssniff_args]
+        metrics_port = 23900 + os.getpid() % 100  # the namespace's own loopback
+        if args.metrics:
+            cmd += ["--metrics", f"127.0.0.1:{metrics_port}"]
         sniff = subprocess.Popen(cmd, cwd=REPO, stdout=sniff_err, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while "listening on" not in (work / "tlssniff.err").read_text():
@@ -438,6 +483,12 @@ def load_main(args: argparse.Namespace) -> int:
         print(f"live_load: {seconds:.0f} s of {args.rate:.0f} handshakes/s and {args.bulk:.0f} MB/s "
               f"over {net.srv_if} ({net.cli_ip} -> {net.srv_ip}); tlssniff pid {sniff.pid}",
               flush=True)
+        if args.metrics:
+            scraper = subprocess.Popen(
+                ["ip", "netns", "exec", net.srv, sys.executable, __file__, "_scrape",
+                 "--url", f"http://127.0.0.1:{metrics_port}/metrics",
+                 "--interval", str(args.scrape_interval), "--out", str(work / "scrape.json")],
+                stdout=subprocess.DEVNULL, stderr=open(work / "scrape.err", "w"))
         client_ips = [net.cli_ip] + [net.extra_ip(k) for k in range(args.workers)]
         for ip in client_ips[1:]:
             run("ip", "addr", "add", f"{ip}/24", "dev", net.cli_if, ns=net.cli)
@@ -466,6 +517,9 @@ def load_main(args: argparse.Namespace) -> int:
         load_seconds = time.monotonic() - t0
         _stop(clients, signal.SIGKILL if clients.poll() is None else signal.SIGTERM)
         time.sleep(1.0)
+        if scraper is not None:
+            time.sleep(max(1.0, 2 * args.scrape_interval))  # a scrape after the last verdicts
+            _stop(scraper, signal.SIGKILL)
         cpu1 = _proc_cpu_s(sniff.pid) or cpu0
         peak = _peak_rss_mb(sniff.pid)
         _stop(sniff, signal.SIGTERM, timeout=30)
@@ -479,6 +533,7 @@ def load_main(args: argparse.Namespace) -> int:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(clients.pid, signal.SIGKILL)  # the client process and its workers
         _stop(clients, signal.SIGKILL)
+        _stop(scraper, signal.SIGKILL)
         _stop(sniff, signal.SIGKILL)
         _stop(nginx, signal.SIGQUIT)
         net.close()
@@ -568,6 +623,20 @@ def report(work: Path, verdicts: Path, sniff: subprocess.Popen, seconds: float, 
           f"exit {sniff.returncode}; peak RSS {peak if peak is None else round(peak, 1)} MB")
     ok = (dropped == 0 and missing == 0 and unclassified == 0 and wrong == 0
           and sniff.returncode == 0)
+    if args.metrics:
+        scrape = work / "scrape.json"
+        st = json.loads(scrape.read_text()) if scrape.exists() else None
+        if st is None:
+            print("metrics:   no scrape succeeded")
+            ok = False
+        else:
+            print(f"metrics:   {st['scrapes']} scrapes every {args.scrape_interval:g} s, "
+                  f"{st['failures']} failed; largest {st['max_bytes']:,} bytes, "
+                  f"{st['max_series']} series, slowest {1000 * st['max_seconds']:.0f} ms; "
+                  f"last scrape: {st['verdicts']} verdicts, {st['handshakes']} in "
+                  f"tlssniff_handshakes_total (tlssniff reported {reported})")
+            # connections still open at the stop are decided after the last scrape
+            ok = ok and st["failures"] == 0 and st["verdicts"] == st["handshakes"] <= reported
     if samples:
         rss = [s[1] for s in samples]
         growth = rss[-1] - rss[0]
@@ -665,6 +734,13 @@ def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "_offloads":
         set_offloads_off(sys.argv[2])
         return 0
+    if len(sys.argv) > 1 and sys.argv[1] == "_scrape":
+        p = argparse.ArgumentParser()
+        p.add_argument("--url", required=True)
+        p.add_argument("--interval", type=float, required=True)
+        p.add_argument("--out", required=True)
+        scrape_main(p.parse_args(sys.argv[2:]))
+        return 0
     if len(sys.argv) > 1 and sys.argv[1] == "_clients":
         p = argparse.ArgumentParser()
         p.add_argument("--ephemeral-ports", action="store_true")
@@ -689,6 +765,10 @@ def main() -> int:
     p.add_argument("--reader-bench", action="store_true",
                    help="compare the capture readers instead (needs root)")
     p.add_argument("--frames", type=int, default=20000, help="frames for --reader-bench")
+    p.add_argument("--metrics", action="store_true",
+                   help="run tlssniff with --metrics and scrape it during the load")
+    p.add_argument("--scrape-interval", type=float, default=1.0,
+                   help="seconds between scrapes with --metrics (default 1)")
     p.add_argument("tlssniff_args", nargs="*", help="extra arguments for tlssniff live (after --)")
     args = p.parse_args()
     if args.reader_bench:

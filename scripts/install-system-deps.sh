@@ -29,6 +29,14 @@ python3 -c 'import os, sysconfig; raise SystemExit(not os.path.exists(os.path.jo
 # tlssniff live loads libpcap with ctypes (its only system requirement).
 python3 -c 'import ctypes.util, sys; sys.exit(ctypes.util.find_library("pcap") is None)' \
     >/dev/null 2>&1 || MISSING="$MISSING libpcap0.8"
+# live --metrics tests: a real Prometheus server scrapes tlssniff; promtool checks the
+# exposition and runs the alert rules' unit tests (contrib/prometheus).
+need prometheus prometheus
+need promtool prometheus
+# the systemd unit's test (contrib/systemd): systemd-analyze verify, setpriv --ambient-caps
+need systemd-analyze systemd
+need setpriv util-linux
+need capsh libcap2-bin
 # headless browser for the report tests (tests/test_report.py renders report.html)
 command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
     MISSING="$MISSING chromium"

@@ -78,6 +78,16 @@ def live(
     fail_under: options.FailUnder = None,
     min_handshakes: options.MinHandshakes = 10,
     quiet: options.Quiet = False,
+    metrics: Annotated[Optional[str], typer.Option(
+        "--metrics", help="Serve Prometheus metrics at http://HOST:PORT/metrics while capturing "
+        "(docs/monitoring.md).", metavar="HOST:PORT")] = None,
+    metrics_top: Annotated[int, typer.Option(
+        help="Busiest (server, SNI) pairs with their own metric labels; the rest count as "
+        "server=\"other\".", metavar="N")] = 100,
+    metrics_window: Annotated[float, typer.Option(
+        help="Window of the tlssniff_findings gauge: the findings of the last S/2 to S "
+        "seconds of verdicts.",
+        metavar="S")] = 600.0,
 ) -> None:
     """Capture on an interface and classify every TLS handshake live.
 
@@ -93,6 +103,8 @@ def live(
       tlssniff live eth0 --duration 10m --write evidence.pcapng -o summary.txt
 
       tlssniff live eth0 --duration 1h --fail-under 80% -q || alert
+
+      tlssniff live eth0 --metrics 127.0.0.1:9815
     """
     import signal
 
@@ -106,6 +118,7 @@ def live(
     from tlssniff.output.report import fail_under_lines
     from tlssniff.output.table import print_report
 
+    listen = _metrics_listen(metrics, metrics_top, metrics_window)
     bpf = DEFAULT_FILTER if bpf is None else bpf
     if drop_privileges and os.geteuid() == 0:
         import pwd
@@ -139,12 +152,20 @@ def live(
         if cap.warning:
             note(f"warning: {cap.warning}")
 
+        sink = None
+        if listen is not None:  # listening before the privileges go, like the capture
+            sink = _metrics_sink(listen, metrics_top, metrics_window)
+            stack.callback(sink.close)
+            note(f"metrics on http://{metrics}/metrics")
+
         agg = Aggregator()
         writer = VerdictWriter(fmt, out) if fmt != "table" else None
         broken = []  # the jsonl reader went away (a closed pipe): stop
 
         def on_verdict(v) -> None:
             agg.add(v)
+            if sink is not None:
+                sink.add(v)
             if writer is not None and not broken:
                 try:
                     writer.write(v)
@@ -216,6 +237,8 @@ def live(
                     pcapng.flush()
                 if dash is not None:
                     dash.tick(frame_no, analyzer.counters, cap.stats())
+                if sink is not None:
+                    _metrics_tick(sink, analyzer, cap)
         # Stop: what the ring already holds is analyzed too (not after --count: it is exact).
         if count is None or frame_no < count:
             frame_no = _drain(cap, feed, pcapng, frame_no, count)
@@ -224,6 +247,8 @@ def live(
         if dash is not None:
             dash.stop()
         analyzer.finish()  # connections still open: decided with what was seen
+        if sink is not None:
+            _metrics_tick(sink, analyzer, cap)
         if pcapng is not None:
             pcapng.close(kernel.received, kernel.dropped)
         counters = analyzer.counters.to_dict()
@@ -250,6 +275,43 @@ def live(
             err.print(f"tlssniff: {display.for_terminal(line, 0)}", markup=False, soft_wrap=True)
         if failing:
             raise typer.Exit(ExitCode.BELOW_THRESHOLD)
+
+
+def _metrics_listen(spec: Optional[str], top: int, window: float):
+    """--metrics HOST:PORT as (host, port), None without it; UsageError when malformed."""
+    from tlssniff.output.metrics import MAX_TOP, MAX_WINDOW, parse_listen
+
+    if not 1 <= top <= MAX_TOP:
+        raise UsageError(f"--metrics-top must be between 1 and {MAX_TOP}, not {top}")
+    if not 1 <= window <= MAX_WINDOW:
+        raise UsageError(f"--metrics-window must be between 1 and {MAX_WINDOW:.0f} seconds")
+    if spec is None:
+        return None
+    try:
+        return parse_listen(spec)
+    except ValueError as err:
+        raise UsageError(f"--metrics {spec!r}: {err}") from None
+
+
+def _metrics_sink(listen, top: int, window: float):
+    """The metrics sink, its HTTP server listening, its exposition exercised (see _warm_up)."""
+    from tlssniff.output.metrics import MetricsSink
+
+    sink = MetricsSink(top=top, window=window)
+    sink.warm_up()
+    host, port = listen
+    try:
+        sink.serve(host, port)
+    except OSError as err:
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        raise UsageError(f"--metrics {where}: cannot listen: {err.strerror or err}") from None
+    return sink
+
+
+def _metrics_tick(sink, analyzer, cap) -> None:
+    table = analyzer.table
+    sink.tick(analyzer.counters, cap.stats(), table.active, table.held,
+              table.limits.max_pending_memory)
 
 
 def _open(path: Path, mode: str):
