@@ -544,15 +544,16 @@ class Diagnostics:
             for name, k in sorted((b.key_names or {}).items()):
                 if not k.refused or k.held():
                     continue
-                others = [a for a in holders_by_name.get((b.sni, name), ())
-                          if a.endpoint != b.endpoint]
+                others = [h for h in holders_by_name.get((b.sni, name), ())
+                          if h.endpoint != b.endpoint]
                 if not others:
                     continue
                 foreign_keyed[b.label] = foreign_keyed.get(b.label, 0) + k.refused
                 keyed_names.setdefault(b.label, set()).add(name)
-                for a in others:
-                    refused, _ = cross.setdefault((a.label, b.label), ({}, {}))
-                    ex = a.key_names[name].example()  # type: ignore[index]
+                for holder in others:
+                    refused, _ = cross.setdefault((holder.label, b.label), ({}, {}))
+                    assert holder.key_names is not None
+                    ex = holder.key_names[name].example()
                     for c in k.refused_examples:
                         refused.setdefault(id(c), (c, ex, f"ticket key name {name} held by"))
         # Refused offers another server issued or holds, per server (each offer once: those
