@@ -1,0 +1,201 @@
+"""Cluster diagnosis as users capture clusters (docs/diagnostics.md): the findings of every
+capture in captures/diagnostics/ are the same when it is split per node and the pieces are
+given in either order, and the same from each piece's JSONL verdicts, in the terminal and in
+JSON. Pieces are cut at connection boundaries (connections never span files)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import dpkt
+import pytest
+from typer.testing import CliRunner
+
+from tests.conftest import CAPTURES, run_tlssniff
+from tlssniff.cli import app
+
+DIAG = CAPTURES / "diagnostics"
+NAMES = sorted(p.name.removesuffix(".expected.json") for p in DIAG.glob("*.expected.json"))
+_runner = CliRunner()
+
+
+def tlssniff(*args: str) -> str:
+    result = _runner.invoke(app, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def split_per_node(pcap: Path, out: Path) -> list[Path]:
+    """One pcap per server address (the side that answered a SYN); a capture of one address
+    (a VIP) is split into two by alternate connections instead."""
+    with open(pcap, "rb") as f:
+        reader = dpkt.pcap.Reader(f)
+        link = reader.datalink()
+        packets = list(reader)
+    server_of: dict[frozenset, tuple[str, int]] = {}
+    conn_order: dict[frozenset, int] = {}
+    rows = []
+    for ts, buf in packets:
+        ip = (dpkt.sll.SLL(buf) if link == dpkt.pcap.DLT_LINUX_SLL else dpkt.ethernet.Ethernet(buf)).data
+        tcp = ip.data
+        a, b = (ip.src, tcp.sport), (ip.dst, tcp.dport)
+        key = frozenset((a, b))
+        if key not in server_of:
+            syn_only = tcp.flags & dpkt.tcp.TH_SYN and not tcp.flags & dpkt.tcp.TH_ACK
+            server_of[key] = b if syn_only else a
+            conn_order[key] = len(conn_order)
+        rows.append((ts, buf, key))
+    nodes = sorted({server_of[k][0] for k in server_of})
+    if len(nodes) > 1:
+        piece = {k: nodes.index(server_of[k][0]) for k in server_of}
+    else:
+        piece = {k: conn_order[k] % 2 for k in server_of}
+    paths = [out / f"{pcap.stem}.node{i}.pcap" for i in range(max(piece.values()) + 1)]
+    writers = [dpkt.pcap.Writer(open(p, "wb"), linktype=link) for p in paths]
+    for ts, buf, key in rows:
+        writers[piece[key]].writepkt(buf, ts)
+    for w in writers:
+        w.close()
+    return paths
+
+
+def normalized(findings: list[dict]) -> list[dict]:
+    """Findings as a set in a stable order; evidence frames and capture names depend on the
+    file a connection was read from, the connection itself (client, server, ts) does not."""
+    out = []
+    for f in findings:
+        g = dict(f)
+        g["evidence"] = [{k: v for k, v in e.items() if k not in ("frames", "capture")}
+                         for e in f["evidence"]]
+        out.append(g)
+    return sorted(out, key=lambda g: json.dumps(g, sort_keys=True))
+
+
+def _no_frames(table: str) -> str:
+    """The terminal output without its counters line, words only (the terminal wraps), and
+    without evidence frame numbers: they are per file, a piece numbers its frames from 1."""
+    words = " ".join(" ".join(table.splitlines()[:-1]).split())
+    return re.sub(r" frames [0-9,]+", "", words)
+
+
+def terminal_findings(table: str) -> Counter:
+    return Counter(re.findall(r"(?m)^(ERROR|WARNING|INFO) (\w+) (.*)$", table))
+
+
+@pytest.fixture(scope="module", params=NAMES)
+def pieces(request, tmp_path_factory):
+    name = request.param
+    tmp = tmp_path_factory.mktemp(name)
+    pcap = DIAG / f"{name}.pcap"
+    parts = split_per_node(pcap, tmp)
+    jsonls = []
+    for p in parts:
+        j = tmp / (p.stem + ".jsonl")
+        tlssniff("analyze", str(p), "-f", "jsonl", "-o", str(j))
+        jsonls.append(j)
+    whole = json.loads(tlssniff("analyze", str(pcap), "-f", "json"))
+    expected = json.loads((DIAG / f"{name}.expected.json").read_text())
+    return name, pcap, parts, jsonls, whole, expected, tlssniff("analyze", str(pcap))
+
+
+def test_split_per_node_in_either_order(pieces):
+    name, pcap, parts, _, whole, expected, table = pieces
+    assert len(parts) == 2, f"{name}: {len(parts)} pieces"
+    want = normalized(whole["findings"])
+    assert Counter(f["code"] for f in whole["findings"]) == \
+        Counter(f["code"] for f in expected["findings"])
+    for order in (parts, parts[::-1]):
+        doc = json.loads(tlssniff("analyze", *map(str, order), "-f", "json"))
+        assert normalized(doc["findings"]) == want, f"{name}: {[p.name for p in order]}"
+        assert terminal_findings(tlssniff("analyze", *map(str, order))) == \
+            terminal_findings(table), name
+
+
+def test_per_node_jsonl_verdicts(pieces):
+    name, _, _, jsonls, whole, _, table = pieces
+    want = normalized(whole["findings"])
+    for order in (jsonls, jsonls[::-1]):
+        doc = json.loads(tlssniff("analyze", *map(str, order), "-f", "json"))
+        assert normalized(doc["findings"]) == want, name
+        assert doc["totals"] == whole["totals"], name
+        assert doc["servers"] == whole["servers"], name
+        shown = tlssniff("analyze", *map(str, order))
+        assert terminal_findings(shown) == terminal_findings(table), name
+        # The per-server table itself is the same; only the counters line says what was read.
+        assert _no_frames(shown) == _no_frames(table), name
+        assert shown.splitlines()[-1] == f"{whole['totals']['handshakes']} verdicts read from " \
+                                         "verdict files."
+
+
+def test_configured_clusters_raise_no_warning():
+    """Servers behaving as configured (shared keys, working caches): nothing above info."""
+    for name in ("cluster-shared-key", "vip-shared-key", "haproxy-shared-keys",
+                 "concurrent-nginx", "concurrent-apache"):
+        doc = json.loads(tlssniff("analyze", str(DIAG / f"{name}.pcap"), "-f", "json"))
+        assert [f["code"] for f in doc["findings"] if f["severity"] != "info"] == [], name
+
+
+def test_jsonl_and_capture_mixed(tmp_path):
+    """A verdict file beside a capture: the findings of both captures together."""
+    a, b = split_per_node(DIAG / "cluster-separate-keys.pcap", tmp_path)
+    j = tmp_path / "a.jsonl"
+    tlssniff("analyze", str(a), "-f", "jsonl", "-o", str(j))
+    whole = json.loads(tlssniff("analyze", str(DIAG / "cluster-separate-keys.pcap"), "-f", "json"))
+    for args in ((str(j), str(b)), (str(b), str(j))):
+        doc = json.loads(tlssniff("analyze", *args, "-f", "json"))
+        assert normalized(doc["findings"]) == normalized(whole["findings"])
+
+
+# -- hostile verdict files ----------------------------------------------------------------------
+
+
+def _line(**over) -> str:
+    base = {"ts": 1.5, "client": "10.0.0.1:1000", "server": "10.0.0.2:443", "sni": "a.test",
+            "version": "TLSv1.2", "offered": "none", "handshake": "full"}
+    base.update(over)
+    return json.dumps({k: v for k, v in base.items() if v is not ...})
+
+
+@pytest.mark.parametrize("bad, reason", [
+    (_line(client='10.0.0.1:1"x'), "client: not a value tlssniff writes"),
+    (_line(ts="now"), "ts: not a timestamp"),
+    (_line(ts=float("inf")).replace("Infinity", "1e999"), "ts: not a timestamp"),
+    (_line(server=...), "server: missing"),
+    (_line(handshake="maybe"), "handshake: not one of"),
+    (_line(frames=[1, True]), "frames: not a list of frame numbers"),
+    (_line(ticket_key_name="ZZ"), "ticket_key_name: not a value tlssniff writes"),
+    (_line(sni="x" * 100_000), "sni: not a value tlssniff writes"),
+    (_line(alpn_offered="h2"), "alpn_offered: not a list of strings"),
+    (_line(cipher="\x1b[31m"), "cipher: not a value tlssniff writes"),
+    ("[1, 2]", "not a JSON object"),
+    ('{"ts": 1, ', "not JSON"),
+    ("{" * 100_000, "not JSON"),
+])
+def test_hostile_verdict_line_is_skipped_and_counted(tmp_path, bad, reason):
+    f = tmp_path / "v.jsonl"
+    f.write_text(_line() + "\n" + bad + "\n" + _line(ts=2.5) + "\n")
+    result = _runner.invoke(app, ["analyze", str(f), "-f", "json"], catch_exceptions=False)
+    assert result.exit_code == 0
+    doc = json.loads(result.stdout)
+    assert doc["totals"]["handshakes"] == 2
+    assert f"1 lines are not tlssniff verdicts, skipped (first: line 2: {reason}" in \
+        result.stderr.replace("\n", "")
+    # A file of nothing but such lines is an unusable input: one line, exit 2.
+    f.write_text(bad + "\n")
+    proc = run_tlssniff("analyze", str(f), check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(f"tlssniff: error: {f}: not a ")  # verdict file / capture
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+def test_overlong_line_is_skipped(tmp_path):
+    from tlssniff.sources import MAX_LINE
+
+    f = tmp_path / "v.jsonl"
+    f.write_text(_line() + "\n" + '{"ts": "' + "9" * (MAX_LINE + 10) + '"}\n' + _line(ts=2.5) + "\n")
+    result = _runner.invoke(app, ["analyze", str(f), "-f", "json"], catch_exceptions=False)
+    assert json.loads(result.stdout)["totals"]["handshakes"] == 2
+    assert "longer than" in result.stderr
