@@ -345,3 +345,14 @@ def test_memory_is_bounded():
         d.add(_v(i + 0.5, f"1.1.1.1:{i}", offered="session_id", handshake="session_id", sid=f"{i:04x}"))
     assert len(d.sessions) <= 10
     assert d.to_dict()["limits"]["sessions_dropped"] >= 990
+
+
+def test_servers_are_bounded_and_the_rest_counted():
+    d = Diagnostics(max_servers=5)
+    for i in range(50):
+        d.add(_v(i, f"1.1.1.1:{i}", f"10.0.{i}.1:443", issued_id=f"{i:04x}"))
+    limits = d.to_dict()["limits"]
+    assert (limits["servers"], limits["servers_dropped"]) == (5, 45)
+    (f,) = d.findings()
+    assert (f.code, f.severity.value, f.details["servers_dropped"]) == ("diagnostics_limited",
+                                                                       "info", 45)

@@ -33,7 +33,7 @@ from tlssniff.analysis.verdict import ConnectionVerdict, Handshake, Offered
 
 MAX_SESSIONS = 100_000
 MAX_OFFERS = 256
-MAX_SERVERS = 100_000
+MAX_SERVERS = 50_000
 MAX_KEY_NAMES = 32
 MAX_CLIENTS = 256
 MAX_POPULATIONS = 10_000
@@ -58,6 +58,7 @@ _CODE_RANK = {
         "resumption_disabled", "session_not_resumable", "several_key_sets", "sessions_lost",
         "cache_timeout", "cross_server_refused", "ticket_keys_differ", "concurrent_refused",
         "no_resumption_offered", "client_never_resumes", "ticket_key_rotation",
+        "diagnostics_limited",
     ))
 }
 _KEY_FILES = ("nginx ssl_session_ticket_key (the same file on every node), haproxy "
@@ -174,9 +175,9 @@ class ServerDiag:
     capture see one or two connections and need none)."""
 
     __slots__ = ("label", "endpoint", "sni", "handshakes", "full12", "issued_ids",
-                 "issued_tickets", "resumed12", "resumed", "offers", "accepted", "hints",
+                 "issued_tickets", "resumed12", "resumed", "offers", "accepted", "hint",
                  "key_names", "key_names_dropped", "full12_examples", "refused_examples",
-                 "clients", "populations")
+                 "clients", "populations", "pending")
 
     def __init__(self, label: str, endpoint: str, sni: str | None) -> None:
         self.label = label
@@ -190,7 +191,7 @@ class ServerDiag:
         self.resumed = 0
         self.offers = 0
         self.accepted = 0
-        self.hints: set[int] | None = None  # ticket lifetime hints announced
+        self.hint: int | None = None  # the largest ticket lifetime hint announced
         self.key_names: dict[str, KeyName] | None = None
         self.key_names_dropped = 0
         self.full12_examples: list[Conn] | None = None
@@ -199,6 +200,9 @@ class ServerDiag:
         # nothing]: no_resumption_offered's evidence
         self.clients: dict[tuple, list] | None = None
         self.populations: dict[str | None, list] | None = None  # -> [conns, offers, examples]
+        # A server's first connection waits here for its per-connection details (populations,
+        # clients, examples): a server seen once (most of an egress capture) needs none of them.
+        self.pending: tuple | None = None
 
     def key(self, name: str) -> KeyName | None:
         if self.key_names is None:
@@ -291,43 +295,38 @@ class Diagnostics:
             s.resumed += 1
             if not tls13:
                 s.resumed12 += 1
-        if s.populations is None:
-            s.populations = {}
-        pop = s.populations.get(c.population)
-        if pop is None and len(s.populations) < MAX_POPULATIONS:
-            pop = s.populations[c.population] = [0, 0, []]
-        if pop is not None:
-            pop[0] += 1
-            if v.offered is not Offered.NONE:
-                pop[1] += 1
-            _keep(pop[2], c)
+
+        detail = (c, v.offered is not Offered.NONE,
+                  v.handshake is Handshake.FULL and not tls13,
+                  v.handshake is Handshake.FULL and not tls13 and bool(
+                      v.issued_session_id or v.issued_ticket_hash),
+                  offer_key is not None and not v.resumed)
+        if s.handshakes == 1:
+            s.pending = detail
+        else:
+            if s.pending is not None:
+                self._detail(s, *s.pending)
+                s.pending = None
+            self._detail(s, *detail)
 
         # What a full handshake issued (TLS <= 1.2: in the clear).
         keys = []
         if v.handshake is Handshake.FULL and not tls13:
             s.full12 += 1
-            if s.full12_examples is None:
-                s.full12_examples = []
-            _keep(s.full12_examples, c)
             if v.issued_session_id:
                 keys.append("id:" + v.issued_session_id)
                 s.issued_ids += 1
             if v.issued_ticket_hash:
                 keys.append("tkt:" + v.issued_ticket_hash)
                 s.issued_tickets += 1
-        if keys or v.offered is Offered.NONE:
-            self._client(s, c, bool(keys), v.offered is Offered.NONE)
         if v.issued_ticket_key_name:
             k = s.key(v.issued_ticket_key_name)
             if k is not None:
                 k.issued += 1
                 k.issued_first = _earlier(k.issued_first, c)
                 k.issued_last = _later(k.issued_last, c)
-            if v.ticket_lifetime:
-                if s.hints is None:
-                    s.hints = set()
-                if len(s.hints) < MAX_KEY_NAMES:
-                    s.hints.add(v.ticket_lifetime)
+            if v.ticket_lifetime and (s.hint is None or v.ticket_lifetime > s.hint):
+                s.hint = v.ticket_lifetime
         if keys:
             session = self._link(keys[0])
             session.origin = _earlier(session.origin, c)
@@ -339,10 +338,6 @@ class Diagnostics:
             s.offers += 1
             if v.resumed:
                 s.accepted += 1
-            else:
-                if s.refused_examples is None:
-                    s.refused_examples = []
-                _keep(s.refused_examples, c)
             if c.key_name is not None:
                 k = s.key(c.key_name)
                 if k is not None:
@@ -411,6 +406,32 @@ class Diagnostics:
         if len(self.sessions) > self.max_sessions:
             self.sessions.popitem(last=False)
             self.sessions_dropped += 1
+
+    @staticmethod
+    def _detail(s: ServerDiag, c: Conn, offered: bool, full12: bool, issued: bool,
+                refused: bool) -> None:
+        """Per-connection details of a server seen more than once: its client populations,
+        returning clients and example connections."""
+        if s.populations is None:
+            s.populations = {}
+        pop = s.populations.get(c.population)
+        if pop is None and len(s.populations) < MAX_POPULATIONS:
+            pop = s.populations[c.population] = [0, 0, []]
+        if pop is not None:
+            pop[0] += 1
+            if offered:
+                pop[1] += 1
+            _keep(pop[2], c)
+        if full12:
+            if s.full12_examples is None:
+                s.full12_examples = []
+            _keep(s.full12_examples, c)
+        if refused:
+            if s.refused_examples is None:
+                s.refused_examples = []
+            _keep(s.refused_examples, c)
+        if issued or not offered:
+            Diagnostics._client(s, c, issued, not offered)
 
     @staticmethod
     def _client(s: ServerDiag, c: Conn, issued: bool, plain: bool) -> None:
@@ -490,6 +511,8 @@ class Diagnostics:
                 out.append(f)
         out.extend(self._keys_differ())
         out.extend(self._concurrent_refused(mixed_groups))
+        if (f := self._limited()) is not None:
+            out.append(f)
         out.sort(key=lambda f: (_SEVERITY_RANK[f.severity], _CODE_RANK.get(f.code, 99), f.servers))
         return out
 
@@ -820,8 +843,7 @@ class Diagnostics:
     def _lost_or_timeout(self, s: ServerDiag, acc: list, ref: list) -> Finding | None:
         """Refusals of a server's own sessions: a timeout (explained by age) or a loss at one
         moment (explained by issue time: a restart, a cache flush, a key change)."""
-        hints = sorted(h for h in s.hints or () if h)
-        hint = hints[-1] if hints else None
+        hint = s.hint
         aged_ref = [t for t in ref if not t[3]]  # key changes are no evidence of age
         window = _loss_window(acc, ref)
         timeout = None
@@ -1022,6 +1044,29 @@ class Diagnostics:
                 evidence=ev,
             ))
         return out
+
+    def _limited(self) -> Finding | None:
+        """The memory bounds were reached: say what the findings do not cover."""
+        if not (self.servers_dropped or self.sessions_dropped or self.offers_dropped):
+            return None
+        return Finding(
+            code="diagnostics_limited",
+            severity=Severity.INFO,
+            servers=[],
+            message=(
+                f"The diagnostics kept bounded memory: {self.servers_dropped} connections to "
+                f"servers beyond the first {self.max_servers} were not diagnosed, "
+                f"{self.sessions_dropped} sessions beyond the {self.max_sessions} most recently "
+                f"used and {self.offers_dropped} offers beyond {MAX_OFFERS} per session were "
+                "not linked. The findings are computed on what was kept (an offer whose "
+                "issuing connection was dropped is unlinked); the rates in the table count "
+                "every connection. Analyze a filtered capture (one site, one subnet) to "
+                "diagnose every server."
+            ),
+            details={"servers_dropped": self.servers_dropped,
+                     "sessions_dropped": self.sessions_dropped,
+                     "offers_dropped": self.offers_dropped},
+        )
 
     # -- output ------------------------------------------------------------------------------
 
