@@ -12,6 +12,8 @@ from pathlib import Path
 
 import dpkt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from tests.conftest import CAPTURES, run_tlssniff
@@ -130,6 +132,20 @@ def test_per_node_jsonl_verdicts(pieces):
                                          "verdict files."
 
 
+def test_verdicts_in_any_order(pieces, tmp_path):
+    """Every verdict of the capture, shuffled into one verdict file: the same findings."""
+    import random
+
+    name, _, _, jsonls, whole, _, _ = pieces
+    lines = [line for j in jsonls for line in j.read_text().splitlines()]
+    for seed in (1, 2):
+        random.Random(seed).shuffle(lines)
+        f = tmp_path / f"shuffled{seed}.jsonl"
+        f.write_text("\n".join(lines) + "\n")
+        doc = json.loads(tlssniff("analyze", str(f), "-f", "json"))
+        assert normalized(doc["findings"]) == normalized(whole["findings"]), (name, seed)
+
+
 def test_configured_clusters_raise_no_warning():
     """Servers behaving as configured (shared keys, working caches): nothing above info."""
     for name in ("cluster-shared-key", "vip-shared-key", "haproxy-shared-keys",
@@ -199,3 +215,29 @@ def test_overlong_line_is_skipped(tmp_path):
     result = _runner.invoke(app, ["analyze", str(f), "-f", "json"], catch_exceptions=False)
     assert json.loads(result.stdout)["totals"]["handshakes"] == 2
     assert "longer than" in result.stderr
+
+
+_FIELD_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=True),
+    st.text(max_size=40), st.lists(st.one_of(st.integers(), st.text(max_size=5)), max_size=4),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(sorted(json.loads(_line()).keys() | {
+    "frames", "ja4", "ticket_key_name", "psk_key_name", "alpn_offered", "capture", "note",
+    "ticket_lifetime", "issued_session_id", "alert", "cipher", "starttls", "transport",
+    "client_hello_ts", "ticket_len"})), _FIELD_VALUES, max_size=8))
+def test_any_mutated_verdict_is_refused_or_safe(changes):
+    """A verdict line with any fields replaced: refused with a ValueError, or read into a
+    verdict whose own JSON line (strings written unescaped) still parses to the same values."""
+    from tlssniff.sources import verdict_from_dict
+
+    doc = {**json.loads(_line()), **changes}
+    try:
+        v = verdict_from_dict(doc)
+    except ValueError as err:
+        assert "\n" not in str(err) and len(str(err)) < 200
+        return
+    assert json.loads(v.to_json_line()) == json.loads(json.dumps(v.to_dict()))

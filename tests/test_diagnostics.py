@@ -36,6 +36,8 @@ def test_every_scenario_is_shipped():
     assert set(NAMES) >= {
         "cache-timeout", "cluster-separate-keys", "cluster-shared-key", "concurrent-nginx",
         "concurrent-apache", "resumption-disabled", "not-resumable", "clients", "key-rotation",
+        "cache-timeout-staggered", "restart-nginx", "vip-separate-keys", "vip-shared-key",
+        "haproxy-separate-keys", "haproxy-shared-keys",
     }
     for name in NAMES:
         size = (DIAG / f"{name}.pcap").stat().st_size

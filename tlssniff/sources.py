@@ -208,8 +208,8 @@ def _bool(d: dict, name: str) -> bool:
 
 def _enum(d: dict, name: str, enum, default):
     x = d.get(name, default.value if default is not None else None)
-    if x is None:
-        return None
+    if x is None and default is None:
+        return None  # a nullable field (note)
     try:
         return enum(x)
     except (ValueError, TypeError):
@@ -217,7 +217,8 @@ def _enum(d: dict, name: str, enum, default):
 
 
 def _strings(d: dict, name: str) -> list[str]:
-    x = d.get(name) or []
+    x = d.get(name)
+    x = [] if x is None else x
     if not isinstance(x, list) or len(x) > MAX_LIST or not all(
             isinstance(s, str) and len(s) <= 255 for s in x):
         raise ValueError(f"{name}: not a list of strings")
@@ -225,7 +226,8 @@ def _strings(d: dict, name: str) -> list[str]:
 
 
 def _frames(d: dict) -> list[int]:
-    x = d.get("frames") or []
+    x = d.get("frames")
+    x = [] if x is None else x
     if not isinstance(x, list) or len(x) > 16 or not all(
             isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 1 << 63 for n in x):
         raise ValueError("frames: not a list of frame numbers")
@@ -240,7 +242,7 @@ def verdict_from_dict(d: object) -> ConnectionVerdict:
     ts = _number(d, "ts", optional=False)
     assert ts is not None
     transport = d.get("transport", "tcp")
-    if transport not in _TRANSPORTS:
+    if not isinstance(transport, str) or transport not in _TRANSPORTS:
         raise ValueError("transport: not tcp, udp or quic")
     lifetime = d.get("ticket_lifetime")
     if lifetime is not None and (isinstance(lifetime, bool) or not isinstance(lifetime, int)
