@@ -264,8 +264,8 @@ def scenario_cache_timeout(work, cert, key, log, capture):
     }
 
 
-def _cluster(work, cert, key, log, capture, shared: bool):
-    port = 44362
+def _cluster(work, cert, key, log, capture, shared: bool, port: int = 44362,
+             version=TLS12):
     a, b = "127.0.0.2", "127.0.0.3"
     directives = ["ssl_session_cache shared:SSL:1m", "ssl_session_tickets on"]
     if shared:
@@ -276,16 +276,19 @@ def _cluster(work, cert, key, log, capture, shared: bool):
         stack.enter_context(nginx(work / "nginx-a", cert, key, [(f"{a}:{port}", directives)]))
         stack.enter_context(nginx(work / "nginx-b", cert, key, [(f"{b}:{port}", directives)]))
         stack.enter_context(capture([port]))
-        _, sa = log.client(port, host=a, story="full handshake on A", expect=False)
-        log.client(port, host=a, session=sa, offered="ticket", story="A's ticket to A",
-                   expect=True)
-        log.client(port, host=b, session=sa, offered="ticket", story="A's ticket to B",
-                   expect=shared)
-        _, sb = log.client(port, host=b, story="full handshake on B", expect=False)
-        log.client(port, host=b, session=sb, offered="ticket", story="B's ticket to B",
-                   expect=True)
-        log.client(port, host=a, session=sb, offered="ticket", story="B's ticket to A",
-                   expect=shared)
+        mech = "psk" if version is TLS13 else "ticket"
+        _, sa = log.client(port, host=a, max_version=version, story="full handshake on A",
+                           expect=False)
+        log.client(port, host=a, session=sa, offered=mech, max_version=version,
+                   story="A's ticket to A", expect=True)
+        log.client(port, host=b, session=sa, offered=mech, max_version=version,
+                   story="A's ticket to B", expect=shared)
+        _, sb = log.client(port, host=b, max_version=version, story="full handshake on B",
+                           expect=False)
+        log.client(port, host=b, session=sb, offered=mech, max_version=version,
+                   story="B's ticket to B", expect=True)
+        log.client(port, host=a, session=sb, offered=mech, max_version=version,
+                   story="B's ticket to A", expect=shared)
     return [_server(a, port), _server(b, port)]
 
 
@@ -308,6 +311,28 @@ def scenario_cluster_shared(work, cert, key, log, capture):
     _cluster(work, cert, key, log, capture, shared=True)
     return {"story": "two nginx, same SNI, one shared ticket key file: tickets accepted on both",
             "findings": []}
+
+
+def scenario_cluster_separate_tls13(work, cert, key, log, capture):
+    """The two nginx with their own ticket keys, TLS 1.3 clients (port 25040): issuance is
+    encrypted; each node accepting its own PSKs (key names) and refusing the other's shows it."""
+    servers = _cluster(work, cert, key, log, capture, shared=False, port=25040, version=TLS13)
+    return {
+        "story": "two nginx, same SNI, separate ticket keys, TLS 1.3: PSKs refused across nodes",
+        "findings": [
+            {"code": "ticket_keys_differ", "servers": servers},
+            {"code": "cross_server_refused", "servers": servers, "offers": 1,
+             "target_accepts_own": True},
+            {"code": "cross_server_refused", "servers": servers[::-1], "offers": 1,
+             "target_accepts_own": True},
+        ],
+    }
+
+
+def scenario_cluster_shared_tls13(work, cert, key, log, capture):
+    _cluster(work, cert, key, log, capture, shared=True, port=25041, version=TLS13)
+    return {"story": "two nginx sharing one ssl_session_ticket_key file, TLS 1.3: every PSK "
+                     "accepted on both", "findings": []}
 
 
 def scenario_concurrent_nginx(work, cert, key, log, capture):
@@ -708,6 +733,8 @@ SCENARIOS = {
     "cache-timeout": scenario_cache_timeout,
     "cluster-separate-keys": scenario_cluster_separate,
     "cluster-shared-key": scenario_cluster_shared,
+    "cluster-separate-keys-tls13": scenario_cluster_separate_tls13,
+    "cluster-shared-key-tls13": scenario_cluster_shared_tls13,
     "concurrent-nginx": scenario_concurrent_nginx,
     "concurrent-apache": scenario_concurrent_apache,
     "resumption-disabled": scenario_resumption_disabled,

@@ -148,7 +148,8 @@ def test_verdicts_in_any_order(pieces, tmp_path):
 
 def test_configured_clusters_raise_no_warning():
     """Servers behaving as configured (shared keys, working caches): nothing above info."""
-    for name in ("cluster-shared-key", "vip-shared-key", "haproxy-shared-keys",
+    for name in ("cluster-shared-key", "cluster-shared-key-tls13", "vip-shared-key",
+                 "haproxy-shared-keys",
                  "concurrent-nginx", "concurrent-apache"):
         doc = json.loads(tlssniff("analyze", str(DIAG / f"{name}.pcap"), "-f", "json"))
         assert [f["code"] for f in doc["findings"] if f["severity"] != "info"] == [], name

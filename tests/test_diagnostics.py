@@ -37,7 +37,8 @@ def test_every_scenario_is_shipped():
         "cache-timeout", "cluster-separate-keys", "cluster-shared-key", "concurrent-nginx",
         "concurrent-apache", "resumption-disabled", "not-resumable", "clients", "key-rotation",
         "cache-timeout-staggered", "restart-nginx", "vip-separate-keys", "vip-shared-key",
-        "haproxy-separate-keys", "haproxy-shared-keys",
+        "haproxy-separate-keys", "haproxy-shared-keys", "cluster-separate-keys-tls13",
+        "cluster-shared-key-tls13",
     }
     for name in NAMES:
         size = (DIAG / f"{name}.pcap").stat().st_size

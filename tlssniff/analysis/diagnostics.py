@@ -177,7 +177,7 @@ class ServerDiag:
     __slots__ = ("label", "endpoint", "sni", "handshakes", "full12", "issued_ids",
                  "issued_tickets", "resumed12", "resumed", "offers", "accepted", "hint",
                  "key_names", "key_names_dropped", "full12_examples", "refused_examples",
-                 "clients", "populations", "pending")
+                 "clients", "populations", "pending", "seen_first", "seen_last")
 
     def __init__(self, label: str, endpoint: str, sni: str | None) -> None:
         self.label = label
@@ -203,6 +203,8 @@ class ServerDiag:
         # A server's first connection waits here for its per-connection details (populations,
         # clients, examples): a server seen once (most of an egress capture) needs none of them.
         self.pending: tuple | None = None
+        self.seen_first: float | None = None  # its first and last ClientHello
+        self.seen_last: float | None = None
 
     def key(self, name: str) -> KeyName | None:
         if self.key_names is None:
@@ -290,6 +292,10 @@ class Diagnostics:
         s.handshakes += 1
         offer_key = self._offer_key(v)
         c = Conn(v, label, offer_key)
+        if s.seen_first is None or c.start < s.seen_first:
+            s.seen_first = c.start
+        if s.seen_last is None or c.start > s.seen_last:
+            s.seen_last = c.start
         tls13 = c.tls13
         if v.resumed:
             s.resumed += 1
@@ -976,8 +982,7 @@ class Diagnostics:
             held = self._held(s)
             if s.sni and held:
                 by_sni.setdefault(s.sni, []).append(
-                    (s, {n for n, _ in held}, min(k.first() for _, k in held),
-                     max(k.last() for _, k in held)))
+                    (s, {n for n, _ in held}, s.seen_first, s.seen_last))
         out = []
         for sni, group in sorted(by_sni.items()):
             involved: dict[str, tuple] = {}
@@ -986,7 +991,7 @@ class Diagnostics:
                     if a.endpoint == b.endpoint or na & nb:
                         continue
                     if la < fb or lb < fa:
-                        continue  # not at the same time: could be one key rotated
+                        continue  # not seen at the same time: could be one key handed on
                     involved[a.label] = (a, na)
                     involved[b.label] = (b, nb)
             if not involved:
