@@ -265,9 +265,11 @@ def test_concurrent_refused_counts_one_session_racing():
 def test_cross_server_is_reported_in_each_direction_shown():
     a, b = "10.0.0.1:443", "10.0.0.2:443"
     base = [_v(0, "1.1.1.1:1", a, issued_ticket="ta", issued_key="ka"),
+            _v(0.5, "1.1.1.2:1", a, issued_ticket="ta2", issued_key="ka"),
             _v(1, "1.1.1.1:2", b, offered="ticket", ticket="ta", key="ka", issued_ticket="tb",
-               issued_key="kb")]
-    # b accepts nothing, but the one offer it refused was a's: a -> b is shown, b is not
+               issued_key="kb"),
+            _v(1.5, "1.1.1.2:2", b, offered="ticket", ticket="ta2", key="ka")]
+    # b accepts nothing, but both offers it refused were a's: a -> b is shown, b is not
     # "resumption_disabled" (the missing direction).
     d = Diagnostics()
     for v in base:
@@ -285,6 +287,7 @@ def test_cross_server_is_reported_in_each_direction_shown():
     # b refuses its own sessions too: resumption is off on b, which explains a's refusal.
     off = base + [_v(2 + i, f"1.1.1.1:{3 + i}", b, offered="ticket", ticket="tb", key="kb")
                   for i in range(2)]
+    assert _codes(base[:1] + base[2:3] + off[4:]) == ["resumption_disabled"]
     assert _codes(off) == ["resumption_disabled"]
 
 
