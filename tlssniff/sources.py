@@ -30,11 +30,11 @@ _GZIP = b"\x1f\x8b"
 
 # Kinds of input recognised by their first bytes (after gzip): the verdict formats.
 MAGIC: list[tuple[bytes, str]] = []
-Reader = Callable[[str], Iterator[ConnectionVerdict]]
 READERS: dict[str, Callable[[str, "Skips"], Iterator[ConnectionVerdict]]] = {}
 
 
-def register(kind: str, magic: bytes | None, reader) -> None:
+def register(kind: str, magic: bytes | None,
+             reader: Callable[[str, "Skips"], Iterator[ConnectionVerdict]]) -> None:
     """Add a verdict file format: files starting with ``magic`` are read by ``reader(path,
     skips)``, which yields verdicts and counts what it skips in ``skips``."""
     READERS[kind] = reader

@@ -980,7 +980,7 @@ class Diagnostics:
         by_sni: dict[str, list[tuple[ServerDiag, set, float, float]]] = {}
         for s in sorted(self.servers.values(), key=lambda s: s.label):
             held = self._held(s)
-            if s.sni and held:
+            if s.sni and held and s.seen_first is not None and s.seen_last is not None:
                 by_sni.setdefault(s.sni, []).append(
                     (s, {n for n, _ in held}, s.seen_first, s.seen_last))
         out = []
