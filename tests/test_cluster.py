@@ -242,3 +242,92 @@ def test_any_mutated_verdict_is_refused_or_safe(changes):
         assert "\n" not in str(err) and len(str(err)) < 200
         return
     assert json.loads(v.to_json_line()) == json.loads(json.dumps(v.to_dict()))
+
+
+# -- one sensor per node, one central command ------------------------------------------------
+
+
+def _diag_script():
+    import importlib.util
+    import sys
+
+    name = "tlssniff_make_diagnostic_captures"
+    if name not in sys.modules:
+        path = Path(__file__).resolve().parent.parent / "scripts" / "make_diagnostic_captures.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def _live_missing() -> str | None:
+    import os
+    import shutil
+
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return "needs root: live capture on the loopback interface"
+    if shutil.which("nginx") is None and not os.access("/usr/sbin/nginx", os.X_OK):
+        return "nginx is not installed (scripts/install-system-deps.sh)"
+    try:
+        from scapy.libs import winpcapy  # noqa: F401
+    except (ImportError, OSError) as err:
+        return f"scapy with libpcap is needed for live capture: {err}"
+    return None
+
+
+@pytest.mark.skipif(_live_missing() is not None, reason=_live_missing() or "")
+def test_live_sensor_per_node_then_one_central_analysis(tmp_path):
+    """Two nginx nodes with their own ticket keys, one ``tlssniff live lo -f jsonl`` sensor
+    filtered on each node's address (as on each node's eth0); ``analyze`` of the two verdict
+    files gives the cross-node findings the clients' own reports prove."""
+    import contextlib
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    mdc = _diag_script()
+    mc = mdc.mc
+    cert, key = mc.make_cert(tmp_path)
+    port, a, b = 25050, "127.0.0.2", "127.0.0.3"
+    directives = ["ssl_session_cache shared:SSL:1m", "ssl_session_tickets on"]
+    sensors = []
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(mdc.nginx(tmp_path / "a", cert, key, [(f"{a}:{port}", directives)]))
+        stack.enter_context(mdc.nginx(tmp_path / "b", cert, key, [(f"{b}:{port}", directives)]))
+        for host in (a, b):
+            mdc.wait_listening_on(host, port)
+            out = tmp_path / f"{host}.jsonl"
+            err = open(tmp_path / f"{host}.err", "wb")
+            stack.callback(err.close)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "tlssniff", "live", "lo", "--filter",
+                 f"tcp port {port} and host {host}", "-f", "jsonl", "-o", str(out)],
+                stdout=subprocess.DEVNULL, stderr=err)
+            stack.callback(lambda p=proc: p.poll() is None and (p.kill(), p.wait(10)))
+            deadline = time.monotonic() + 20
+            while b"listening on" not in (tmp_path / f"{host}.err").read_bytes():
+                assert proc.poll() is None and time.monotonic() < deadline, \
+                    (tmp_path / f"{host}.err").read_text()
+                time.sleep(0.05)
+            sensors.append((proc, out))
+        reports = []
+        for first, other in ((a, b), (b, a)):
+            run, s = mc.py_client(port, host=first, max_version=mdc.TLS12)
+            reports.append(run.reused)
+            reports.append(mc.py_client(port, host=first, session=s, offered="ticket",
+                                        max_version=mdc.TLS12)[0].reused)
+            reports.append(mc.py_client(port, host=other, session=s, offered="ticket",
+                                        max_version=mdc.TLS12)[0].reused)
+        assert reports == [False, True, False, False, True, False]  # the clients' own view
+        time.sleep(0.5)
+        for proc, _ in sensors:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(20)
+    doc = json.loads(tlssniff("analyze", *(str(out) for _, out in sensors), "-f", "json"))
+    sa, sb = f"{a}:{port} tlssniff.test", f"{b}:{port} tlssniff.test"
+    assert sorted((f["code"], tuple(f["servers"])) for f in doc["findings"]) == [
+        ("cross_server_refused", (sa, sb)), ("cross_server_refused", (sb, sa)),
+        ("ticket_keys_differ", (sa, sb))]
+    assert doc["totals"]["handshakes"] == 6 and doc["totals"]["resumed"] == 2
