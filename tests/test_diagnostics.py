@@ -362,3 +362,27 @@ def test_servers_are_bounded_and_the_rest_counted():
     (f,) = d.findings()
     assert (f.code, f.severity.value, f.details["servers_dropped"]) == ("diagnostics_limited",
                                                                        "info", 45)
+
+
+def _findings_of_every_capture() -> dict:
+    from tlssniff.analysis.parallel import analyze_captures
+
+    out = {}
+    root = CAPTURES.parent
+    for p in sorted(CAPTURES.rglob("*")):
+        if not p.name.endswith((".pcap", ".pcapng", ".pcap.gz")):
+            continue
+        d = Diagnostics()
+        analyze_captures([str(p)], d.add)
+        out[str(p.relative_to(root))] = sorted([f.code, *f.servers] for f in d.findings())
+    return out
+
+
+def test_findings_on_every_shipped_capture_are_pinned():
+    """The findings (code and servers) of every capture in the repository, public ones
+    included, are pinned in tests/data/findings_pinned.json: a change to the analysis that
+    changes one must change that file, deliberately (regenerate it with the document this
+    test prints)."""
+    pinned = json.loads((CAPTURES.parent / "tests" / "data" / "findings_pinned.json").read_text())
+    got = _findings_of_every_capture()
+    assert got == pinned, json.dumps(got, indent=1)
