@@ -100,13 +100,17 @@ def read_verdict_files(files: list[tuple[Path, str]],
     for path, kind in files:
         skips = Skips()
         n = 0
-        try:
-            for v in READERS[kind](str(path), skips):
-                on_verdict(v)
-                n += 1
-        except (OSError, EOFError) as err:
-            raise CaptureError(f"{path}: cannot read: {getattr(err, 'strerror', None) or err}") \
-                from None
+        verdicts = READERS[kind](str(path), skips)
+        while True:
+            try:
+                v = next(verdicts, None)
+            except (OSError, EOFError) as err:  # reading only: output errors are the caller's
+                raise CaptureError(
+                    f"{path}: cannot read: {getattr(err, 'strerror', None) or err}") from None
+            if v is None:
+                break
+            on_verdict(v)
+            n += 1
         if not n:
             why = f" ({skips.first})" if skips.first else ""
             raise CaptureError(f"{path}: not a tlssniff verdict file{why}")
