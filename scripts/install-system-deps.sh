@@ -29,6 +29,10 @@ fi
 if ! command -v apache2 >/dev/null 2>&1 && [ ! -x /usr/sbin/apache2 ]; then
     MISSING="$MISSING apache2"
 fi
+# haproxy (TLS server and TCP load balancer): scripts/make_diagnostic_captures.py's clusters.
+if ! command -v haproxy >/dev/null 2>&1 && [ ! -x /usr/sbin/haproxy ]; then
+    MISSING="$MISSING haproxy"
+fi
 
 if [ -z "$MISSING" ]; then
     echo "system deps: all present"

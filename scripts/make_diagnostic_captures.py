@@ -4,8 +4,9 @@
     sudo python scripts/make_diagnostic_captures.py                 # all, into captures/diagnostics/
     sudo python scripts/make_diagnostic_captures.py --only cache-timeout --out /tmp/caps
 
-Needs root (tcpdump), nginx, apache2 (for ``concurrent-apache``), openssl and iproute2 (``ss``).
-Real servers (nginx, Apache httpd mod_ssl), real clients (Python ``ssl`` with ``session=``,
+Needs root (tcpdump), nginx, haproxy (the VIP and haproxy clusters), apache2 (for
+``concurrent-apache``), openssl and iproute2 (``ss``).
+Real servers (nginx, haproxy, Apache httpd mod_ssl), real clients (Python ``ssl`` with ``session=``,
 ``openssl s_client``), recorded with ``tcpdump -i lo``. Each scenario writes ``NAME.pcap``,
 ``NAME.truth.jsonl`` (what each Python client itself reported: ``session_reused``, version) and
 ``NAME.expected.json`` (the findings tlssniff must give, and nothing else). See
