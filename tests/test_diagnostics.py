@@ -313,6 +313,13 @@ def test_tls13_cross_server_and_several_key_sets():
     # Accepted, then refused: a TLS 1.3 ticket of unknown age may have expired: no claim.
     vip[0].handshake, vip[1].handshake = Handshake.PSK, Handshake.FULL
     assert _codes(vip) == []
+    # Refused, then *another* ticket under the same name accepted: the refused one may have
+    # expired (its age is unknown): no claim either.
+    other = [_v(1, "1.1.1.1:2", a, handshake="full", psk="p1", **t13),
+             _v(2, "1.1.1.1:3", a, handshake="psk", psk="p2", **t13)]
+    for v in other:
+        v.psk_key_name = "k1"
+    assert _codes(other) == []
 
 
 def test_findings_do_not_depend_on_the_order_of_the_verdicts():

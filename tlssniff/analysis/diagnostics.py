@@ -812,14 +812,21 @@ class Diagnostics:
                     if key_changed or max_acc_age is None or age > max_acc_age:
                         continue
                     a = k.accepted_first
-                elif k.accepted_last.start > r.start:
-                    a = k.accepted_last  # refused, then the same key name accepted
                 else:
-                    continue  # accepted, then refused: a ticket of unknown age may have expired
+                    # Unknown age (TLS 1.3, issuance not captured): another ticket under the
+                    # name accepted proves nothing (the refused one may have expired); the
+                    # same ticket or PSK identity accepted *after* its refusal does.
+                    session = self.sessions.get(r.offer_key) if r.offer_key else None
+                    later = [c for c in (session.offers if session else ())
+                             if c.resumed and c.server == r.server and c.start > r.start]
+                    if not later:
+                        continue
+                    a = min(later, key=Conn.order)
                 split.append(name)
                 if len(ev) < MAX_EVIDENCE:
                     ev += [r.evidence(f"key name {name} refused"),
-                           a.evidence(f"key name {name} accepted on the same address")]
+                           a.evidence(f"key name {name} accepted on the same address"
+                                      + (" (the same ticket, later)" if known is None else ""))]
                 break
         if not interleaved and not split:
             return None
