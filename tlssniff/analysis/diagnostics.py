@@ -49,6 +49,11 @@ MIN_LOST = 2  # sessions_lost: refused sessions issued before the moment
 # cause (a restart, an eviction) and is not taken as evidence of a timeout.
 MIN_TIMEOUT_AGE = 1.0
 HINT_SLACK = 0.5  # seconds: a lifetime hint "agrees" with a bracket it lies in, give or take
+# cross_server_refused without the issuance (TLS 1.3): a refusal counts within this many seconds
+# of the holder's use of the ticket (or its key name), shorter than any default ticket lifetime
+# (nginx and haproxy 300 s, OpenSSL 7200 s), so that an expired ticket is not taken for a key
+# the node lacks.
+FRESH = 60.0
 
 _TLS13_PREFIX = "TLSv1.3"
 _SEVERITY_RANK = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}
@@ -552,14 +557,19 @@ class Diagnostics:
                 continue
             # No issuance captured (TLS 1.3, or it precedes the capture): a server that
             # accepted the session holds it.
-            holders: dict[str, Conn] = {}
+            # Its age is unknown, so a refusal elsewhere counts only near an acceptance
+            # (within FRESH s: the ticket was valid then), not after it may have expired.
+            holders: dict[str, list[Conn]] = {}
             for c in sess.offers:
                 if c.resumed:
-                    holders[c.server] = _earlier(holders.get(c.server), c)
-            for label, a in sorted(holders.items()):
+                    holders.setdefault(c.server, []).append(c)
+            for label, accepted in sorted(holders.items()):
                 for c in sess.offers:
-                    if c.sni == a.sni and c.endpoint != a.endpoint:
-                        pair(a, c, "same session accepted by")
+                    if c.sni != accepted[0].sni or c.endpoint == accepted[0].endpoint:
+                        continue
+                    near = min(accepted, key=lambda a: (abs(a.start - c.start), a.order()))
+                    if c.resumed or abs(near.start - c.start) <= FRESH:
+                        pair(near, c, "same session accepted by")
         # Key names: a refused ticket whose key name another node of the name holds (issued
         # tickets under it, or accepted one), and the refusing server does not.
         holders_by_name: dict[tuple, list[ServerDiag]] = {}
@@ -582,9 +592,11 @@ class Diagnostics:
                 for holder in others:
                     refused, _ = cross.setdefault((holder.label, b.label), ({}, {}))
                     assert holder.key_names is not None
-                    ex = holder.key_names[name].example()
+                    hk = holder.key_names[name]
+                    ex = hk.example()
                     for c in k.refused_examples:
-                        refused.setdefault(id(c), (c, ex, f"ticket key name {name} held by"))
+                        if hk.first() - FRESH <= c.start <= hk.last() + FRESH:
+                            refused.setdefault(id(c), (c, ex, f"ticket key name {name} held by"))
         # Refused offers another server issued or holds, per server (each offer once: those
         # counted by key name are not counted again by session).
         foreign: dict[str, int] = dict(foreign_keyed)
