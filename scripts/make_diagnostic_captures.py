@@ -4,8 +4,9 @@
     sudo python scripts/make_diagnostic_captures.py                 # all, into captures/diagnostics/
     sudo python scripts/make_diagnostic_captures.py --only cache-timeout --out /tmp/caps
 
-Needs root (tcpdump), nginx, apache2 (for ``concurrent-apache``), openssl and iproute2 (``ss``).
-Real servers (nginx, Apache httpd mod_ssl), real clients (Python ``ssl`` with ``session=``,
+Needs root (tcpdump), nginx, haproxy (the VIP and haproxy clusters), apache2 (for
+``concurrent-apache``), openssl and iproute2 (``ss``).
+Real servers (nginx, haproxy, Apache httpd mod_ssl), real clients (Python ``ssl`` with ``session=``,
 ``openssl s_client``), recorded with ``tcpdump -i lo``. Each scenario writes ``NAME.pcap``,
 ``NAME.truth.jsonl`` (what each Python client itself reported: ``session_reused``, version) and
 ``NAME.expected.json`` (the findings tlssniff must give, and nothing else). See
@@ -257,18 +258,15 @@ def scenario_cache_timeout(work, cert, key, log, capture):
             log.client(port, session=sess[port], offered=mech,
                        story=f"{mech}: offered at 6 s, refused (timeout 3 s)", expect=False)
     return {
-        "story": "nginx ssl_session_timeout 3s; resumptions at 1 s accepted, at 6 s refused",
-        "findings": [
-            {"code": "cache_timeout", "servers": [_server("127.0.0.1", ids)],
-             "accepted_max_age": [0.8, 1.6], "refused_min_age": [5.5, 7.0]},
-            {"code": "cache_timeout", "servers": [_server("127.0.0.1", tkt)],
-             "accepted_max_age": [0.8, 1.6], "refused_min_age": [5.5, 7.0], "lifetime_hint": 3},
-        ],
+        "story": "nginx ssl_session_timeout 3s; resumptions at 1 s accepted, at 6 s refused: one "
+                 "observation on each side of the bracket is not enough for cache_timeout (a "
+                 "restart between 1 and 6 s looks the same); cache-timeout-staggered has enough",
+        "findings": [],
     }
 
 
-def _cluster(work, cert, key, log, capture, shared: bool):
-    port = 44362
+def _cluster(work, cert, key, log, capture, shared: bool, port: int = 44362,
+             version=TLS12):
     a, b = "127.0.0.2", "127.0.0.3"
     directives = ["ssl_session_cache shared:SSL:1m", "ssl_session_tickets on"]
     if shared:
@@ -279,16 +277,19 @@ def _cluster(work, cert, key, log, capture, shared: bool):
         stack.enter_context(nginx(work / "nginx-a", cert, key, [(f"{a}:{port}", directives)]))
         stack.enter_context(nginx(work / "nginx-b", cert, key, [(f"{b}:{port}", directives)]))
         stack.enter_context(capture([port]))
-        _, sa = log.client(port, host=a, story="full handshake on A", expect=False)
-        log.client(port, host=a, session=sa, offered="ticket", story="A's ticket to A",
-                   expect=True)
-        log.client(port, host=b, session=sa, offered="ticket", story="A's ticket to B",
-                   expect=shared)
-        _, sb = log.client(port, host=b, story="full handshake on B", expect=False)
-        log.client(port, host=b, session=sb, offered="ticket", story="B's ticket to B",
-                   expect=True)
-        log.client(port, host=a, session=sb, offered="ticket", story="B's ticket to A",
-                   expect=shared)
+        mech = "psk" if version is TLS13 else "ticket"
+        _, sa = log.client(port, host=a, max_version=version, story="full handshake on A",
+                           expect=False)
+        log.client(port, host=a, session=sa, offered=mech, max_version=version,
+                   story="A's ticket to A", expect=True)
+        log.client(port, host=b, session=sa, offered=mech, max_version=version,
+                   story="A's ticket to B", expect=shared)
+        _, sb = log.client(port, host=b, max_version=version, story="full handshake on B",
+                           expect=False)
+        log.client(port, host=b, session=sb, offered=mech, max_version=version,
+                   story="B's ticket to B", expect=True)
+        log.client(port, host=a, session=sb, offered=mech, max_version=version,
+                   story="B's ticket to A", expect=shared)
     return [_server(a, port), _server(b, port)]
 
 
@@ -311,6 +312,28 @@ def scenario_cluster_shared(work, cert, key, log, capture):
     _cluster(work, cert, key, log, capture, shared=True)
     return {"story": "two nginx, same SNI, one shared ticket key file: tickets accepted on both",
             "findings": []}
+
+
+def scenario_cluster_separate_tls13(work, cert, key, log, capture):
+    """The two nginx with their own ticket keys, TLS 1.3 clients (port 25040): issuance is
+    encrypted; each node accepting its own PSKs (key names) and refusing the other's shows it."""
+    servers = _cluster(work, cert, key, log, capture, shared=False, port=25040, version=TLS13)
+    return {
+        "story": "two nginx, same SNI, separate ticket keys, TLS 1.3: PSKs refused across nodes",
+        "findings": [
+            {"code": "ticket_keys_differ", "servers": servers},
+            {"code": "cross_server_refused", "servers": servers, "offers": 1,
+             "target_accepts_own": True},
+            {"code": "cross_server_refused", "servers": servers[::-1], "offers": 1,
+             "target_accepts_own": True},
+        ],
+    }
+
+
+def scenario_cluster_shared_tls13(work, cert, key, log, capture):
+    _cluster(work, cert, key, log, capture, shared=True, port=25041, version=TLS13)
+    return {"story": "two nginx sharing one ssl_session_ticket_key file, TLS 1.3: every PSK "
+                     "accepted on both", "findings": []}
 
 
 def scenario_concurrent_nginx(work, cert, key, log, capture):
@@ -426,10 +449,293 @@ def scenario_key_rotation(work, cert, key, log, capture):
                           "servers": [_server("127.0.0.1", port)], "key_names": 2}]}
 
 
+# --------------------------------------------------------------------------------------------
+# Clusters as users run them: a VIP in front of two backends, haproxy as the TLS server,
+# restarts, timeouts with enough observations (ports 25000-25999).
+
+HAPROXY_HEAD = """\
+global
+    nbthread 1
+    maxconn 256
+    pidfile {d}/haproxy.pid
+defaults
+    timeout connect 5s
+    timeout client 10s
+    timeout server 10s
+"""
+
+
+def haproxy_binary() -> str:
+    for b in ("/usr/sbin/haproxy", "/usr/bin/haproxy"):
+        if os.access(b, os.X_OK):
+            return b
+    raise mc.CaptureFailed("haproxy is not installed")
+
+
+@contextlib.contextmanager
+def haproxy(directory: Path, body: str, ports: list[int]):
+    """One haproxy process in the foreground (``-db``) with ``body`` after the global and
+    defaults sections."""
+    directory.mkdir(parents=True, exist_ok=True)
+    conf = directory / "haproxy.cfg"
+    conf.write_text(HAPROXY_HEAD.format(d=directory) + body)
+    subprocess.run([haproxy_binary(), "-c", "-q", "-f", str(conf)], check=True,
+                   timeout=mc.TIMEOUT)
+    proc = subprocess.Popen([haproxy_binary(), "-db", "-f", str(conf)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for port in ports:
+            mc.wait_listening(port, proc)
+        yield proc
+    finally:
+        mc.stop(proc, signal.SIGUSR1)  # soft stop: finish the connections in flight
+
+
+def wait_listening_on(host: str, port: int) -> None:
+    """``mc.wait_listening`` for one address: two nodes listen on the same port number."""
+    deadline = time.monotonic() + mc.TIMEOUT
+    while time.monotonic() < deadline:
+        out = subprocess.run(["ss", "-Hltn", f"src {host}:{port}"], capture_output=True,
+                             text=True, timeout=mc.TIMEOUT).stdout
+        if out.strip():
+            return
+        time.sleep(0.02)
+    raise mc.CaptureFailed(f"nothing listens on {host}:{port} after {mc.TIMEOUT}s")
+
+
+def scenario_cache_timeout_staggered(work, cert, key, log, capture):
+    """nginx ``ssl_session_timeout 3s``, session ids on :25001, TLS 1.2 tickets on :25002: three
+    sessions issued at 0, 2.5 and 3.5 s, offered at ages 1, 1.5 and 2 s (accepted) and 5 s
+    (refused). The refusals follow age, and no single moment explains them: a timeout."""
+    ids, tkt = 25001, 25002
+    common = ["ssl_session_cache shared:SSL:1m", "ssl_session_timeout 3s"]
+    servers = [(f"127.0.0.1:{ids}", common + ["ssl_session_tickets off"]),
+               (f"127.0.0.1:{tkt}", common + ["ssl_session_tickets on"])]
+    plan = [  # (at s, session, offer?, expect reused)
+        (0.0, "s1", False, False), (1.0, "s1", True, True), (2.5, "s2", False, False),
+        (3.5, "s3", False, False), (4.0, "s2", True, True), (5.0, "s1", True, False),
+        (5.5, "s3", True, True), (7.5, "s2", True, False),
+    ]
+    with nginx(work / "nginx", cert, key, servers), capture([ids, tkt]):
+        t0 = time.monotonic()
+        sess: dict = {}
+        for at, name, offer, want in plan:
+            until(t0, at)
+            for port, mech in ((ids, "session_id"), (tkt, "ticket")):
+                if offer:
+                    log.client(port, session=sess[port, name], offered=mech, expect=want,
+                               story=f"{mech}: {name} offered at {at} s")
+                else:
+                    _, sess[port, name] = log.client(port, expect=False,
+                                                     story=f"{mech}: {name} issued at {at} s")
+    return {
+        "story": "nginx ssl_session_timeout 3s; sessions of ages 1-2 s accepted, 5 s refused, "
+                 "issued at different times so that no single loss explains the refusals",
+        "findings": [
+            {"code": "cache_timeout", "servers": [_server("127.0.0.1", ids)],
+             "accepted_max_age": [1.8, 2.6], "refused_min_age": [4.6, 5.6], "accepted": 3,
+             "refused": 2, "lifetime_hint": None},
+            {"code": "cache_timeout", "servers": [_server("127.0.0.1", tkt)],
+             "accepted_max_age": [1.8, 2.6], "refused_min_age": [4.6, 5.6], "accepted": 3,
+             "refused": 2, "lifetime_hint": 3},
+        ],
+    }
+
+
+def scenario_restart(work, cert, key, log, capture):
+    """nginx restarted (stopped and started again, ``ssl_session_timeout 300s``): session ids on
+    :25010, TLS 1.2 tickets without a key file on :25011 (new keys at each start). Sessions
+    issued before the restart are refused after it, whatever their age; one issued after it
+    is accepted at an age greater than a refused one's."""
+    ids, tkt = 25010, 25011
+    common = ["ssl_session_cache shared:SSL:1m", "ssl_session_timeout 300s"]
+    servers = [(f"127.0.0.1:{ids}", common + ["ssl_session_tickets off"]),
+               (f"127.0.0.1:{tkt}", common + ["ssl_session_tickets on"])]
+    mechs = ((ids, "session_id"), (tkt, "ticket"))
+    sess: dict = {}
+
+    def issue(name: str, at: float) -> None:
+        for port, mech in mechs:
+            _, sess[port, name] = log.client(port, expect=False,
+                                             story=f"{mech}: {name} issued at {at} s")
+
+    def offer(name: str, at: float, want: bool) -> None:
+        for port, mech in mechs:
+            log.client(port, session=sess[port, name], offered=mech, expect=want,
+                       story=f"{mech}: {name} offered at {at} s")
+
+    with capture([ids, tkt]):
+        t0 = time.monotonic()
+        with nginx(work / "nginx", cert, key, servers):
+            issue("sA", 0.0)
+            until(t0, 0.2)
+            issue("sB", 0.2)
+            until(t0, 0.5)
+            offer("sA", 0.5, True)
+        until(t0, 1.0)  # restart: the cache and the ticket keys are gone
+        with nginx(work / "nginx", cert, key, servers):
+            until(t0, 1.5)
+            issue("s2", 1.5)
+            until(t0, 2.0)
+            offer("sA", 2.0, False)
+            until(t0, 5.0)
+            offer("s2", 5.0, True)
+            until(t0, 5.5)
+            offer("sB", 5.5, False)
+    return {
+        "story": "nginx restarted at 1 s: sessions from before refused at 2 s and 5.3 s, one "
+                 "from after accepted at 3.5 s old; session timeout 300 s",
+        "findings": [
+            {"code": "sessions_lost", "servers": [_server("127.0.0.1", ids)], "refused": 2,
+             "accepted_after": 1, "key_change": False},
+            {"code": "sessions_lost", "servers": [_server("127.0.0.1", tkt)], "refused": 2,
+             "accepted_after": 1, "key_change": True, "lifetime_hint": 300},
+            {"code": "ticket_key_rotation", "servers": [_server("127.0.0.1", tkt)],
+             "key_names": 2},
+        ],
+    }
+
+
+def _vip(work, cert, key, log, capture, shared: bool):
+    """haproxy (TCP mode, round robin) on 127.0.0.1:25020 (TLS 1.2 clients) and :25022 (TLS
+    1.3 clients) in front of two nginx on 127.0.0.2:25021 and 127.0.0.3:25021. Only the VIP
+    side is captured: the clients see one address."""
+    vip12, vip13, backend = 25020, 25022, 25021
+    a, b = "127.0.0.2", "127.0.0.3"
+    directives = ["ssl_session_cache shared:SSL:1m", "ssl_session_tickets on"]
+    if shared:
+        keyfile = work / "ticket.key"
+        keyfile.write_bytes(secrets.token_bytes(80))
+        directives.append(f"ssl_session_ticket_key {keyfile}")
+    body = ""
+    for name, port in (("vip12", vip12), ("vip13", vip13)):
+        body += (f"frontend {name}\n    mode tcp\n    bind 127.0.0.1:{port}\n"
+                 f"    default_backend {name}_nodes\n"
+                 f"backend {name}_nodes\n    mode tcp\n    balance roundrobin\n"
+                 f"    server a {a}:{backend}\n    server b {b}:{backend}\n")
+    reports = {}
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(nginx(work / "nginx-a", cert, key, [(f"{a}:{backend}", directives)]))
+        stack.enter_context(nginx(work / "nginx-b", cert, key, [(f"{b}:{backend}", directives)]))
+        stack.enter_context(haproxy(work / "haproxy", body, [vip12, vip13]))
+        stack.enter_context(capture([vip12, vip13]))
+        for port, version, mech, fulls in ((vip12, TLS12, "ticket", 3), (vip13, TLS13, "psk", 2)):
+            first = None
+            for i in range(fulls):  # round robin: A, B, A (TLS 1.2 key names interleave)
+                _, s = log.client(port, max_version=version, expect=False,
+                                  story=f"full handshake {i} through the VIP")
+                first = first or s
+            got = [log.client(port, session=first, offered=mech, max_version=version,
+                              story=f"first session offered through the VIP ({j})")[0].reused
+                   for j in range(4)]
+            if shared and not all(got):
+                raise mc.CaptureFailed(f"shared keys, yet a refusal behind :{port}: {got}")
+            if not shared and not (any(got) and not all(got)):
+                raise mc.CaptureFailed(f"separate keys, yet {got} behind :{port}")
+            reports[port] = got
+    return [_server("127.0.0.1", vip12), _server("127.0.0.1", vip13)]
+
+
+def scenario_vip_separate(work, cert, key, log, capture):
+    servers = _vip(work, cert, key, log, capture, shared=False)
+    return {
+        "story": "haproxy round robin in front of two nginx with their own ticket keys: one "
+                 "address, two key sets; TLS 1.2 on :25020, TLS 1.3 on :25022",
+        "findings": [
+            {"code": "several_key_sets", "servers": [servers[0]],
+             "interleaved_key_names": 2},
+            {"code": "several_key_sets", "servers": [servers[1]],
+             "interleaved_key_names": 0, "refused_and_accepted": 1},
+        ],
+    }
+
+
+def scenario_vip_shared(work, cert, key, log, capture):
+    _vip(work, cert, key, log, capture, shared=True)
+    return {"story": "haproxy round robin in front of two nginx sharing one "
+                     "ssl_session_ticket_key file: every ticket accepted", "findings": []}
+
+
+def _haproxy_cluster(work, cert, key, log, capture, shared: bool):
+    """Two haproxy terminating TLS on 127.0.0.2 and 127.0.0.3 (:25030 TLS 1.2 clients,
+    :25031 TLS 1.3 clients), each with its own ticket keys unless ``tls-ticket-keys`` names
+    one shared file. A's session is offered to A and to B, B's only to A (never back to B)."""
+    p12, p13 = 25030, 25031
+    a, b = "127.0.0.2", "127.0.0.3"
+    pem = work / "server.pem"
+    pem.write_text(Path(cert).read_text() + Path(key).read_text())
+    keys = ""
+    if shared:
+        import base64
+        keyfile = work / "tls-ticket-keys"
+        keyfile.write_text("".join(base64.b64encode(secrets.token_bytes(80)).decode() + "\n"
+                                   for _ in range(3)))
+        keys = f" tls-ticket-keys {keyfile}"
+
+    def body(host: str) -> str:
+        return (f"frontend tls\n    mode http\n"
+                f"    bind {host}:{p12} ssl crt {pem}{keys} ssl-min-ver TLSv1.2\n"
+                f"    bind {host}:{p13} ssl crt {pem}{keys} ssl-min-ver TLSv1.2\n"
+                "    http-request return status 200 content-type text/plain string ok\n")
+
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(haproxy(work / "haproxy-a", body(a), []))
+        stack.enter_context(haproxy(work / "haproxy-b", body(b), []))
+        for host in (a, b):
+            for port in (p12, p13):
+                wait_listening_on(host, port)
+        stack.enter_context(capture([p12, p13]))
+        for port, version, mech in ((p12, TLS12, "ticket"), (p13, TLS13, "psk")):
+            _, sa = log.client(port, host=a, max_version=version, expect=False,
+                               story="full handshake on A")
+            log.client(port, host=a, session=sa, offered=mech, max_version=version,
+                       story="A's session to A", expect=True)
+            log.client(port, host=b, session=sa, offered=mech, max_version=version,
+                       story="A's session to B", expect=shared)
+            _, sb = log.client(port, host=b, max_version=version, expect=False,
+                               story="full handshake on B")
+            log.client(port, host=a, session=sb, offered=mech, max_version=version,
+                       story="B's session to A (never offered back to B)", expect=shared)
+    return [_server(h, p) for p in (p12, p13) for h in (a, b)]
+
+
+def scenario_haproxy_separate(work, cert, key, log, capture):
+    a12, b12, a13, b13 = _haproxy_cluster(work, cert, key, log, capture, shared=False)
+    return {
+        "story": "two haproxy with their own ticket keys; B's own sessions are never offered "
+                 "back to B (B is not resumption_disabled); TLS 1.2 on :25030, TLS 1.3 on "
+                 ":25031, where B's issuance is encrypted so only A->B is shown",
+        "findings": [
+            {"code": "cross_server_refused", "servers": [a12, b12], "offers": 1,
+             "target_accepts_own": False},
+            {"code": "cross_server_refused", "servers": [b12, a12], "offers": 1,
+             "target_accepts_own": True},
+            {"code": "ticket_keys_differ", "servers": [a12, b12]},
+            {"code": "cross_server_refused", "servers": [a13, b13], "offers": 1,
+             "target_accepts_own": False},
+        ],
+    }
+
+
+def scenario_haproxy_shared(work, cert, key, log, capture):
+    _haproxy_cluster(work, cert, key, log, capture, shared=True)
+    return {"story": "two haproxy sharing one tls-ticket-keys file: every session accepted on "
+                     "both nodes", "findings": []}
+
+
 SCENARIOS = {
+    "cache-timeout-staggered": scenario_cache_timeout_staggered,
+    "restart-nginx": scenario_restart,
+    "vip-separate-keys": scenario_vip_separate,
+    "vip-shared-key": scenario_vip_shared,
+    "haproxy-separate-keys": scenario_haproxy_separate,
+    "haproxy-shared-keys": scenario_haproxy_shared,
+
     "cache-timeout": scenario_cache_timeout,
     "cluster-separate-keys": scenario_cluster_separate,
     "cluster-shared-key": scenario_cluster_shared,
+    "cluster-separate-keys-tls13": scenario_cluster_separate_tls13,
+    "cluster-shared-key-tls13": scenario_cluster_shared_tls13,
     "concurrent-nginx": scenario_concurrent_nginx,
     "concurrent-apache": scenario_concurrent_apache,
     "resumption-disabled": scenario_resumption_disabled,

@@ -36,6 +36,9 @@ def test_every_scenario_is_shipped():
     assert set(NAMES) >= {
         "cache-timeout", "cluster-separate-keys", "cluster-shared-key", "concurrent-nginx",
         "concurrent-apache", "resumption-disabled", "not-resumable", "clients", "key-rotation",
+        "cache-timeout-staggered", "restart-nginx", "vip-separate-keys", "vip-shared-key",
+        "haproxy-separate-keys", "haproxy-shared-keys", "cluster-separate-keys-tls13",
+        "cluster-shared-key-tls13",
     }
     for name in NAMES:
         size = (DIAG / f"{name}.pcap").stat().st_size
@@ -163,23 +166,76 @@ def _codes(verdicts, **kw) -> list[str]:
     return sorted(f.code for f in d.findings())
 
 
+def _sid(ts, client, sid, accepted):
+    return _v(ts, client, offered="session_id", handshake="session_id" if accepted else "full",
+              sid=sid)
+
+
+# Sessions issued at 0, 2.5 and 3.5 s; accepted at ages 1, 1.5 and 2 s, refused at 5 s: the
+# refusals follow age, and no single moment explains them (cc, issued before and accepted after
+# every moment both refusals allow).
+_ISSUED = [_v(0, "1.1.1.1:1", issued_id="aa"), _v(2.5, "1.1.1.2:1", issued_id="bb"),
+           _v(3.5, "1.1.1.3:1", issued_id="cc")]
+_TIMEOUT = _ISSUED + [_sid(1, "1.1.1.1:2", "aa", True), _sid(4, "1.1.1.2:2", "bb", True),
+                      _sid(5, "1.1.1.1:3", "aa", False), _sid(5.5, "1.1.1.3:2", "cc", True),
+                      _sid(7.5, "1.1.1.2:3", "bb", False)]
+
+
 def test_cache_timeout_needs_refusals_older_than_every_acceptance():
-    base = [_v(0, "1.1.1.1:1", issued_id="aa"), _v(0, "1.1.1.2:1", issued_id="bb")]
-    clean = base + [_v(5, "1.1.1.1:2", offered="session_id", handshake="session_id", sid="aa"),
-                    _v(50, "1.1.1.2:2", offered="session_id", sid="bb")]
-    assert _codes(clean) == ["cache_timeout"]
+    assert _codes(_TIMEOUT) == ["cache_timeout"]
+    d = Diagnostics()
+    for v in _TIMEOUT:
+        d.add(v)
+    (f,) = d.findings()
+    assert (f.details["accepted_max_age"], f.details["refused_min_age"]) == (2.0, 5.0)
+    assert (f.details["accepted"], f.details["refused"]) == (3, 2)
     # An acceptance older than a refusal: age does not explain it (a restart, an eviction).
-    interleaved = base + [_v(60, "1.1.1.1:2", offered="session_id", handshake="session_id", sid="aa"),
-                          _v(50, "1.1.1.2:2", offered="session_id", sid="bb")]
+    interleaved = _ISSUED + [_sid(1, "1.1.1.1:2", "aa", True), _sid(4, "1.1.1.2:2", "bb", True),
+                             _sid(5, "1.1.1.1:3", "aa", False),
+                             _sid(9.5, "1.1.1.3:2", "cc", True),
+                             _sid(7.5, "1.1.1.2:3", "bb", False)]
     assert "cache_timeout" not in _codes(interleaved)
     # Offers of sessions whose issuance is not in the capture prove no age at all.
-    unlinked = [_v(5, "1.1.1.1:2", offered="session_id", handshake="session_id", sid="cc"),
-                _v(50, "1.1.1.2:2", offered="session_id", sid="dd")]
+    unlinked = [_sid(5, "1.1.1.1:2", "dd", True), _sid(50, "1.1.1.2:2", "ee", False)]
     assert "cache_timeout" not in _codes(unlinked)
     # Refusals younger than a second are no timeout (lifetimes are whole seconds).
-    fast = base + [_v(0.2, "1.1.1.1:2", offered="session_id", handshake="session_id", sid="aa"),
-                   _v(0.6, "1.1.1.2:2", offered="session_id", sid="bb")]
+    fast = _ISSUED[:2] + [_sid(0.2, "1.1.1.1:2", "aa", True), _sid(2.6, "1.1.1.2:2", "bb", True),
+                          _sid(0.6, "1.1.1.1:3", "aa", False),
+                          _sid(3.0, "1.1.1.2:3", "bb", False)]
     assert "cache_timeout" not in _codes(fast)
+
+
+def test_one_observation_per_side_is_neither_a_timeout_nor_a_loss():
+    """The issue's restart: accepted at 0.6 s, refused at 26 s, tickets announcing 300 s."""
+    vs = [_v(0, "1.1.1.1:1", issued_ticket="t1", issued_key="k1"),
+          _v(0.6, "1.1.1.1:2", offered="ticket", handshake="ticket", ticket="t1", key="k1"),
+          _v(26, "1.1.1.1:3", offered="ticket", ticket="t1", key="k1")]
+    for v in vs:
+        v.ticket_lifetime = 300 if v.issued_ticket else None
+    assert _codes(vs) == []
+    # Two observations on each side, all explained by age, but no restart ruled out and no
+    # lifetime hint to side with: neither claim is made.
+    two = _ISSUED[:2] + [_sid(1, "1.1.1.1:2", "aa", True), _sid(3.5, "1.1.1.2:2", "bb", True),
+                         _sid(6, "1.1.1.1:3", "aa", False), _sid(8.5, "1.1.1.2:3", "bb", False)]
+    assert _codes(two) == []
+
+
+def test_sessions_lost_at_one_moment():
+    """Sessions issued before a moment are refused after it at ages 2 and 5.3 s, while one
+    issued after it is accepted at 3.5 s: a loss (restart, flush), not a timeout."""
+    vs = [_v(0, "1.1.1.1:1", issued_id="aa"), _v(0.2, "1.1.1.2:1", issued_id="bb"),
+          _sid(0.5, "1.1.1.1:2", "aa", True), _v(1.5, "1.1.1.3:1", issued_id="cc"),
+          _sid(2, "1.1.1.1:3", "aa", False), _sid(5, "1.1.1.3:2", "cc", True),
+          _sid(5.5, "1.1.1.2:2", "bb", False)]
+    d = Diagnostics()
+    for v in vs:
+        d.add(v)
+    (f,) = d.findings()
+    assert f.code == "sessions_lost"
+    assert (f.details["lost_after"], f.details["lost_before"]) == (0.5, 1.5)
+    assert (f.details["refused"], f.details["accepted_after"]) == (2, 1)
+    # Without the acceptance after the moment, nothing shows the server resuming again.
+    assert _codes(vs[:-2] + vs[-1:]) == []
 
 
 def test_refusal_after_key_change_is_not_a_timeout():
@@ -206,15 +262,92 @@ def test_concurrent_refused_counts_one_session_racing():
     assert _codes(seq) == []
 
 
-def test_cross_server_needs_a_target_that_resumes_its_own():
+def test_cross_server_is_reported_in_each_direction_shown():
     a, b = "10.0.0.1:443", "10.0.0.2:443"
     base = [_v(0, "1.1.1.1:1", a, issued_ticket="ta", issued_key="ka"),
+            _v(0.5, "1.1.1.2:1", a, issued_ticket="ta2", issued_key="ka"),
             _v(1, "1.1.1.1:2", b, offered="ticket", ticket="ta", key="ka", issued_ticket="tb",
-               issued_key="kb")]
-    # b accepts nothing at all: its refusal may be resumption being off, not the cluster.
-    assert "cross_server_refused" not in _codes(base)
+               issued_key="kb"),
+            _v(1.5, "1.1.1.2:2", b, offered="ticket", ticket="ta2", key="ka")]
+    # b accepts nothing, but both offers it refused were a's: a -> b is shown, b is not
+    # "resumption_disabled" (the issue's missing direction).
+    d = Diagnostics()
+    for v in base:
+        d.add(v)
+    (f,) = [f for f in d.findings() if f.code == "cross_server_refused"]
+    assert (f.servers, f.details["target_accepts_own"]) == ([f"{a} example.test",
+                                                             f"{b} example.test"], False)
+    assert "resumption_disabled" not in _codes(base)
     own = base + [_v(2, "1.1.1.1:3", b, offered="ticket", handshake="ticket", ticket="tb", key="kb")]
-    assert "cross_server_refused" in _codes(own)
+    d = Diagnostics()
+    for v in own:
+        d.add(v)
+    (f,) = [f for f in d.findings() if f.code == "cross_server_refused"]
+    assert f.details["target_accepts_own"] is True
+    # b refuses its own sessions too: resumption is off on b, which explains a's refusal.
+    off = base + [_v(2 + i, f"1.1.1.1:{3 + i}", b, offered="ticket", ticket="tb", key="kb")
+                  for i in range(2)]
+    assert _codes(base[:1] + base[2:3] + off[4:]) == ["resumption_disabled"]
+    assert _codes(off) == ["resumption_disabled"]
+
+
+def test_tls13_cross_server_and_several_key_sets():
+    """TLS 1.3: PSK key names. Accepted by a, refused by b (same SNI): cross_server_refused;
+    one address refusing then accepting one key name: several key sets behind it."""
+    a, b = "10.0.0.1:443", "10.0.0.2:443"
+    t13 = dict(version="TLSv1.3", offered="psk")
+    vs = [_v(1, "1.1.1.1:2", a, handshake="psk", psk="p1", **t13),
+          _v(2, "1.1.1.1:3", b, handshake="full", psk="p1", **t13)]
+    for v in vs:
+        v.psk_key_name = "k1"
+    d = Diagnostics()
+    for v in vs:
+        d.add(v)
+    assert [(f.code, f.servers) for f in d.findings()] == [
+        ("cross_server_refused", [f"{a} example.test", f"{b} example.test"])]
+    # Refused by b an hour after a accepted it: it may just have expired (age unknown).
+    vs[1].ts = vs[1].client_hello_ts = vs[1].server_hello_ts = 3600
+    vs[1].handshake_end_ts = 3600.01
+    assert _codes(vs) == []
+    vip = [_v(1, "1.1.1.1:2", a, handshake="full", psk="p1", **t13),
+           _v(2, "1.1.1.1:3", a, handshake="psk", psk="p1", **t13)]
+    for v in vip:
+        v.psk_key_name = "k1"
+    assert _codes(vip) == ["several_key_sets"]
+    # Accepted, then refused: a TLS 1.3 ticket of unknown age may have expired: no claim.
+    vip[0].handshake, vip[1].handshake = Handshake.PSK, Handshake.FULL
+    assert _codes(vip) == []
+    # Refused, then *another* ticket under the same name accepted: the refused one may have
+    # expired (its age is unknown): no claim either.
+    other = [_v(1, "1.1.1.1:2", a, handshake="full", psk="p1", **t13),
+             _v(2, "1.1.1.1:3", a, handshake="psk", psk="p2", **t13)]
+    for v in other:
+        v.psk_key_name = "k1"
+    assert _codes(other) == []
+
+
+def test_findings_do_not_depend_on_the_order_of_the_verdicts():
+    """Per-node pieces in either order (an offer before the connection that issued it)."""
+    import random
+
+    for vs in (_TIMEOUT, [_v(0, "1.1.1.1:1", "10.0.0.1:443", issued_ticket="ta", issued_key="ka"),
+                          _v(1, "1.1.1.1:2", "10.0.0.2:443", offered="ticket", ticket="ta",
+                             key="ka", issued_ticket="tb", issued_key="kb"),
+                          _v(2, "1.1.1.1:3", "10.0.0.2:443", offered="ticket", handshake="ticket",
+                             ticket="tb", key="kb", issued_ticket="tc", issued_key="kb"),
+                          _v(3, "1.1.1.1:4", "10.0.0.2:443", offered="ticket", handshake="ticket",
+                             ticket="tc", key="kb")]):
+        want = None
+        for seed in range(6):
+            shuffled = list(vs)
+            random.Random(seed).shuffle(shuffled)
+            d = Diagnostics()
+            for v in shuffled:
+                d.add(v)
+            got = [f.to_dict() for f in d.findings()]
+            assert got, "the scenario has findings"
+            want = want or got
+            assert got == want
 
 
 def test_one_connection_raises_nothing():
@@ -229,3 +362,38 @@ def test_memory_is_bounded():
         d.add(_v(i + 0.5, f"1.1.1.1:{i}", offered="session_id", handshake="session_id", sid=f"{i:04x}"))
     assert len(d.sessions) <= 10
     assert d.to_dict()["limits"]["sessions_dropped"] >= 990
+
+
+def test_servers_are_bounded_and_the_rest_counted():
+    d = Diagnostics(max_servers=5)
+    for i in range(50):
+        d.add(_v(i, f"1.1.1.1:{i}", f"10.0.{i}.1:443", issued_id=f"{i:04x}"))
+    limits = d.to_dict()["limits"]
+    assert (limits["servers"], limits["servers_dropped"]) == (5, 45)
+    (f,) = d.findings()
+    assert (f.code, f.severity.value, f.details["servers_dropped"]) == ("diagnostics_limited",
+                                                                       "info", 45)
+
+
+def _findings_of_every_capture() -> dict:
+    from tlssniff.analysis.parallel import analyze_captures
+
+    out = {}
+    root = CAPTURES.parent
+    for p in sorted(CAPTURES.rglob("*")):
+        if not p.name.endswith((".pcap", ".pcapng", ".pcap.gz")):
+            continue
+        d = Diagnostics()
+        analyze_captures([str(p)], d.add)
+        out[str(p.relative_to(root))] = sorted([f.code, *f.servers] for f in d.findings())
+    return out
+
+
+def test_findings_on_every_shipped_capture_are_pinned():
+    """The findings (code and servers) of every capture in the repository, public ones
+    included, are pinned in tests/data/findings_pinned.json: a change to the analysis that
+    changes one must change that file, deliberately (regenerate it with the document this
+    test prints)."""
+    pinned = json.loads((CAPTURES.parent / "tests" / "data" / "findings_pinned.json").read_text())
+    got = _findings_of_every_capture()
+    assert got == pinned, json.dumps(got, indent=1)

@@ -96,8 +96,9 @@ def analyze(
         list[Path],
         typer.Argument(
             metavar="CAPTURE",
-            help="pcap or pcapng files (optionally .gz). Each is analyzed on its own; with "
-            "--one-stream they are read in order as one stream (rotated captures of one link).",
+            help="pcap or pcapng files (optionally .gz), or tlssniff's own JSONL verdict files "
+            "(-f jsonl output, e.g. of each node's sensor), recognised by content. Each file is "
+            "analyzed on its own (see --one-stream); findings follow time, not file order.",
             show_default=False,
         ),
     ],
@@ -153,6 +154,9 @@ def analyze(
     from tlssniff.output.report import fail_under as _fail_under
 
     _check_inputs(captures)
+    from tlssniff.sources import read_verdict_files, split_inputs
+
+    pcaps, verdict_files = split_inputs(captures)  # the one place inputs are sorted
     limits = options.limits(max_flows, idle_timeout, max_buffer, max_pending_memory)
 
     with contextlib.ExitStack() as stack:
@@ -181,9 +185,13 @@ def analyze(
             # Streamed lines: --jobs workers aggregate and write their own (parallel.Split).
             split = Split(fmt, agg, out) if fmt in ("jsonl", "ecs") else None
             totals = analyze_captures(
-                [str(p) for p in captures], on_verdict, limits, jobs, update, one_stream, split
+                [str(p) for p in pcaps], on_verdict, limits, jobs, update, one_stream, split
             )
+        read, warnings = read_verdict_files(verdict_files, on_verdict)
+        totals.warnings.extend(warnings)
         counters = totals.to_dict()
+        if verdict_files:
+            counters["verdicts_read"] = read
         if fmt == "json":
             import json
 

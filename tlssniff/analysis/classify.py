@@ -26,6 +26,11 @@ _FULL_HANDSHAKE_NEXT: Final = frozenset(
     }
 )
 
+# A PSK identity this long can be a ticket in the RFC 5077 §4 layout (key_name[16] iv[16]
+# encrypted_state mac[32]: OpenSSL, GnuTLS, nginx, haproxy); shorter ones are session ids of
+# a server-side cache (OpenSSL's stateful TLS 1.3 tickets are 32 bytes) and carry no key name.
+MIN_TICKET_IDENTITY: Final = 16 + 16 + 32 + 1
+
 
 def classify(
     t: HandshakeTracker,
@@ -61,6 +66,8 @@ def classify(
     psks = [c.psk_identities[0] for c in chs if c.psk_identities]
     if psks:
         v.psk_identity_hash = short_hash(psks[0])
+        if len(psks[0]) >= MIN_TICKET_IDENTITY:
+            v.psk_key_name = psks[0][:16].hex()
     if not ch.sslv2:
         v.ja4, v.ja4_base = ja4_pair(ch, v.transport)
     if t.ch_ts:

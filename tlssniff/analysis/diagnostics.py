@@ -4,49 +4,70 @@ A consumer of verdicts, like :class:`~tlssniff.analysis.aggregate.Aggregator`: f
 :class:`ConnectionVerdict` (``add``, from the pipeline's ``on_verdict`` callback), then ask for
 :meth:`Diagnostics.findings` and :meth:`Diagnostics.to_dict` at the end.
 
+The findings are a function of the *set* of verdicts, not of the order they arrive in: captures
+split per node, given in any order, or verdict files read back, give the same findings. Every
+piece of state is order-free (counts, first/last times, the earliest connections by time as
+evidence), and session linking joins an offer and its issuing connection whichever comes first.
+
 Session linking ties each resumption offer to the connection that created the session, where the
 capture holds it: a TLS <= 1.2 session id (issued in a full handshake's ServerHello), a TLS 1.2
 ticket (its NewSessionTicket travels in the clear; a ticket renewed on resumption stays linked to
 the original session, whose creation time is what servers expire), and TLS 1.3 PSK identities
-(their issuance is encrypted: repeated offers of one identity are linked to each other only).
+(their issuance is encrypted: repeated offers of one identity are linked to each other, and the
+identity's key name, ``psk_key_name``, tells which ticket key encrypted it).
 
-Memory is bounded whatever the capture holds: at most :data:`MAX_SESSIONS` sessions (least
-recently used dropped first, counted), :data:`MAX_OFFERS` offers kept per session, at most
+Memory is bounded whatever the capture holds (docs/diagnostics.md, "Memory"): at most
+:data:`MAX_SESSIONS` sessions (least recently used dropped first, counted), :data:`MAX_OFFERS`
+offers per session, :data:`MAX_SERVERS` servers (verdicts of further servers counted, not
+diagnosed), :data:`MAX_KEY_NAMES` key names and :data:`MAX_CLIENTS` returning clients per server,
 :data:`MAX_POPULATIONS` client addresses and fingerprints in the breakdowns (beyond, counted
-under ``other``) and :data:`MAX_EVIDENCE` evidence connections per list.
+under ``other``) and :data:`MAX_EVIDENCE` evidence connections per list (the earliest ones).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass, field
 
 from tlssniff.analysis.findings import Evidence, Finding, Severity
 from tlssniff.analysis.verdict import ConnectionVerdict, Handshake, Offered
 
 MAX_SESSIONS = 100_000
 MAX_OFFERS = 256
+MAX_SERVERS = 50_000
+MAX_KEY_NAMES = 32
+MAX_CLIENTS = 256
 MAX_POPULATIONS = 10_000
 MAX_EVIDENCE = 4
 
-MIN_OFFERS_DISABLED = 2  # resumption_disabled: at least this many offers, none accepted
+MIN_OFFERS_DISABLED = 2  # resumption_disabled: refused offers not issued by another server
 MIN_FULL_NOT_RESUMABLE = 2  # session_not_resumable: full TLS <= 1.2 handshakes, nothing issued
 MIN_CONNECTIONS_NEVER = 3  # client_never_resumes: connections of one population, no offer
+MIN_TIMEOUT_SIDE = 2  # cache_timeout: linked offers on each side of the bracket
+MIN_LOST = 2  # sessions_lost: refused sessions issued before the moment
 # cache_timeout: session lifetimes are whole seconds (OpenSSL compares seconds; nginx, Apache
 # take seconds), so no timeout refuses a session younger than 1 s: such a refusal has another
 # cause (a restart, an eviction) and is not taken as evidence of a timeout.
 MIN_TIMEOUT_AGE = 1.0
+HINT_SLACK = 0.5  # seconds: a lifetime hint "agrees" with a bracket it lies in, give or take
+# cross_server_refused without the issuance (TLS 1.3): a refusal counts within this many seconds
+# of the holder's use of the ticket (or its key name), shorter than any default ticket lifetime
+# (nginx and haproxy 300 s, OpenSSL 7200 s), so that an expired ticket is not taken for a key
+# the node lacks.
+FRESH = 60.0
 
 _TLS13_PREFIX = "TLSv1.3"
 _SEVERITY_RANK = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}
 _CODE_RANK = {
     code: i
     for i, code in enumerate((
-        "resumption_disabled", "session_not_resumable", "cache_timeout", "cross_server_refused",
-        "ticket_keys_differ", "concurrent_refused", "no_resumption_offered",
-        "client_never_resumes", "ticket_key_rotation",
+        "resumption_disabled", "session_not_resumable", "several_key_sets", "sessions_lost",
+        "cache_timeout", "cross_server_refused", "ticket_keys_differ", "concurrent_refused",
+        "no_resumption_offered", "client_never_resumes", "ticket_key_rotation",
+        "diagnostics_limited",
     ))
 }
+_KEY_FILES = ("nginx ssl_session_ticket_key (the same file on every node), haproxy "
+              "tls-ticket-keys, Apache SSLSessionTicketKeyFile")
 
 
 def server_label(v: ConnectionVerdict) -> str:
@@ -58,77 +79,160 @@ def _ip(endpoint: str) -> str:
     return endpoint.rpartition(":")[0]
 
 
-@dataclass(slots=True)
 class Conn:
     """The part of a verdict diagnostics keeps (a few hundred bytes)."""
 
-    client: str
-    server: str  # label: ip:port + SNI
-    endpoint: str  # ip:port
-    sni: str | None
-    ts: float
-    frames: tuple[int, ...]
-    capture: str | None
-    start: float  # ClientHello (else first packet): the session's age is taken here
-    end: float  # last handshake bytes read; [ts, end] is the span concurrency compares
-    issued_at: float  # ServerHello (else first packet): when a full handshake created a session
-    resumed: bool
-    tls13: bool
-    population: str | None
-    key_name: str | None = None  # the ticket key name the client presented
+    __slots__ = ("client", "server", "endpoint", "sni", "ts", "frames", "capture", "start",
+                 "end", "issued_at", "resumed", "tls13", "population", "key_name", "offer_key")
+
+    def __init__(self, v: ConnectionVerdict, label: str, offer_key: str | None) -> None:
+        start = v.client_hello_ts or v.ts
+        self.client = v.client
+        self.server = label  # ip:port + SNI
+        self.endpoint = v.server  # ip:port
+        self.sni = v.sni
+        self.ts = v.ts
+        self.frames = tuple(v.frames)
+        self.capture = v.capture
+        self.start = start  # ClientHello (else first packet): the session's age is taken here
+        self.end = max(v.handshake_end_ts or start, start)  # [ts, end]: concurrency's span
+        self.issued_at = v.server_hello_ts or start  # when a full handshake created a session
+        self.resumed = v.resumed
+        self.tls13 = bool(v.version and v.version.startswith(_TLS13_PREFIX)) or \
+            v.offered is Offered.PSK
+        self.population = v.ja4_base
+        # The key name of what the client presented (TLS 1.2 ticket, TLS 1.3 PSK identity).
+        self.key_name = (v.ticket_key_name if v.offered is Offered.TICKET else
+                         v.psk_key_name if v.offered is Offered.PSK else None)
+        self.offer_key = offer_key
+
+    def order(self) -> tuple:
+        """A total order by time (ties by endpoints) that does not depend on arrival."""
+        return (self.start, self.ts, self.client, self.endpoint)
 
     def evidence(self, why: str) -> Evidence:
         return Evidence(self.client, self.endpoint, self.ts, self.frames, self.capture, why)
 
 
-@dataclass(slots=True)
+def _keep(lst: list, c: Conn, n: int = MAX_EVIDENCE) -> None:
+    """Keep the ``n`` earliest connections of ``lst`` (sorted): the same whatever the order."""
+    key = c.order()
+    if len(lst) >= n and key >= lst[-1].order():
+        return
+    i = len(lst)
+    while i and lst[i - 1].order() > key:
+        i -= 1
+    lst.insert(i, c)
+    del lst[n:]
+
+
+def _earlier(a: Conn | None, b: Conn) -> Conn:
+    return b if a is None or b.order() < a.order() else a
+
+
+def _later(a: Conn | None, b: Conn) -> Conn:
+    return b if a is None or b.order() > a.order() else a
+
+
 class Session:
-    origin: Conn | None = None  # the full handshake that created it, when captured
-    offers: list[Conn] = field(default_factory=list)
+    __slots__ = ("origin", "offers", "keys")
+
+    def __init__(self) -> None:
+        self.origin: Conn | None = None  # the full handshake that created it, when captured
+        self.offers: list[Conn] = []
+        self.keys: list[str] = []  # the session ids / tickets / identities that name it
 
 
-@dataclass(slots=True)
 class KeyName:
-    first: float
-    last: float
-    tickets: int
-    example: Conn
+    """One ticket key name on one server: what it issued under it, accepted and refused."""
+
+    __slots__ = ("issued", "issued_first", "issued_last", "accepted", "accepted_first",
+                 "accepted_last", "refused", "refused_examples")
+
+    def __init__(self) -> None:
+        self.issued = 0
+        self.issued_first: Conn | None = None
+        self.issued_last: Conn | None = None
+        self.accepted = 0
+        self.accepted_first: Conn | None = None
+        self.accepted_last: Conn | None = None
+        self.refused = 0
+        self.refused_examples: list[Conn] = []
+
+    def first(self) -> float:
+        return min(c.start for c in (self.issued_first, self.accepted_first) if c is not None)
+
+    def last(self) -> float:
+        return max(c.start for c in (self.issued_last, self.accepted_last) if c is not None)
+
+    def held(self) -> bool:
+        """The server issued tickets under this name or accepted one: it holds the key."""
+        return bool(self.issued or self.accepted)
+
+    def example(self) -> Conn:
+        c = self.issued_first or self.accepted_first
+        assert c is not None
+        return c
 
 
-@dataclass(slots=True)
 class ServerDiag:
-    label: str
-    endpoint: str
-    sni: str | None
-    handshakes: int = 0
-    full12: int = 0  # full TLS <= 1.2 handshakes (issuance visible)
-    issued_ids: int = 0
-    issued_tickets: int = 0
-    resumed12: int = 0
-    resumed: int = 0
-    offers: int = 0
-    accepted: int = 0
-    lifetime_hints: set = field(default_factory=set)
-    key_names: dict = field(default_factory=dict)  # name -> KeyName
-    key_sequence: list = field(default_factory=list)  # names in issuance order (changes only)
-    issued_first: float | None = None
-    issued_last: float | None = None
-    full12_examples: list = field(default_factory=list)
-    refused_examples: list = field(default_factory=list)
-    issued_examples: list = field(default_factory=list)
-    clients_issued: dict = field(default_factory=dict)  # (ip, population) -> Conn (capped)
-    returned: list = field(default_factory=list)  # [issuing Conn, later Conn of that client]
-    populations: dict = field(default_factory=dict)  # population -> [conns, offers, examples]
+    """Per-server summary; containers are made on first use (most servers of an egress
+    capture see one or two connections and need none)."""
+
+    __slots__ = ("label", "endpoint", "sni", "handshakes", "full12", "issued_ids",
+                 "issued_tickets", "resumed12", "resumed", "offers", "accepted", "hint",
+                 "key_names", "key_names_dropped", "full12_examples", "refused_examples",
+                 "clients", "populations", "pending", "seen_first", "seen_last")
+
+    def __init__(self, label: str, endpoint: str, sni: str | None) -> None:
+        self.label = label
+        self.endpoint = endpoint
+        self.sni = sni
+        self.handshakes = 0
+        self.full12 = 0  # full TLS <= 1.2 handshakes (issuance visible)
+        self.issued_ids = 0
+        self.issued_tickets = 0
+        self.resumed12 = 0
+        self.resumed = 0
+        self.offers = 0
+        self.accepted = 0
+        self.hint: int | None = None  # the largest ticket lifetime hint announced
+        self.key_names: dict[str, KeyName] | None = None
+        self.key_names_dropped = 0
+        self.full12_examples: list[Conn] | None = None
+        self.refused_examples: list[Conn] | None = None
+        # (client ip, population) -> [first connection given a session, last one presenting
+        # nothing]: no_resumption_offered's evidence
+        self.clients: dict[tuple, list] | None = None
+        self.populations: dict[str | None, list] | None = None  # -> [conns, offers, examples]
+        # A server's first connection waits here for its per-connection details (populations,
+        # clients, examples): a server seen once (most of an egress capture) needs none of them.
+        self.pending: tuple | None = None
+        self.seen_first: float | None = None  # its first and last ClientHello
+        self.seen_last: float | None = None
+
+    def key(self, name: str) -> KeyName | None:
+        if self.key_names is None:
+            self.key_names = {}
+        k = self.key_names.get(name)
+        if k is None:
+            if len(self.key_names) >= MAX_KEY_NAMES:
+                self.key_names_dropped += 1
+                return None
+            k = self.key_names[name] = KeyName()
+        return k
 
 
-@dataclass(slots=True)
 class Breakdown:
-    handshakes: int = 0
-    classified: int = 0
-    resumed: int = 0
-    offered: int = 0
-    accepted: int = 0
-    ja4: set = field(default_factory=set)
+    __slots__ = ("handshakes", "classified", "resumed", "offered", "accepted", "ja4")
+
+    def __init__(self) -> None:
+        self.handshakes = 0
+        self.classified = 0
+        self.resumed = 0
+        self.offered = 0
+        self.accepted = 0
+        self.ja4: set[str] = set()
 
     def add(self, v: ConnectionVerdict) -> None:
         self.handshakes += 1
@@ -140,8 +244,10 @@ class Breakdown:
                 self.offered += 1
                 if v.resumed:
                     self.accepted += 1
-        if v.ja4 and len(self.ja4) < 8:
+        if v.ja4 and (len(self.ja4) < 8 or v.ja4 < max(self.ja4)):
             self.ja4.add(v.ja4)
+            if len(self.ja4) > 8:
+                self.ja4.discard(max(self.ja4))  # the 8 smallest: independent of order
 
     def to_dict(self) -> dict:
         return {
@@ -158,8 +264,9 @@ class Breakdown:
 class Diagnostics:
     """Collects verdicts; :meth:`findings` explains what the rates do not."""
 
-    def __init__(self, max_sessions: int = MAX_SESSIONS) -> None:
+    def __init__(self, max_sessions: int = MAX_SESSIONS, max_servers: int = MAX_SERVERS) -> None:
         self.max_sessions = max_sessions
+        self.max_servers = max_servers
         self.sessions: OrderedDict[str, Session] = OrderedDict()
         self.servers: dict[str, ServerDiag] = {}
         self.by_address: dict[str, Breakdown] = {}
@@ -168,11 +275,11 @@ class Diagnostics:
         self.other_population = Breakdown()
         self.sessions_dropped = 0
         self.offers_dropped = 0
+        self.servers_dropped = 0  # verdicts of servers beyond max_servers (not diagnosed)
         self._findings: list[Finding] | None = None
         self.concurrency: dict[str, dict] = {}
         self._ages: dict[str, tuple[list, list]] = {}
         self._cross_ages: dict[str, tuple[list, list]] = {}
-        self._explained_ages: dict[str, list[float]] = {}
 
     # -- input -------------------------------------------------------------------------------
 
@@ -184,93 +291,83 @@ class Diagnostics:
         label = server_label(v)
         s = self.servers.get(label)
         if s is None:
+            if len(self.servers) >= self.max_servers:
+                self.servers_dropped += 1
+                return
             s = self.servers[label] = ServerDiag(label, v.server, v.sni)
         s.handshakes += 1
-        c = self._conn(v, label)
+        offer_key = self._offer_key(v)
+        c = Conn(v, label, offer_key)
+        if s.seen_first is None or c.start < s.seen_first:
+            s.seen_first = c.start
+        if s.seen_last is None or c.start > s.seen_last:
+            s.seen_last = c.start
         tls13 = c.tls13
         if v.resumed:
             s.resumed += 1
             if not tls13:
                 s.resumed12 += 1
-        pop = s.populations.get(c.population)
-        if pop is None and len(s.populations) < MAX_POPULATIONS:
-            pop = s.populations[c.population] = [0, 0, []]
-        if pop is not None:
-            pop[0] += 1
-            if v.offered is not Offered.NONE:
-                pop[1] += 1
-            if len(pop[2]) < MAX_EVIDENCE:
-                pop[2].append(c)
+
+        detail = (c, v.offered is not Offered.NONE,
+                  v.handshake is Handshake.FULL and not tls13,
+                  v.handshake is Handshake.FULL and not tls13 and bool(
+                      v.issued_session_id or v.issued_ticket_hash),
+                  offer_key is not None and not v.resumed)
+        if s.handshakes == 1:
+            s.pending = detail
+        else:
+            if s.pending is not None:
+                self._detail(s, *s.pending)
+                s.pending = None
+            self._detail(s, *detail)
 
         # What a full handshake issued (TLS <= 1.2: in the clear).
         keys = []
         if v.handshake is Handshake.FULL and not tls13:
             s.full12 += 1
-            if len(s.full12_examples) < MAX_EVIDENCE:
-                s.full12_examples.append(c)
             if v.issued_session_id:
                 keys.append("id:" + v.issued_session_id)
                 s.issued_ids += 1
             if v.issued_ticket_hash:
                 keys.append("tkt:" + v.issued_ticket_hash)
                 s.issued_tickets += 1
-        if v.offered is Offered.NONE:
-            self._came_back(s, c)
-        if keys:
-            if len(s.issued_examples) < MAX_EVIDENCE:
-                s.issued_examples.append(c)
-            who = (_ip(c.client), c.population)
-            if who not in s.clients_issued and len(s.clients_issued) < MAX_POPULATIONS:
-                s.clients_issued[who] = c
         if v.issued_ticket_key_name:
-            self._key_name(s, v.issued_ticket_key_name, c)
-            if v.ticket_lifetime:
-                s.lifetime_hints.add(v.ticket_lifetime)
+            k = s.key(v.issued_ticket_key_name)
+            if k is not None:
+                k.issued += 1
+                k.issued_first = _earlier(k.issued_first, c)
+                k.issued_last = _later(k.issued_last, c)
+            if v.ticket_lifetime and (s.hint is None or v.ticket_lifetime > s.hint):
+                s.hint = v.ticket_lifetime
         if keys:
-            session = Session(origin=c)
-            for k in keys:
-                self._store(k, session)
+            session = self._link(keys[0])
+            session.origin = _earlier(session.origin, c)
+            for k2 in keys[1:]:
+                session = self._join(session, k2)
 
-        # An offer: link it to its session.
-        key = self._offer_key(v)
-        if key is not None:
+        # An offer: link it to its session (and its key name to the server's keys).
+        if offer_key is not None:
             s.offers += 1
             if v.resumed:
                 s.accepted += 1
-            elif len(s.refused_examples) < MAX_EVIDENCE:
-                s.refused_examples.append(c)
-            session = self.sessions.get(key)
-            if session is None:
-                session = Session()
-                self._store(key, session)
-            else:
-                self.sessions.move_to_end(key)
+            if c.key_name is not None:
+                k = s.key(c.key_name)
+                if k is not None:
+                    if v.resumed:
+                        k.accepted += 1
+                        k.accepted_first = _earlier(k.accepted_first, c)
+                        k.accepted_last = _later(k.accepted_last, c)
+                    else:
+                        k.refused += 1
+                        _keep(k.refused_examples, c)
+            session = self._link(offer_key)
             if len(session.offers) < MAX_OFFERS:
                 session.offers.append(c)
             else:
                 self.offers_dropped += 1
             # A ticket renewed on resumption belongs to the same session (same creation time).
             if v.resumed and v.issued_ticket_hash:
-                self._store("tkt:" + v.issued_ticket_hash, session)
-
-    def _conn(self, v: ConnectionVerdict, label: str) -> Conn:
-        start = v.client_hello_ts or v.ts
-        return Conn(
-            client=v.client,
-            server=label,
-            endpoint=v.server,
-            sni=v.sni,
-            ts=v.ts,
-            frames=tuple(v.frames),
-            capture=v.capture,
-            start=start,
-            end=max(v.handshake_end_ts or start, start),
-            issued_at=v.server_hello_ts or start,
-            resumed=v.resumed,
-            tls13=bool(v.version and v.version.startswith(_TLS13_PREFIX)) or v.offered is Offered.PSK,
-            population=v.ja4_base,
-            key_name=v.ticket_key_name if v.offered is Offered.TICKET else None,
-        )
+                self._join(session, "tkt:" + v.issued_ticket_hash)
 
     @staticmethod
     def _offer_key(v: ConnectionVerdict) -> str | None:
@@ -282,34 +379,87 @@ class Diagnostics:
             return "id:" + v.session_id
         return None
 
-    def _store(self, key: str, session: Session) -> None:
+    def _link(self, key: str) -> Session:
+        """The session ``key`` names (made when new; most recently used)."""
+        session = self.sessions.get(key)
+        if session is None:
+            session = Session()
+            session.keys.append(key)
+            self._put(key, session)
+        else:
+            self.sessions.move_to_end(key)
+        return session
+
+    def _join(self, session: Session, key: str) -> Session:
+        """``key`` names ``session`` too; a session already known under ``key`` (its offers
+        arrived first) is merged into it."""
+        other = self.sessions.get(key)
+        if other is None:
+            session.keys.append(key)
+            self._put(key, session)
+            return session
+        if other is session:
+            return session
+        if other.origin is not None:
+            session.origin = _earlier(session.origin, other.origin)
+        room = MAX_OFFERS - len(session.offers)
+        session.offers.extend(other.offers[:room])
+        self.offers_dropped += max(0, len(other.offers) - room)
+        for k in other.keys:
+            if self.sessions.get(k) is other:
+                self.sessions[k] = session
+                session.keys.append(k)
+        self.sessions.move_to_end(key)
+        return session
+
+    def _put(self, key: str, session: Session) -> None:
         self.sessions[key] = session
         self.sessions.move_to_end(key)
         if len(self.sessions) > self.max_sessions:
             self.sessions.popitem(last=False)
             self.sessions_dropped += 1
 
-    def _key_name(self, s: ServerDiag, name: str, c: Conn) -> None:
-        k = s.key_names.get(name)
-        if k is None:
-            if len(s.key_names) >= MAX_POPULATIONS:
-                return
-            k = s.key_names[name] = KeyName(c.start, c.start, 0, c)
-        k.first = min(k.first, c.start)
-        k.last = max(k.last, c.start)
-        k.tickets += 1
-        if not s.key_sequence or s.key_sequence[-1] != name:
-            if len(s.key_sequence) < 1000:
-                s.key_sequence.append(name)
-        s.issued_first = c.start if s.issued_first is None else min(s.issued_first, c.start)
-        s.issued_last = c.start if s.issued_last is None else max(s.issued_last, c.start)
+    @staticmethod
+    def _detail(s: ServerDiag, c: Conn, offered: bool, full12: bool, issued: bool,
+                refused: bool) -> None:
+        """Per-connection details of a server seen more than once: its client populations,
+        returning clients and example connections."""
+        if s.populations is None:
+            s.populations = {}
+        pop = s.populations.get(c.population)
+        if pop is None and len(s.populations) < MAX_POPULATIONS:
+            pop = s.populations[c.population] = [0, 0, []]
+        if pop is not None:
+            pop[0] += 1
+            if offered:
+                pop[1] += 1
+            _keep(pop[2], c)
+        if full12:
+            if s.full12_examples is None:
+                s.full12_examples = []
+            _keep(s.full12_examples, c)
+        if refused:
+            if s.refused_examples is None:
+                s.refused_examples = []
+            _keep(s.refused_examples, c)
+        if issued or not offered:
+            Diagnostics._client(s, c, issued, not offered)
 
     @staticmethod
-    def _came_back(s: ServerDiag, c: Conn) -> None:
-        """no_resumption_offered's evidence: a client given a session returns without it."""
-        first = s.clients_issued.get((_ip(c.client), c.population))
-        if first is not None and len(s.returned) < MAX_EVIDENCE:
-            s.returned.append((first, c))
+    def _client(s: ServerDiag, c: Conn, issued: bool, plain: bool) -> None:
+        """no_resumption_offered's evidence: a client given a session, back without it."""
+        if s.clients is None:
+            s.clients = {}
+        who = (_ip(c.client), c.population)
+        slot = s.clients.get(who)
+        if slot is None:
+            if len(s.clients) >= MAX_CLIENTS:
+                return
+            slot = s.clients[who] = [None, None]
+        if issued:
+            slot[0] = _earlier(slot[0], c)
+        if plain:
+            slot[1] = _later(slot[1], c)
 
     def _breakdowns(self, v: ConnectionVerdict) -> None:
         for table, key, other in (
@@ -333,67 +483,149 @@ class Diagnostics:
 
     def _analyze(self) -> list[Finding]:
         out: list[Finding] = []
-        sessions = {id(s): s for s in self.sessions.values()}.values()
+        sessions = list({id(s): s for s in self.sessions.values()}.values())
         concurrency, mixed_groups = self._concurrency(sessions)
         self.concurrency = concurrency
         in_mixed = {id(c) for g in mixed_groups for c in g}
-        ages: dict[str, tuple[list, list]] = {}
-        self._explained_ages = {}
-        cross: dict[tuple[str, str], list] = {}
-        for sess in sessions:
-            o = sess.origin
-            if o is None:
-                continue
-            for c in sess.offers:
-                if c.server == o.server:
-                    if not c.tls13 and id(c) not in in_mixed and not self._key_changed(c, o):
-                        acc, ref = ages.setdefault(c.server, ([], []))
-                        (acc if c.resumed else ref).append((c.start - o.issued_at, c, o))
-                    elif not c.resumed:  # explained by a key change or a concurrent use
-                        self._explained_ages.setdefault(c.server, []).append(
-                            c.start - o.issued_at)
-                elif c.sni == o.sni and c.endpoint != o.endpoint:
-                    cross.setdefault((o.server, c.server), []).append((c, o))
+        ages, cross, foreign = self._link_offers(sessions, in_mixed)
         self._ages = ages
+        # For the report's session-age chart: offers of a session another node issued, and the
+        # refused offers a key change explains.
         self._cross_ages = {}
-        for (_issuer, label), pairs in cross.items():
+        for (_issuer, label), (refused_by_id, accepted_by_id) in cross.items():
             acc, ref = self._cross_ages.setdefault(label, ([], []))
-            for c, o in pairs:
-                (acc if c.resumed else ref).append(c.start - o.issued_at)
+            for bucket, found in ((acc, accepted_by_id), (ref, refused_by_id)):
+                for c, a, why in found.values():
+                    if why == "session issued by":
+                        bucket.append(c.start - a.issued_at)
+        several = {}
+        for s in self.servers.values():
+            f = self._several_key_sets(s, in_mixed)
+            if f is not None:
+                several[s.label] = f
         disabled = set()
         for s in self.servers.values():
-            f = self._resumption_disabled(s)
+            f = self._resumption_disabled(s, foreign.get(s.label, 0))
             if f:
                 disabled.add(s.label)
                 out.append(f)
             elif (f := self._not_resumable(s)) is not None:
                 out.append(f)
-            for f in (self._no_offers(s), self._key_rotation(s)):
-                if f:
-                    out.append(f)
+            if s.label in several:
+                out.append(several[s.label])
+            elif (f := self._key_rotation(s)) is not None:
+                out.append(f)
+            if (f := self._no_offers(s)) is not None:
+                out.append(f)
             out.extend(self._never_resumes(s))
         for label, (acc, ref) in ages.items():
-            f = self._cache_timeout(self.servers[label], acc, ref)
+            if label in several or label in disabled:
+                continue  # one cause, one finding
+            f = self._lost_or_timeout(self.servers[label], acc, ref)
             if f:
                 out.append(f)
-        for (a, b), pairs in cross.items():
-            f = self._cross_server(a, b, pairs)
+        for (a, b), (refused, accepted) in cross.items():
+            if b in disabled:
+                continue  # b refuses its own sessions too: resumption_disabled says it
+            f = self._cross_server(a, b, refused, accepted)
             if f:
                 out.append(f)
         out.extend(self._keys_differ())
         out.extend(self._concurrent_refused(mixed_groups))
+        if (f := self._limited()) is not None:
+            out.append(f)
         out.sort(key=lambda f: (_SEVERITY_RANK[f.severity], _CODE_RANK.get(f.code, 99), f.servers))
         return out
 
+    def _link_offers(self, sessions: list[Session], in_mixed: set) -> tuple[dict, dict, dict]:
+        """Offers against the server that issued them: ages of offers to their own issuer
+        (TLS <= 1.2, creation captured), cross-server pairs (issuer -> server offered to) and,
+        per server, how many refused offers another server issued."""
+        ages: dict[str, tuple[list, list]] = {}
+        cross: dict[tuple[str, str], tuple[dict, dict]] = {}  # -> (refused, accepted) by id
+        foreign_ids: dict[str, dict[int, Conn]] = {}
+
+        def pair(a: Conn, c: Conn, why: str) -> None:
+            refused, accepted = cross.setdefault((a.server, c.server), ({}, {}))
+            if c.resumed:
+                accepted.setdefault(id(c), (c, a, why))
+            else:
+                refused.setdefault(id(c), (c, a, why))
+                foreign_ids.setdefault(c.server, {})[id(c)] = c
+
+        for sess in sessions:
+            o = sess.origin
+            if o is not None:
+                for c in sess.offers:
+                    if c.server == o.server:
+                        if not c.tls13 and id(c) not in in_mixed:
+                            acc, ref = ages.setdefault(c.server, ([], []))
+                            (acc if c.resumed else ref).append(
+                                (c.start - o.issued_at, c, o, self._key_changed(c, o)))
+                    elif c.sni == o.sni and c.endpoint != o.endpoint:
+                        pair(o, c, "session issued by")
+                continue
+            # No issuance captured (TLS 1.3, or it precedes the capture): a server that
+            # accepted the session holds it.
+            # Its age is unknown, so a refusal elsewhere counts only near an acceptance
+            # (within FRESH s: the ticket was valid then), not after it may have expired.
+            holders: dict[str, list[Conn]] = {}
+            for c in sess.offers:
+                if c.resumed:
+                    holders.setdefault(c.server, []).append(c)
+            for _label, accepted in sorted(holders.items()):
+                for c in sess.offers:
+                    if c.sni != accepted[0].sni or c.endpoint == accepted[0].endpoint:
+                        continue
+                    near = min(accepted, key=lambda a: (abs(a.start - c.start), a.order()))
+                    if c.resumed or abs(near.start - c.start) <= FRESH:
+                        pair(near, c, "same session accepted by")
+        # Key names: a refused ticket whose key name another node of the name holds (issued
+        # tickets under it, or accepted one), and the refusing server does not.
+        holders_by_name: dict[tuple, list[ServerDiag]] = {}
+        for s in self.servers.values():
+            for name, k in (s.key_names or {}).items():
+                if k.held():
+                    holders_by_name.setdefault((s.sni, name), []).append(s)
+        foreign_keyed: dict[str, int] = {}
+        keyed_names: dict[str, set] = {}
+        for b in self.servers.values():
+            for name, k in sorted((b.key_names or {}).items()):
+                if not k.refused or k.held():
+                    continue
+                others = [h for h in holders_by_name.get((b.sni, name), ())
+                          if h.endpoint != b.endpoint]
+                if not others:
+                    continue
+                foreign_keyed[b.label] = foreign_keyed.get(b.label, 0) + k.refused
+                keyed_names.setdefault(b.label, set()).add(name)
+                for holder in others:
+                    refused, _ = cross.setdefault((holder.label, b.label), ({}, {}))
+                    assert holder.key_names is not None
+                    hk = holder.key_names[name]
+                    ex = hk.example()
+                    for c in k.refused_examples:
+                        if hk.first() - FRESH <= c.start <= hk.last() + FRESH:
+                            refused.setdefault(id(c), (c, ex, f"ticket key name {name} held by"))
+        # Refused offers another server issued or holds, per server (each offer once: those
+        # counted by key name are not counted again by session).
+        foreign: dict[str, int] = dict(foreign_keyed)
+        for label, conns in foreign_ids.items():
+            names = keyed_names.get(label, set())
+            foreign[label] = foreign.get(label, 0) + sum(
+                1 for c in conns.values() if c.key_name is None or c.key_name not in names)
+        return ages, cross, foreign
+
     def _key_changed(self, c: Conn, o: Conn) -> bool:
         """A ticket refused after its server started issuing under another key name: explained
-        by the key change (ticket_key_rotation), not by the session's age."""
+        by the key change, not by the session's age."""
         if c.resumed or c.key_name is None:
             return False
         s = self.servers.get(c.server)
         return s is not None and any(
-            name != c.key_name and o.issued_at < k.first <= c.start
-            for name, k in s.key_names.items()
+            name != c.key_name and k.issued_first is not None
+            and o.issued_at < k.issued_first.start <= c.start
+            for name, k in (s.key_names or {}).items()
         )
 
     def _concurrency(self, sessions) -> tuple[dict, list]:
@@ -405,7 +637,7 @@ class Diagnostics:
             for c in sess.offers:
                 by_server.setdefault(c.server, []).append(c)
             for label, offers in by_server.items():
-                offers.sort(key=lambda c: c.ts)
+                offers.sort(key=lambda c: (c.ts, c.order()))
                 group: list[Conn] = []
                 end = None
                 for c in offers + [None]:
@@ -423,29 +655,31 @@ class Diagnostics:
                             mixed.append(group)
                     if c is not None:
                         group, end = [c], c.end
+        mixed.sort(key=lambda g: g[0].order())
         return stats, mixed
 
     def session_ages(self) -> dict[str, dict[str, list[float]]]:
         """Per server label, the ages (seconds from issue to offer) of the linked TLS <= 1.2
-        offers cache_timeout weighs, split into ``accepted`` and ``refused``, and of the offers
-        of a session another node (same SNI, another address) issued: ``cross_accepted``,
-        ``cross_refused``, and the refused offers another finding explains (a ticket key
-        change, concurrent use of one session): ``refused_explained`` (for charts)."""
+        offers to their own issuer, split into ``accepted`` and ``refused`` (the refusals a
+        ticket key change explains apart, as ``refused_explained``), and of the offers of a
+        session another node (same SNI, another address) issued: ``cross_accepted`` and
+        ``cross_refused`` (for charts)."""
         self.findings()
         out: dict[str, dict[str, list[float]]] = {}
-        for label in sorted(set(self._ages) | set(self._cross_ages) | set(self._explained_ages)):
+        for label in sorted(set(self._ages) | set(self._cross_ages)):
             acc, ref = self._ages.get(label, ([], []))
             xacc, xref = self._cross_ages.get(label, ([], []))
             out[label] = {"accepted": sorted(t[0] for t in acc),
-                          "refused": sorted(t[0] for t in ref),
+                          "refused": sorted(t[0] for t in ref if not t[3]),
                           "cross_accepted": sorted(xacc), "cross_refused": sorted(xref),
-                          "refused_explained": sorted(self._explained_ages.get(label, []))}
+                          "refused_explained": sorted(t[0] for t in ref if t[3])}
         return out
 
     # -- one function per finding ------------------------------------------------------------
 
-    def _resumption_disabled(self, s: ServerDiag) -> Finding | None:
-        if s.offers < MIN_OFFERS_DISABLED or s.accepted or s.resumed:
+    def _resumption_disabled(self, s: ServerDiag, foreign: int) -> Finding | None:
+        own = s.offers - foreign  # refused offers this server issued, or nobody else holds
+        if own < MIN_OFFERS_DISABLED or s.accepted or s.resumed:
             return None
         issued = {"session_id": s.issued_ids, "ticket": s.issued_tickets, "full_tls12": s.full12}
         if s.full12 and not (s.issued_ids or s.issued_tickets):
@@ -460,12 +694,14 @@ class Diagnostics:
             severity=Severity.ERROR,
             servers=[s.label],
             message=(
-                f"{s.offers} resumption offers, none accepted: resumption is off on this server "
-                f"{hint}. nginx: ssl_session_cache (shared:NAME:SIZE) and ssl_session_tickets; "
-                "Apache: SSLSessionCache and SSLSessionTickets."
+                f"{s.offers} resumption offers, none accepted, {own} of them not issued by "
+                f"another server: resumption is off on this server {hint}. nginx: "
+                "ssl_session_cache (shared:NAME:SIZE) and ssl_session_tickets; haproxy: "
+                "tune.ssl.cachesize and no no-tls-tickets; Apache: SSLSessionCache and "
+                "SSLSessionTickets."
             ),
-            details={"offers": s.offers, "accepted": 0, "issued": issued},
-            evidence=[c.evidence("offer refused") for c in s.refused_examples],
+            details={"offers": s.offers, "accepted": 0, "own_offers": own, "issued": issued},
+            evidence=[c.evidence("offer refused") for c in s.refused_examples or ()],
         )
 
     def _not_resumable(self, s: ServerDiag) -> Finding | None:
@@ -482,14 +718,20 @@ class Diagnostics:
             ),
             details={"full_handshakes": s.full12},
             evidence=[c.evidence("full handshake, no session id, no ticket")
-                      for c in s.full12_examples],
+                      for c in s.full12_examples or ()],
         )
 
     def _no_offers(self, s: ServerDiag) -> Finding | None:
-        if s.offers or not (s.issued_ids or s.issued_tickets) or not s.returned:
+        if s.offers or not (s.issued_ids or s.issued_tickets) or not s.clients:
+            return None
+        returned = sorted(((first, later) for first, later in s.clients.values()
+                           if first is not None and later is not None
+                           and later.start > first.start),
+                          key=lambda p: (p[0].order(), p[1].order()))
+        if not returned:
             return None
         ev = []
-        for first, later in s.returned[:2]:
+        for first, later in returned[:2]:
             ev.append(first.evidence("session issued to this client"))
             ev.append(later.evidence("same client back, presented nothing"))
         return Finding(
@@ -503,15 +745,16 @@ class Diagnostics:
                 "terminates TLS."
             ),
             details={"issued_session_ids": s.issued_ids, "issued_tickets": s.issued_tickets,
-                     "returning_clients": len(s.returned)},
+                     "returning_clients": len(returned)},
             evidence=ev,
         )
 
     def _never_resumes(self, s: ServerDiag) -> list[Finding]:
-        if not s.resumed:
+        if not s.resumed or not s.populations:
             return []
         out = []
-        for pop, (conns, offers, examples) in s.populations.items():
+        for pop, (conns, offers, examples) in sorted(s.populations.items(),
+                                                     key=lambda kv: kv[0] or ""):
             if pop is None or offers or conns < MIN_CONNECTIONS_NEVER:
                 continue
             ja4s = sorted({e.population for e in examples})
@@ -531,53 +774,162 @@ class Diagnostics:
             ))
         return out
 
+    @staticmethod
+    def _held(s: ServerDiag) -> list[tuple[str, KeyName]]:
+        """Key names the server holds, in order of first use."""
+        return sorted(((n, k) for n, k in (s.key_names or {}).items() if k.held()),
+                      key=lambda nk: (nk[1].first(), nk[0]))
+
     def _key_rotation(self, s: ServerDiag) -> Finding | None:
-        if len(s.key_names) < 2:
+        names = self._held(s)
+        if len(names) < 2:
             return None
-        names = sorted(s.key_names.items(), key=lambda kv: kv[1].first)
-        seq = s.key_sequence
-        alternating = len(seq) > len(set(seq))
-        listed = [{"name": n, "first_ts": round(k.first, 6), "last_ts": round(k.last, 6),
-                   "tickets": k.tickets} for n, k in names]
-        if alternating:
-            why = ("the names alternate, so several processes or nodes behind this address "
-                   "encrypt tickets with different keys and refuse each other's: share one "
-                   "key (nginx ssl_session_ticket_key, Apache SSLSessionTicketKeyFile)")
-        else:
-            why = ("a rotation or a restart; tickets issued under an older name are refused "
-                   "unless the old key is still configured for decryption (nginx: keep it "
-                   "as a second ssl_session_ticket_key; Apache: SSLSessionTicketKeyFile)")
+        listed = [{"name": n, "first_ts": round(k.first(), 6), "last_ts": round(k.last(), 6),
+                   "tickets": k.issued, "accepted": k.accepted} for n, k in names]
+        tls13 = not any(k.issued for _, k in names)
+        seen = ("tickets accepted (TLS 1.3: issuance is encrypted, the names are those of the "
+                "PSK identities it accepted)" if tls13 else "tickets issued")
         return Finding(
             code="ticket_key_rotation",
-            severity=Severity.WARNING if alternating else Severity.INFO,
+            severity=Severity.INFO,
             servers=[s.label],
-            message=f"Tickets were issued under {len(names)} key names: {why}.",
-            details={"key_names": listed, "alternating": alternating},
-            evidence=[k.example.evidence(f"ticket issued under key name {n}") for n, k in names][
+            message=(
+                f"The server used {len(names)} ticket key names ({seen}), one after the other: "
+                "a rotation or a restart; tickets under an older name are refused unless the "
+                "old key is still configured for decryption (nginx: keep it as a second "
+                "ssl_session_ticket_key; haproxy: tls-ticket-keys holds several; Apache: "
+                "SSLSessionTicketKeyFile)."
+            ),
+            details={"key_names": listed, "inferred_from": "rfc5077_layout"},
+            evidence=[k.example().evidence(f"ticket key name {n}") for n, k in names][
                 :MAX_EVIDENCE],
         )
 
-    def _cache_timeout(self, s: ServerDiag, acc: list, ref: list) -> Finding | None:
-        if not acc or not ref:
+    def _several_key_sets(self, s: ServerDiag, in_mixed: set) -> Finding | None:
+        """Several key sets behind one address: issued key names that interleave in time, or a
+        key name refused and accepted on the same address in a way age does not explain."""
+        if not s.key_names:
             return None
-        a_age, a_conn, a_origin = max(acc, key=lambda t: t[0])
-        r_age, r_conn, r_origin = min(ref, key=lambda t: t[0])
-        if r_age <= a_age or r_age < MIN_TIMEOUT_AGE:
-            return None  # refusals are not explained by age alone
-        hints = sorted(h for h in s.lifetime_hints if h)
+        ev: list[Evidence] = []
+        interleaved: list[str] = []
+        issued = sorted(((n, k) for n, k in s.key_names.items() if k.issued),
+                        key=lambda nk: (nk[1].issued_first.order(), nk[0]))  # type: ignore[union-attr]
+        for i, (n1, k1) in enumerate(issued):
+            for n2, k2 in issued[i + 1:]:
+                assert k1.issued_last and k2.issued_first and k1.issued_first
+                if k2.issued_first.start < k1.issued_last.start:
+                    if not interleaved:
+                        ev += [k1.issued_first.evidence(f"ticket issued under key name {n1}"),
+                               k2.issued_first.evidence(f"ticket issued under key name {n2}"),
+                               k1.issued_last.evidence(f"ticket issued under key name {n1} "
+                                                       "again")]
+                    interleaved += [x for x in (n1, n2) if x not in interleaved]
+        ages = self._ages.get(s.label, ([], []))
+        age_of = {id(t[1]): (t[0], t[3]) for t in ages[0] + ages[1]}
+        max_acc_age = max((t[0] for t in ages[0]), default=None)
+        split: list[str] = []
+        for name, k in sorted(s.key_names.items()):
+            if not k.refused or not k.accepted:
+                continue
+            assert k.accepted_first and k.accepted_last
+            for r in k.refused_examples:
+                if id(r) in in_mixed:
+                    continue
+                known = age_of.get(id(r))
+                if known is not None:
+                    # Known age: a refusal older than every acceptance may be a timeout, one
+                    # after the server changed its key name a rotation or a restart.
+                    age, key_changed = known
+                    if key_changed or max_acc_age is None or age > max_acc_age:
+                        continue
+                    a = k.accepted_first
+                else:
+                    # Unknown age (TLS 1.3, issuance not captured): another ticket under the
+                    # name accepted proves nothing (the refused one may have expired); the
+                    # same ticket or PSK identity accepted *after* its refusal does.
+                    session = self.sessions.get(r.offer_key) if r.offer_key else None
+                    later = [c for c in (session.offers if session else ())
+                             if c.resumed and c.server == r.server and c.start > r.start]
+                    if not later:
+                        continue
+                    a = min(later, key=Conn.order)
+                split.append(name)
+                if len(ev) < MAX_EVIDENCE:
+                    ev += [r.evidence(f"key name {name} refused"),
+                           a.evidence(f"key name {name} accepted on the same address"
+                                      + (" (the same ticket, later)" if known is None else ""))]
+                break
+        if not interleaved and not split:
+            return None
+        why = []
+        if interleaved:
+            why.append(f"tickets are issued under key names that interleave in time "
+                       f"({', '.join(interleaved)}), not one after the other as in a rotation")
+        if split:
+            why.append(f"tickets under one key name ({', '.join(split)}) are refused on some "
+                       "connections and accepted on others")
+        return Finding(
+            code="several_key_sets",
+            severity=Severity.WARNING,
+            servers=[s.label],
+            message=(
+                "Several ticket key sets answer behind this one address (nodes or processes "
+                f"behind a load balancer): {'; and '.join(why)}. Each node refuses the others' "
+                f"tickets. Give every node the same keys ({_KEY_FILES}) and rotate them "
+                "everywhere at once, or share one session cache; or make the balancer sticky. "
+                "(Key names are read from the RFC 5077 ticket layout: an inference.)"
+            ),
+            details={"interleaved_key_names": interleaved, "refused_and_accepted": split,
+                     "key_names": sorted(s.key_names), "inferred_from": "rfc5077_layout"},
+            evidence=ev[:MAX_EVIDENCE + 2],
+        )
+
+    def _lost_or_timeout(self, s: ServerDiag, acc: list, ref: list) -> Finding | None:
+        """Refusals of a server's own sessions: a timeout (explained by age) or a loss at one
+        moment (explained by issue time: a restart, a cache flush, a key change)."""
+        hint = s.hint
+        aged_ref = [t for t in ref if not t[3]]  # key changes are no evidence of age
+        window = _loss_window(acc, ref)
+        timeout = None
+        if acc and aged_ref:
+            a_age = max(t[0] for t in acc)
+            r_age = min(t[0] for t in aged_ref)
+            if r_age > a_age and r_age >= MIN_TIMEOUT_AGE:
+                timeout = (a_age, r_age)
+        hint_agrees = (hint is not None and timeout is not None
+                       and timeout[0] <= hint + HINT_SLACK and timeout[1] >= hint - HINT_SLACK)
+        key_change = any(t[3] for t in ref)
+        if timeout is not None and (window is None or hint_agrees):
+            if len(acc) >= MIN_TIMEOUT_SIDE and len(aged_ref) >= MIN_TIMEOUT_SIDE:
+                return self._cache_timeout(s, acc, aged_ref, hint, window)
+            return None
+        if window is None or len(ref) < MIN_LOST:
+            return None
+        if timeout is not None and not key_change and (hint is None or hint_agrees):
+            return None  # age explains it as well as one loss does: neither is claimed
+        lo, hi = window
+        after = [t for t in acc if t[1].start > hi]
+        if not after:
+            return None  # nothing shows the server resuming after the moment
+        return self._sessions_lost(s, ref, after, window, hint, key_change, timeout)
+
+    def _cache_timeout(self, s: ServerDiag, acc: list, ref: list, hint: int | None,
+                       window: tuple | None) -> Finding:
+        a_age, a_conn, a_origin, _ = max(acc, key=lambda t: (t[0], t[1].order()))
+        r_age, r_conn, r_origin, _ = min(ref, key=lambda t: (t[0], t[1].order()))
         details = {"accepted_max_age": round(a_age, 3), "refused_min_age": round(r_age, 3),
-                   "accepted": len(acc), "refused": len(ref),
-                   "lifetime_hint": hints[-1] if hints else None}
-        msg = (f"Sessions are accepted up to {a_age:.1f} s old and refused from {r_age:.1f} s "
-               f"old: the server keeps sessions between {a_age:.0f} and {r_age:.0f} s.")
-        if hints:
-            h = hints[-1]
-            msg += f" Its tickets announce a lifetime of {h} s"
-            msg += " (consistent)." if a_age <= h + 0.5 and r_age >= h - 0.5 else \
-                " - the announced and the effective lifetime disagree."
+                   "accepted": len(acc), "refused": len(ref), "lifetime_hint": hint}
+        msg = (f"{len(acc)} sessions accepted up to {a_age:.1f} s old and {len(ref)} refused "
+               f"from {r_age:.1f} s old: the server keeps sessions between {a_age:.0f} and "
+               f"{r_age:.0f} s.")
+        if hint is not None:
+            msg += f" Its tickets announce a lifetime of {hint} s"
+            msg += " (consistent)." if a_age <= hint + HINT_SLACK and r_age >= hint - HINT_SLACK \
+                else " - the announced and the effective lifetime disagree (a cache or ticket " \
+                     "timeout shorter than the hint, or sessions evicted from a full cache)."
         msg += (" If clients come back later than that, raise nginx ssl_session_timeout "
-                "(Apache SSLSessionCacheTimeout), and size ssl_session_cache / SSLSessionCache "
-                "for the sessions it must hold that long.")
+                "(haproxy tune.ssl.lifetime, Apache SSLSessionCacheTimeout), and size "
+                "ssl_session_cache / SSLSessionCache for the sessions it must hold that long.")
         return Finding(
             code="cache_timeout",
             severity=Severity.WARNING,
@@ -592,65 +944,115 @@ class Diagnostics:
             ) if e is not None],
         )
 
-    def _cross_server(self, a: str, b: str, pairs: list) -> Finding | None:
-        accepted = sum(c.resumed for c, _ in pairs)
-        refused = len(pairs) - accepted
+    def _sessions_lost(self, s: ServerDiag, ref: list, after: list, window: tuple,
+                       hint: int | None, key_change: bool, timeout: tuple | None) -> Finding:
+        lo, hi = window
+        r_ages = sorted(t[0] for t in ref)
+        ref = sorted(ref, key=lambda t: t[1].order())
+        after = sorted(after, key=lambda t: t[1].order())
+        why = []
+        if timeout is None:
+            why.append("age does not explain it (younger sessions are refused while older "
+                       "ones are accepted)")
+        elif hint is not None:
+            why.append(f"its tickets announce {hint} s, longer than the refused sessions' ages")
+        if key_change:
+            why.append("the server issues tickets under a new key name since")
+        msg = (f"Sessions were lost between {lo:.3f} and {hi:.3f} (capture time): {len(ref)} "
+               f"sessions issued before were refused after, at ages {r_ages[0]:.1f} to "
+               f"{r_ages[-1]:.1f} s, while {len(after)} issued after resumed"
+               + (f"; {', and '.join(why)}" if why else "") + ". A restart, a cache flush or a "
+               "ticket key change without the old key: nginx loses ssl_session_cache on a "
+               "restart (not on a reload) and makes new ticket keys unless "
+               "ssl_session_ticket_key files are set; haproxy: tls-ticket-keys; Apache: "
+               "SSLSessionTicketKeyFile and a persistent SSLSessionCache.")
+        r_age, r_conn, r_origin, _ = ref[0]
+        a_age, a_conn, a_origin, _ = after[0]
+        return Finding(
+            code="sessions_lost",
+            severity=Severity.WARNING,
+            servers=[s.label],
+            message=msg,
+            details={"lost_after": round(lo, 6), "lost_before": round(hi, 6),
+                     "refused": len(ref), "accepted_after": len(after),
+                     "refused_ages": [round(r_ages[0], 3), round(r_ages[-1], 3)],
+                     "lifetime_hint": hint, "key_change": key_change},
+            evidence=[
+                r_origin.evidence("session created before the loss"),
+                r_conn.evidence(f"offered after the loss at age {r_age:.1f} s, refused"),
+                a_origin.evidence("session created after the loss"),
+                a_conn.evidence(f"offered at age {a_age:.1f} s, accepted"),
+            ],
+        )
+
+    def _cross_server(self, a: str, b: str, refused: dict, accepted: dict) -> Finding | None:
+        if not refused or accepted:
+            return None  # both accepted and refused: timeouts, partial sharing (ambiguous)
         target = self.servers.get(b)
-        if not refused or accepted or target is None or not target.accepted:
-            return None
+        own = target is not None and target.accepted > 0
+        pairs = sorted(refused.values(), key=lambda t: (t[0].order(), t[1].order()))
         ev = []
-        for c, o in pairs[:2]:
-            ev.append(o.evidence(f"session issued by {a}"))
+        for c, o, why in pairs[:2]:
+            ev.append(o.evidence(f"{why} {a}"))
             ev.append(c.evidence(f"offered to {b}, refused"))
+        tls13 = any(c.tls13 for c, _, _ in pairs)
         return Finding(
             code="cross_server_refused",
             severity=Severity.WARNING,
             servers=[a, b],
             message=(
-                f"Sessions issued by {a} are refused by {b} (same name), which accepts its own: "
-                "the nodes share neither session cache nor ticket keys. Share the ticket key "
-                "(nginx ssl_session_ticket_key, the same file on every node; Apache "
-                "SSLSessionTicketKeyFile) or a session cache (Apache SSLSessionCache memcache:), "
+                f"Sessions of {a} are refused by {b} (same name)"
+                + (", which accepts its own" if own else
+                   " (whether it resumes its own sessions, the capture does not show)")
+                + (" (TLS 1.3 PSKs)" if tls13 else "")
+                + ": the nodes share neither session cache nor ticket keys. Share the ticket "
+                f"keys ({_KEY_FILES}) or a session cache (Apache SSLSessionCache memcache:), "
                 "or keep clients on one node."
             ),
-            details={"from": a, "to": b, "offers": len(pairs), "accepted": 0},
+            details={"from": a, "to": b, "offers": len(pairs), "accepted": 0,
+                     "target_accepts_own": own},
             evidence=ev,
         )
 
     def _keys_differ(self) -> list[Finding]:
-        by_sni: dict[str, list[ServerDiag]] = {}
-        for s in self.servers.values():
-            if s.sni and s.key_names:
-                by_sni.setdefault(s.sni, []).append(s)
+        by_sni: dict[str, list[tuple[ServerDiag, set, float, float]]] = {}
+        for s in sorted(self.servers.values(), key=lambda s: s.label):
+            held = self._held(s)
+            if s.sni and held and s.seen_first is not None and s.seen_last is not None:
+                by_sni.setdefault(s.sni, []).append(
+                    (s, {n for n, _ in held}, s.seen_first, s.seen_last))
         out = []
         for sni, group in sorted(by_sni.items()):
-            involved: dict[str, ServerDiag] = {}
-            for i, a in enumerate(group):
-                for b in group[i + 1:]:
-                    if a.endpoint == b.endpoint or set(a.key_names) & set(b.key_names):
+            involved: dict[str, tuple] = {}
+            for i, (a, na, fa, la) in enumerate(group):
+                for b, nb, fb, lb in group[i + 1:]:
+                    if a.endpoint == b.endpoint or na & nb:
                         continue
-                    if a.issued_last < b.issued_first or b.issued_last < a.issued_first:
-                        continue  # not at the same time: could be one key rotated
-                    involved[a.label] = a
-                    involved[b.label] = b
+                    if la < fb or lb < fa:
+                        continue  # not seen at the same time: could be one key handed on
+                    involved[a.label] = (a, na)
+                    involved[b.label] = (b, nb)
             if not involved:
                 continue
             servers = sorted(involved)
+            ev = []
+            for label in servers:
+                name, k = self._held(involved[label][0])[0]
+                ev.append(k.example().evidence(f"ticket key name {name}"))
             out.append(Finding(
                 code="ticket_keys_differ",
                 severity=Severity.WARNING,
                 servers=servers,
                 message=(
-                    f"Servers answering for {sni} issue tickets under different key names at "
-                    "the same time: a ticket from one is refused by the others. Give every node "
-                    "the same key (nginx ssl_session_ticket_key; Apache SSLSessionTicketKeyFile) "
-                    "and rotate it everywhere at once."
+                    f"Servers answering for {sni} use different ticket key names at the same "
+                    "time (TLS 1.2: the tickets they issue; TLS 1.3: the PSKs they accept): a "
+                    f"ticket from one is refused by the others. Give every node the same keys "
+                    f"({_KEY_FILES}) and rotate them everywhere at once."
                 ),
                 details={"servers": servers,
-                         "key_names": {k: sorted(involved[k].key_names) for k in servers}},
-                evidence=[next(iter(involved[k].key_names.values())).example.evidence(
-                    "ticket issued under key name " + next(iter(involved[k].key_names)))
-                    for k in servers][:MAX_EVIDENCE],
+                         "key_names": {k: sorted(involved[k][1]) for k in servers},
+                         "inferred_from": "rfc5077_layout"},
+                evidence=ev[:MAX_EVIDENCE],
             ))
         return out
 
@@ -686,6 +1088,29 @@ class Diagnostics:
             ))
         return out
 
+    def _limited(self) -> Finding | None:
+        """The memory bounds were reached: say what the findings do not cover."""
+        if not (self.servers_dropped or self.sessions_dropped or self.offers_dropped):
+            return None
+        return Finding(
+            code="diagnostics_limited",
+            severity=Severity.INFO,
+            servers=[],
+            message=(
+                f"The diagnostics kept bounded memory: {self.servers_dropped} connections to "
+                f"servers beyond the first {self.max_servers} were not diagnosed, "
+                f"{self.sessions_dropped} sessions beyond the {self.max_sessions} most recently "
+                f"used and {self.offers_dropped} offers beyond {MAX_OFFERS} per session were "
+                "not linked. The findings are computed on what was kept (an offer whose "
+                "issuing connection was dropped is unlinked); the rates in the table count "
+                "every connection. Analyze a filtered capture (one site, one subnet) to "
+                "diagnose every server."
+            ),
+            details={"servers_dropped": self.servers_dropped,
+                     "sessions_dropped": self.sessions_dropped,
+                     "offers_dropped": self.offers_dropped},
+        )
+
     # -- output ------------------------------------------------------------------------------
 
     def to_dict(self) -> dict:
@@ -699,8 +1124,36 @@ class Diagnostics:
             },
             "limits": {"sessions": len(self.sessions), "max_sessions": self.max_sessions,
                        "sessions_dropped": self.sessions_dropped,
-                       "offers_dropped": self.offers_dropped},
+                       "offers_dropped": self.offers_dropped,
+                       "servers": len(self.servers), "max_servers": self.max_servers,
+                       "servers_dropped": self.servers_dropped,
+                       "key_names_dropped": sum(s.key_names_dropped
+                                                for s in self.servers.values())},
         }
+
+
+def _loss_window(acc: list, ref: list) -> tuple[float, float] | None:
+    """The moments T at which one loss explains the refusals: every refused session issued
+    before T and offered after it, no accepted one issued before T and offered after it. The
+    earliest such interval (lo, hi], or None."""
+    if not ref:
+        return None
+    lo = max(t[2].issued_at for t in ref)
+    hi = min(t[1].start for t in ref)
+    pieces = [(lo, hi)] if lo < hi else []
+    for _, c, o, _ in acc:
+        a_lo, a_hi = o.issued_at, c.start  # T in (a_lo, a_hi] would have lost this one
+        nxt = []
+        for p_lo, p_hi in pieces:
+            if a_hi <= p_lo or a_lo >= p_hi:
+                nxt.append((p_lo, p_hi))
+                continue
+            if p_lo < a_lo:
+                nxt.append((p_lo, a_lo))
+            if a_hi < p_hi:
+                nxt.append((a_hi, p_hi))
+        pieces = nxt
+    return pieces[0] if pieces else None
 
 
 def _table(table: dict[str, Breakdown], other: Breakdown, ja4: bool = False) -> list[dict]:

@@ -98,10 +98,13 @@ def print_report(console: Console, agg: Aggregator, counters: dict, findings=Non
     ):
         if counters.get(name):
             skipped.append(f"{counters[name]} {label}")
+    read = counters.get("verdicts_read")
     console.print(
-        f"{counters['frames']} frames, {counters['tcp_connections']} TCP connections"
-        + (f", {counters['udp_flows']} UDP flows" if counters.get("udp_flows") else "")
-        + f", {counters['tls_connections']} TLS."
+        ("" if read and not counters["frames"] else
+         f"{counters['frames']} frames, {counters['tcp_connections']} TCP connections"
+         + (f", {counters['udp_flows']} UDP flows" if counters.get("udp_flows") else "")
+         + f", {counters['tls_connections']} TLS." + (" " if read else ""))
+        + (f"{read} verdicts read from verdict files." if read else "")
         + (" Not analyzed: " + "; ".join(skipped) + "." if skipped else "")
     )
 

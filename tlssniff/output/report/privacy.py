@@ -29,7 +29,7 @@ from tlssniff.analysis.verdict import ConnectionVerdict
 
 REDACTED_FIELDS = (
     "session_id", "issued_session_id", "ticket_hash", "issued_ticket_hash", "psk_identity_hash",
-    "ticket_key_name", "issued_ticket_key_name",
+    "ticket_key_name", "issued_ticket_key_name", "psk_key_name",
 )
 
 
@@ -124,7 +124,7 @@ _FIELD_KIND = {
     "session_id": "sid", "issued_session_id": "sid",
     "ticket_hash": "tkt", "issued_ticket_hash": "tkt",
     "psk_identity_hash": "psk",
-    "ticket_key_name": "keyname", "issued_ticket_key_name": "keyname",
+    "ticket_key_name": "keyname", "issued_ticket_key_name": "keyname", "psk_key_name": "keyname",
 }
 
 
