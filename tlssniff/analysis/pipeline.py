@@ -24,6 +24,20 @@ if TYPE_CHECKING:
 # How many issued TLS <= 1.2 session ids are remembered for linking offers to issues.
 MAX_ISSUED_IDS: Final = 50_000
 
+# Where a verdict came from within its frame (Analyzer.order): the periodic sweeps of the TCP
+# and UDP tables run before the frame itself.
+PHASE_TCP_SWEEP: Final = 0
+PHASE_UDP_SWEEP: Final = 1
+PHASE_FRAME: Final = 2
+_NO_FRAME: Final = 1 << 62  # the frame number of verdicts made at the end of input
+
+
+def partition_of(key: bytes, parts: int) -> int:
+    """The flow-hash partition of a TCP/UDP 4-tuple in the ``flow_key`` layout (source ip,
+    destination ip, source port, destination port). Symmetric: both directions of a connection
+    are one partition (the sum of the bytes is the same whichever end comes first)."""
+    return ((sum(key) * 2654435761) >> 16) % parts
+
 
 @dataclass(slots=True)
 class Counters:
@@ -63,7 +77,14 @@ class Analyzer(FrameSink):
         self,
         on_verdict: Callable[[ConnectionVerdict], None],
         limits: Limits | None = None,
+        part: int = 0,
+        parts: int = 1,
     ):
+        """``part`` of ``parts``: analyse only the connections whose flow hash
+        (:func:`partition_of`) is ``part``; frames that are neither TCP nor UDP count in part 0.
+        Each verdict's place in the single-process order is then :attr:`order` when
+        ``on_verdict`` is called, and :attr:`alternative` what it would be if its session id
+        had been issued (see ``_classify``); analysis/parallel.py merges the parts."""
         self.on_verdict = on_verdict
         self.limits = limits or Limits()
         self.counters = Counters()
@@ -78,6 +99,14 @@ class Analyzer(FrameSink):
         self._frame_no = 0
         self._first_ts = 0.0
         self._last_ts = 0.0
+        self.part = part
+        self.parts = parts
+        self._next_sweep = -1.0  # capture time of the next periodic sweep; armed by frame one
+        self._sweep_armed = False
+        self._phase = PHASE_FRAME
+        self._frame_now = 0  # the frame being read (the live path's frame_no, else _frame_no)
+        self.order: tuple[int, int, int] = (0, 0, 0)
+        self.alternative: tuple[bytes, ConnectionVerdict] | None = None
 
     # -- per frame ---------------------------------------------------------------------------
 
@@ -93,7 +122,24 @@ class Analyzer(FrameSink):
         if c.first_ts is None:
             c.first_ts = ts
         c.last_ts = ts
+        self._frame_now = frame_no
+        if ts >= self._next_sweep:
+            self._sweep(ts, frame_no)
         return self._decoded_frame(ts, linktype, frame, frame_no, None, None)
+
+    def _sweep(self, ts: float, frame_no: int) -> None:
+        """The periodic sweep of both flow tables, on the first frame past its deadline (a
+        schedule of frame times only: every partition of a capture sweeps at the same frame)."""
+        if self._sweep_armed:
+            self._frame_now = frame_no
+            self._phase = PHASE_TCP_SWEEP
+            self.table.sweep(ts)
+            if self.udp is not None:
+                self._phase = PHASE_UDP_SWEEP
+                self.udp.sweep(ts)
+            self._phase = PHASE_FRAME
+        self._sweep_armed = True
+        self._next_sweep = ts + self.table.sweep_interval()
 
     def _decoded_frame(
         self, ts: float, linktype: int, frame: bytes, frame_no: int, key: bytes | None,
@@ -106,10 +152,16 @@ class Analyzer(FrameSink):
         try:
             d = decode_frame(linktype, frame)
         except MalformedFrame:
-            c.malformed_frames += 1
+            if not self.part:
+                c.malformed_frames += 1
             return False
         if d is None:
-            c.other_frames += 1
+            if not self.part:
+                c.other_frames += 1
+            return False
+        if self.parts > 1 and flow is None and partition_of(
+            flow_key(d[1], d[2], d[3], d[4]), self.parts
+        ) != self.part:
             return False
         if d[0] != 6:
             c.udp_datagrams += 1
@@ -186,6 +238,8 @@ class Analyzer(FrameSink):
             self._first_ts = ts
         self._frame_no += 1
         self._last_ts = ts
+        if ts >= self._next_sweep:
+            self._sweep(ts, self._frame_no)
         key: bytes | None = None
         flow: Flow | None = None
         if linktype == 1 and end - start >= 48:
@@ -193,6 +247,8 @@ class Analyzer(FrameSink):
             if buf[s + 12] == 8 and buf[s + 13] == 0 and buf[s + 14] == 0x45 and buf[s + 23] == 6:
                 key = buf[s + 26 : s + 38]
                 flow = self._flows.get(key)
+                if flow is None and self.parts > 1 and partition_of(key, self.parts) != self.part:
+                    return
                 if flow is not None and not buf[s + 47] & 7 and (
                     flow.done or (buf[s + 16] << 8 | buf[s + 17]) == 20 + (buf[s + 46] >> 4 << 2)
                 ):
@@ -204,16 +260,21 @@ class Analyzer(FrameSink):
             ):
                 key = buf[s + 22 : s + 58]
                 flow = self._flows.get(key)
+                if flow is None and self.parts > 1 and partition_of(key, self.parts) != self.part:
+                    return
                 if flow is not None and not buf[s + 67] & 7 and (
                     flow.done or (buf[s + 18] << 8 | buf[s + 19]) == buf[s + 66] >> 4 << 2
                 ):
                     flow.last = ts
                     self.counters.tcp_segments += 1
                     return
+        self._frame_now = self._frame_no
         self._decoded_frame(ts, linktype, buf[start:end], self._frame_no, key, flow)
 
     def finish(self) -> None:
         """End of input: decide every open connection with what the capture holds."""
+        self._frame_now = _NO_FRAME
+        self._phase = PHASE_TCP_SWEEP
         self.table.finish_all()
         fc = self.table.counters
         c = self.counters
@@ -225,6 +286,7 @@ class Analyzer(FrameSink):
         c.buffer_overflows = fc.buffer_overflows
         if self.udp is not None:
             u = self.udp
+            self._phase = PHASE_UDP_SWEEP
             u.finish_all()
             c.udp_flows = u.count
             c.quic_connections = u.quic
@@ -253,6 +315,10 @@ class Analyzer(FrameSink):
             return
         c.tls_connections += 1
         v.starttls = app.starttls
+        if self.alternative is not None:
+            self.alternative[1].starttls = app.starttls
+        if self.parts > 1:
+            self.order = (self._frame_now, self._phase, flow.frame)
         self.on_verdict(v)
 
     def _udp_done(self, flow: UdpFlow) -> None:
@@ -268,11 +334,35 @@ class Analyzer(FrameSink):
         )
         self._classify(app.tracker, v, app.end_reason, app.early_data_seen)
         self.counters.tls_connections += 1
+        if self.parts > 1:
+            self.order = (self._frame_now, self._phase, flow.frame)
         self.on_verdict(v)
 
     def _classify(self, tracker, v: ConnectionVerdict, end_reason, early_data_seen=False) -> None:
-        """One classifier for TCP, QUIC and DTLS: the verdict, its counters, issued ids."""
-        classify(tracker, v, self._was_issued, end_reason, early_data_seen)
+        """One classifier for TCP, QUIC and DTLS: the verdict, its counters, issued ids.
+
+        A partition does not see the session ids the other partitions' connections issued: when
+        the verdict asks whether its session id was issued, it is classified both ways and
+        :attr:`alternative` keeps the answer for "issued" (the merge, which sees every verdict in
+        order, picks one)."""
+        if self.parts > 1:
+            self.alternative = None
+            asked: list[bytes] = []
+
+            def ask(session_id: bytes) -> bool:
+                asked.append(session_id)
+                return False
+
+            classify(tracker, v, ask, end_reason, early_data_seen)
+            if asked:
+                # What the verdict held before classify (_verdict, _udp_done).
+                base = ConnectionVerdict(ts=v.ts, client=v.client, server=v.server,
+                                         transport=v.transport, capture=v.capture)
+                alt = classify(tracker, base, _issued_yes, end_reason, early_data_seen)
+                if alt.to_dict() != v.to_dict():
+                    self.alternative = (asked[0], alt)
+        else:
+            classify(tracker, v, self._was_issued, end_reason, early_data_seen)
         if tracker.error == "malformed":
             self.counters.malformed_tls += 1
         elif tracker.error == "oversized":
@@ -295,6 +385,10 @@ class Analyzer(FrameSink):
         self._issued[session_id] = None
         if len(self._issued) > MAX_ISSUED_IDS:
             self._issued.popitem(last=False)
+
+
+def _issued_yes(session_id: bytes) -> bool:
+    return True
 
 
 def analyze_paths(
