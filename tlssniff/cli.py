@@ -109,7 +109,8 @@ def analyze(
             "-f",
             help="table (default): per-server table; json: summary and every connection; "
             "jsonl: one object per TLS connection, streamed; csv: one row per connection; "
-            "ecs: JSON lines in Elastic Common Schema names.",
+            "ecs: JSON lines in Elastic Common Schema names; parquet: one typed row per "
+            "connection (needs --output FILE and pyarrow).",
         ),
     ] = "table",
     output: Annotated[
@@ -182,6 +183,8 @@ def analyze(
     """
     if fmt not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    if fmt == "parquet" and output is None:
+        raise UsageError("--format parquet is a binary file: write it with --output FILE")
     if max_flows < 1 or idle_timeout <= 0 or max_buffer < 0 or max_pending_memory < 0:
         raise UsageError("--max-flows, --idle-timeout and --max-buffer must be positive")
     if jobs < 0:
@@ -198,7 +201,15 @@ def analyze(
                     max_pending_memory=max_pending_memory)
 
     with contextlib.ExitStack() as stack:
-        if output is not None:
+        table_out = None
+        if fmt == "parquet":
+            from tlssniff.output.parquet import ParquetVerdictWriter
+
+            assert output is not None
+            table_out = ParquetVerdictWriter(str(output))
+            stack.callback(table_out.close)
+            out = sys.stdout
+        elif output is not None:
             try:
                 out = stack.enter_context(open(output, "w", encoding="utf-8", newline=""))
             except OSError as err:
@@ -214,9 +225,11 @@ def analyze(
 
             diag = Diagnostics()
 
+        write = table_out.write if table_out is not None else writer.write
+
         def on_verdict(v) -> None:
             agg.add(v)
-            writer.write(v)
+            write(v)
             if diag is not None:
                 diag.add(v)
 
