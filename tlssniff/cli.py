@@ -149,6 +149,17 @@ def analyze(
             "follow connections across files. Without it each file is analyzed on its own.",
         ),
     ] = False,
+    dask: Annotated[
+        Optional[str],
+        typer.Option(
+            "--dask", metavar="ADDRESS",
+            help="Run the analysis on the Dask cluster whose scheduler is ADDRESS "
+            "(tcp://HOST:8786); the captures must be readable by every worker under the same "
+            "name (shared path or fsspec URL). The output is identical to a local run. "
+            "--jobs N: flow-hash partitions per capture (default: one capture over every "
+            "worker thread, several captures one task each). Needs 'tlssniff[dask]'.",
+        ),
+    ] = None,
     fail_under: Annotated[
         Optional[str],
         typer.Option(
@@ -196,7 +207,10 @@ def analyze(
     rate = parse_rate(fail_under) if fail_under is not None else None
     if min_handshakes < 1:
         raise UsageError("--min-handshakes must be at least 1")
-    _check_inputs(captures)
+    if dask is not None and one_stream:
+        raise UsageError("--dask and --one-stream cannot be combined (one stream is sequential)")
+    if dask is None:
+        _check_inputs(captures)
     limits = Limits(max_flows=max_flows, idle_timeout=idle_timeout, max_buffer=max_buffer,
                     max_pending_memory=max_pending_memory)
 
@@ -237,7 +251,8 @@ def analyze(
             # Streamed lines: --jobs workers aggregate and write their own (parallel.Split).
             split = Split(fmt, agg, out) if fmt in ("jsonl", "ecs") else None
             totals = analyze_captures(
-                [str(p) for p in captures], on_verdict, limits, jobs, update, one_stream, split
+                [str(p) for p in captures], on_verdict, limits, jobs, update, one_stream, split,
+                dask,
             )
         counters = totals.to_dict()
         if fmt == "json":

@@ -206,7 +206,8 @@ class IssuedIds:
 
 
 def analyze_part(
-    path: str, limits: Limits, part: int, parts: int, spool: str, fmt: str | None = None
+    path: str, limits: Limits, part: int, parts: int, spool: str, fmt: str | None = None,
+    capture_name: str | None = None,
 ) -> tuple[Counters, OrderedAggregate | None, bool, TlssniffError | None]:
     """Worker: analyze partition ``part`` of ``parts`` of one capture, pickling its records in
     order into ``spool``. Without ``fmt`` a record is ``(order, verdict, alternative)``, the
@@ -216,9 +217,11 @@ def analyze_part(
     line, alternative verdict, its line))`` when the line depends on earlier connections (those
     verdicts are aggregated by the merge). Returns the partition's counters, its aggregate
     (with ``fmt``), whether a limit evicted anything (then the partitions are not exact; see
-    partition_limits) and the capture's error."""
+    partition_limits) and the capture's error. ``capture_name``: the verdicts' ``capture``
+    when it is not ``path`` (a local copy of a URL)."""
     batch: list[tuple] = []
     agg = OrderedAggregate() if fmt is not None else None
+    rename = capture_name is not None and capture_name != path
     try:
         with open(spool, "wb") as out:
             analyzer: Analyzer
@@ -231,6 +234,10 @@ def analyze_part(
                 def keep(v: ConnectionVerdict) -> None:
                     alt = analyzer.alternative
                     order = analyzer.order
+                    if rename:
+                        v.capture = capture_name
+                        if alt is not None:
+                            alt[1].capture = capture_name
                     if alt is None:
                         assert agg is not None
                         agg.add(order, v)
@@ -248,6 +255,10 @@ def analyze_part(
             else:
 
                 def keep(v: ConnectionVerdict) -> None:
+                    if rename:
+                        v.capture = capture_name
+                        if analyzer.alternative is not None:
+                            analyzer.alternative[1].capture = capture_name
                     batch.append((analyzer.order, v, analyzer.alternative))
                     analyzer.alternative = None
                     if len(batch) >= _BATCH:
@@ -375,17 +386,26 @@ def analyze_captures(
     progress: Callable[[int, int | None], None] | None = None,
     one_stream: bool = False,
     split: Split | None = None,
+    dask: str | None = None,
 ) -> Counters:
     """Analyze ``paths`` and return the merged counters.
 
     ``split``: with several workers, let them aggregate and write their own lines (see the
     module docstring); ``on_verdict`` must then do nothing else. Ignored when one process runs.
 
+    ``dask``: a Dask scheduler's address; the work runs on its workers (analysis/distributed.py),
+    ``jobs`` > 1 then being the partitions per capture.
+
     ``one_stream``: the files are consecutive pieces of one capture (``tcpdump -C/-G``
     rotation): one flow table runs through all of them, so connections crossing a file
     boundary stay whole. That is inherently sequential and ignores ``jobs``.
     """
     limits = limits or Limits()
+    if dask is not None and not one_stream:
+        from tlssniff.analysis.distributed import analyze_on_dask
+
+        return analyze_on_dask(dask, paths, on_verdict, limits, jobs if jobs > 1 else 0,
+                               progress, split)
     if one_stream:
         analyzer = Analyzer(on_verdict, limits)
         for path in paths:
