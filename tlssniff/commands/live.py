@@ -70,6 +70,10 @@ def live(
         help="Out-of-order bytes buffered per direction before a verdict.")
     ] = _DEFAULT_LIMITS.max_buffer,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No notes on stderr.")] = False,
+    workers: Annotated[int, typer.Option(
+        "--workers", metavar="N",
+        help="Analyze in N processes: the kernel splits the frames among N AF_PACKET rings by "
+        "flow hash (PACKET_FANOUT_HASH); one dashboard and one summary for all.")] = 1,
 ) -> None:
     """Capture on an interface and classify every TLS handshake live.
 
@@ -119,6 +123,20 @@ def live(
         if not quiet:
             err.print(f"tlssniff: {message}", markup=False, soft_wrap=True)
 
+    if workers < 1:
+        raise UsageError("--workers must be at least 1")
+    if workers > 1:
+        if count is not None or write is not None or backend == "pcap":
+            raise UsageError("--workers N works with the ring backend, without --count and "
+                             "--write")
+        from tlssniff.commands import live_workers
+
+        live_workers.run(iface, bpf, duration=duration, snaplen=snaplen, promisc=promisc,
+                         fmt=fmt, output=output, buffer_mb=buffer_mb,
+                         limits=Limits(max_flows=max_flows, idle_timeout=idle_timeout,
+                                       max_buffer=max_buffer),
+                         workers=workers, user=user, drop_privileges=drop_privileges, note=note)
+        return
     cap = LiveCapture(iface, bpf, snaplen=snaplen, promisc=promisc, buffer_mb=buffer_mb,
                       backend=backend)
     with contextlib.ExitStack() as stack:
