@@ -160,3 +160,26 @@ def test_cli_jobs_on_one_capture_is_byte_identical(fmt):
     two = run_tlssniff("analyze", path, "-f", fmt, "--jobs", "2", "-q").stdout
     assert one == two
     assert one.count("\n") > 10
+
+
+def test_streamed_lines_fall_back_to_one_process_on_eviction():
+    """JSONL workers stream their lines to the merging parent; when a partition evicted, the
+    merged file is thrown away and one process writes the lines (and aggregates)."""
+    from tlssniff.output.formats import VerdictWriter
+
+    path = str(CAPTURES / "demo.pcapng")
+    for limits in (Limits(max_flows=4), Limits()):
+        want, want_agg = io.StringIO(), Aggregator()
+        w = VerdictWriter("jsonl", want)
+        a = Analyzer(lambda v: (want_agg.add(v), w.write(v)), limits)
+        a.analyze_file(path)
+        a.finish()
+        got, agg = io.StringIO(), Aggregator()
+        gw = VerdictWriter("jsonl", got)
+        counters = parallel.analyze_partitioned(
+            path, lambda v: (agg.add(v), gw.write(v)), limits, 2,
+            split=parallel.Split("jsonl", agg, got))
+        assert got.getvalue() == want.getvalue()
+        assert counters.to_dict() == a.counters.to_dict()
+        assert [s.to_dict() for s in agg.servers.values()] == [
+            s.to_dict() for s in want_agg.servers.values()]

@@ -20,6 +20,7 @@ Two ways home, both giving the bytes ``--jobs 1`` gives:
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import multiprocessing
 import os
@@ -206,8 +207,8 @@ class IssuedIds:
 
 
 def analyze_part(
-    path: str, limits: Limits, part: int, parts: int, spool: str, fmt: str | None = None,
-    capture_name: str | None = None,
+    path: str, limits: Limits, part: int, parts: int, spool: str | Callable[[list], None],
+    fmt: str | None = None, capture_name: str | None = None,
 ) -> tuple[Counters, OrderedAggregate | None, bool, TlssniffError | None]:
     """Worker: analyze partition ``part`` of ``parts`` of one capture, pickling its records in
     order into ``spool``. Without ``fmt`` a record is ``(order, verdict, alternative)``, the
@@ -218,12 +219,21 @@ def analyze_part(
     verdicts are aggregated by the merge). Returns the partition's counters, its aggregate
     (with ``fmt``), whether a limit evicted anything (then the partitions are not exact; see
     partition_limits) and the capture's error. ``capture_name``: the verdicts' ``capture``
-    when it is not ``path`` (a local copy of a URL)."""
+    when it is not ``path`` (a local copy of a URL). ``spool`` may also be a function that
+    takes each batch of records (a pipe to the merging parent)."""
     batch: list[tuple] = []
     agg = OrderedAggregate() if fmt is not None else None
     rename = capture_name is not None and capture_name != path
     try:
-        with open(spool, "wb") as out:
+        with contextlib.ExitStack() as stack:
+            if callable(spool):
+                dump = spool
+            else:
+                out = stack.enter_context(open(spool, "wb"))
+
+                def dump(records: list) -> None:
+                    pickle.dump(records, out, protocol=pickle.HIGHEST_PROTOCOL)
+
             analyzer: Analyzer
             if fmt is not None:
                 from tlssniff.output.formats import VerdictWriter
@@ -250,7 +260,7 @@ def analyze_part(
                         writer.write(alt[1])
                         batch.append((order, None, None, (alt[0], v, text, alt[1], line.text)))
                     if len(batch) >= _BATCH:
-                        pickle.dump(batch, out, protocol=pickle.HIGHEST_PROTOCOL)
+                        dump(batch)
                         batch.clear()
             else:
 
@@ -262,14 +272,14 @@ def analyze_part(
                     batch.append((analyzer.order, v, analyzer.alternative))
                     analyzer.alternative = None
                     if len(batch) >= _BATCH:
-                        pickle.dump(batch, out, protocol=pickle.HIGHEST_PROTOCOL)
+                        dump(batch)
                         batch.clear()
 
             analyzer = Analyzer(keep, partition_limits(limits, parts), part, parts)
             analyzer.analyze_file(path)
             analyzer.finish()
             if batch:
-                pickle.dump(batch, out, protocol=pickle.HIGHEST_PROTOCOL)
+                dump(batch)
         evicted = analyzer.table.evictions > 0 or (
             analyzer.udp is not None and analyzer.udp.evictions > 0
         )
@@ -328,6 +338,81 @@ def _order(record: tuple) -> Order:
     return record[0]
 
 
+def _part_to_pipe(path: str, limits: Limits, part: int, parts: int, fmt: str, conn) -> None:
+    """Worker process: analyze_part with its batches sent down ``conn`` as they are made, then
+    its result."""
+
+    def send(records: list) -> None:
+        conn.send_bytes(pickle.dumps(records, protocol=pickle.HIGHEST_PROTOCOL))
+
+    try:
+        result = analyze_part(path, limits, part, parts, send, fmt)
+    except BaseException as err:  # noqa: BLE001 - reported to the parent, which re-raises
+        conn.send_bytes(pickle.dumps(("error", repr(err))))
+        raise
+    conn.send_bytes(pickle.dumps(("end", result), protocol=pickle.HIGHEST_PROTOCOL))
+    conn.close()
+
+
+def _piped_records(conn, results: dict, i: int) -> Iterator[tuple]:
+    while True:
+        obj = pickle.loads(conn.recv_bytes())
+        if isinstance(obj, tuple):
+            if obj[0] == "error":
+                raise RuntimeError(f"partition {i} failed: {obj[1]}")
+            results[i] = obj[1]
+            return
+        yield from obj
+
+
+def _stream_partitioned(
+    path: str, limits: Limits, jobs: int, split: Split, tmp: str
+) -> tuple[list[tuple], str]:
+    """The streamed outputs (``split``) of one capture: workers send their records as they make
+    them and the parent merges them meanwhile, into a file in ``tmp`` (copied to the output
+    only once every partition is known to be exact). Returns the workers' results and that
+    file."""
+    ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+    conns, procs = [], []
+    for i in range(jobs):
+        parent_end, child_end = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_part_to_pipe, args=(path, limits, i, jobs, split.fmt,
+                                                        child_end), daemon=True)
+        proc.start()
+        child_end.close()
+        conns.append(parent_end)
+        procs.append(proc)
+    results: dict[int, tuple] = {}
+    merged = os.path.join(tmp, "merged")
+    try:
+        with open(merged, "w", encoding="utf-8", newline="") as out:
+            streams = [_piped_records(c, results, i) for i, c in enumerate(conns)]
+            issued = IssuedIds()
+            settled = OrderedAggregate()
+            write = out.write
+            for order, text, issued_hex, alt in heapq.merge(*streams, key=_order):
+                if alt is not None:
+                    sid, v, text, alt_v, alt_text = alt
+                    if sid in issued:
+                        v, text = alt_v, alt_text
+                    issued_hex = v.issued_session_id
+                    settled.add(order, v)
+                issued.remember(issued_hex)
+                write(text)
+        for proc in procs:
+            proc.join()
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+    got = [results[i] for i in range(jobs)]
+    for *_, error in got:
+        if error is not None:
+            raise error
+    return [*got, (None, settled, False, None)], merged if not any(g[2] for g in got) else ""
+
+
 def analyze_partitioned(
     path: str,
     on_verdict: Callable[[ConnectionVerdict], None],
@@ -340,6 +425,25 @@ def analyze_partitioned(
     process gives. Falls back to one process when a partition hit its share of a limit."""
     ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
     fmt = split.fmt if split is not None else None
+    if split is not None:
+        with tempfile.TemporaryDirectory(prefix="tlssniff-") as tmp:
+            got, merged = _stream_partitioned(path, limits, jobs, split, tmp)
+            if merged:
+                with open(merged, encoding="utf-8", newline="") as lines:
+                    shutil.copyfileobj(lines, split.out, 1 << 20)
+                merge_ordered(split.aggregator, [g[1] for g in got if g[1] is not None])
+                total = Counters()
+                for counters, *_ in got[:-1]:
+                    merge_counters(total, counters)
+                if progress is not None:
+                    size = os.path.getsize(path)
+                    progress(size, size)
+                return total
+        # A partition evicted: one process, as --jobs 1.
+        analyzer = Analyzer(on_verdict, limits)
+        analyzer.analyze_file(path, progress)
+        analyzer.finish()
+        return analyzer.counters
     with tempfile.TemporaryDirectory(prefix="tlssniff-") as tmp:
         spools = [os.path.join(tmp, f"{i}.spool") for i in range(jobs)]
         with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
