@@ -24,11 +24,11 @@ if TYPE_CHECKING:
 # How many issued TLS <= 1.2 session ids are remembered for linking offers to issues.
 MAX_ISSUED_IDS: Final = 50_000
 
-# Where a verdict came from within its frame (Analyzer.order): the periodic sweeps of the TCP
-# and UDP tables run before the frame itself.
-PHASE_TCP_SWEEP: Final = 0
-PHASE_UDP_SWEEP: Final = 1
-PHASE_FRAME: Final = 2
+# Where a verdict came from within its frame (Analyzer.order): the frame itself, then the
+# periodic sweeps of the TCP and UDP tables that run after it.
+PHASE_FRAME: Final = 0
+PHASE_TCP_SWEEP: Final = 1
+PHASE_UDP_SWEEP: Final = 2
 _NO_FRAME: Final = 1 << 62  # the frame number of verdicts made at the end of input
 
 
@@ -110,8 +110,7 @@ class Analyzer(FrameSink):
         self._last_ts = 0.0
         self.part = part
         self.parts = parts
-        self._next_sweep = -1.0  # capture time of the next periodic sweep; armed by frame one
-        self._sweep_armed = False
+        self._next_sweep = 0.0  # capture time of the next periodic sweep; armed by frame one
         self._phase = PHASE_FRAME
         self._frame_now = 0  # the frame being read (the live path's frame_no, else _frame_no)
         self.order: tuple[int, int, int] = (0, 0, 0)
@@ -128,27 +127,30 @@ class Analyzer(FrameSink):
         c = self.counters
         c.frames += 1
         c.bytes += len(frame)
+        last = c.last_ts
+        if last is None:
+            self._next_sweep = ts + self.table.sweep_interval()
+        elif last >= self._next_sweep:
+            self._sweep(last, self._frame_now)
         if c.first_ts is None:
             c.first_ts = ts
         c.last_ts = ts
         self._frame_now = frame_no
-        if ts >= self._next_sweep:
-            self._sweep(ts, frame_no)
         return self._decoded_frame(ts, linktype, frame, frame_no, None, None)
 
-    def _sweep(self, ts: float, frame_no: int) -> None:
-        """The periodic sweep of both flow tables, on the first frame past its deadline (a
-        schedule of frame times only: every partition of a capture sweeps at the same frame)."""
-        if self._sweep_armed:
-            self._frame_now = frame_no
-            self._phase = PHASE_TCP_SWEEP
-            self.table.sweep(ts)
-            if self.udp is not None:
-                self._phase = PHASE_UDP_SWEEP
-                self.udp.sweep(ts)
-            self._phase = PHASE_FRAME
-        self._sweep_armed = True
-        self._next_sweep = ts + self.table.sweep_interval()
+    def _sweep(self, now: float, frame_no: int) -> None:
+        """The periodic sweep of both flow tables, right after the first frame (``frame_no``,
+        at capture time ``now``) past its deadline: a schedule of frame times only, so every
+        partition of a capture sweeps where one process would. After the frame, not before it:
+        a late packet of a connection, however long after the deadline, counts as activity."""
+        self._frame_now = frame_no
+        self._phase = PHASE_TCP_SWEEP
+        self.table.sweep(now)
+        if self.udp is not None:
+            self._phase = PHASE_UDP_SWEEP
+            self.udp.sweep(now)
+        self._phase = PHASE_FRAME
+        self._next_sweep = now + self.table.sweep_interval()
 
     def _decoded_frame(
         self, ts: float, linktype: int, frame: bytes, frame_no: int, key: bytes | None,
@@ -245,10 +247,11 @@ class Analyzer(FrameSink):
         """
         if not self._frame_no:
             self._first_ts = ts
+            self._next_sweep = ts + self.table.sweep_interval()
+        elif self._last_ts >= self._next_sweep:
+            self._sweep(self._last_ts, self._frame_no)  # after the previous frame
         self._frame_no += 1
         self._last_ts = ts
-        if ts >= self._next_sweep:
-            self._sweep(ts, self._frame_no)
         key: bytes | None = None
         flow: Flow | None = None
         if linktype == 1 and end - start >= 48:
@@ -285,6 +288,7 @@ class Analyzer(FrameSink):
         self._frame_now = _NO_FRAME
         self._phase = PHASE_TCP_SWEEP
         self.table.finish_all()
+        self._phase = PHASE_FRAME
         fc = self.table.counters
         c = self.counters
         c.tcp_connections = fc.flows
