@@ -9,10 +9,21 @@ import ssl
 import pytest
 
 from tests.conftest import assert_verdicts
-from tests.test_live import Live, cert, lo, needs_root  # noqa: F401  (fixtures)
+from tests.test_e2e_loopback import _load_loopback
+from tests.test_live import Live, needs_root
 
 # This suite's ports (26520-26529).
 P12, P12_SID, P13 = 26520, 26521, 26522
+
+
+@pytest.fixture(scope="module")
+def lo():
+    return _load_loopback()
+
+
+@pytest.fixture
+def cert(lo, tmp_path):
+    return lo.make_cert(tmp_path)
 
 
 def _free(port: int) -> bool:

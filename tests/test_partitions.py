@@ -171,13 +171,13 @@ def test_streamed_lines_fall_back_to_one_process_on_eviction():
     for limits in (Limits(max_flows=4), Limits()):
         want, want_agg = io.StringIO(), Aggregator()
         w = VerdictWriter("jsonl", want)
-        a = Analyzer(lambda v: (want_agg.add(v), w.write(v)), limits)
+        a = Analyzer(lambda v, agg=want_agg, w=w: (agg.add(v), w.write(v)), limits)
         a.analyze_file(path)
         a.finish()
         got, agg = io.StringIO(), Aggregator()
         gw = VerdictWriter("jsonl", got)
         counters = parallel.analyze_partitioned(
-            path, lambda v: (agg.add(v), gw.write(v)), limits, 2,
+            path, lambda v, agg=agg, gw=gw: (agg.add(v), gw.write(v)), limits, 2,
             split=parallel.Split("jsonl", agg, got))
         assert got.getvalue() == want.getvalue()
         assert counters.to_dict() == a.counters.to_dict()
