@@ -166,23 +166,32 @@ def bench_file(path: str, rounds: int, tshark: bool) -> None:
 
 
 def jobs_check(paths: list[str], rounds: int) -> None:
-    outs = {}
-    times = {}
-    for jobs in ("1", "2"):
-        best = 1e9
-        for _ in range(rounds):
+    """``--jobs 1`` against ``--jobs 2``, alternating within each round (machine noise hits both
+    alike); with one capture ``--jobs 2`` splits it by flow hash (analysis/parallel.py)."""
+    outs: dict[str, bytes] = {}
+    times = {"1": 1e9, "2": 1e9}
+    same = True
+    for _ in range(rounds):
+        for jobs in ("1", "2"):
             dest = tempfile.NamedTemporaryFile(suffix=".jsonl", delete=False).name
             warm(*paths)
             cmd = [sys.executable, "-m", "tlssniff", "analyze", *paths, "--format", "jsonl",
                    "--no-progress", "--jobs", jobs]
             wall, _ = measured(cmd, dest)
-            best = min(best, wall)
-            outs[jobs] = Path(dest).read_bytes()
+            times[jobs] = min(times[jobs], wall)
+            data = Path(dest).read_bytes()
+            if jobs in outs and outs[jobs] != data:
+                same = False
+            outs.setdefault(jobs, data)
+            if len(paths) == 1 and jobs == "1":
+                truth = check_truth(paths[0], dest)
             os.unlink(dest)
-        times[jobs] = best
-    same = outs["1"] == outs["2"]
-    print(f"\n--jobs 1: {times['1']:.2f} s, --jobs 2: {times['2']:.2f} s, "
+    same = same and outs["1"] == outs["2"]
+    print(f"\n{' '.join(paths)} (best of {rounds}, alternating)")
+    print(f"--jobs 1: {times['1']:.2f} s, --jobs 2: {times['2']:.2f} s, "
           f"speed-up {times['1'] / times['2']:.2f}x, outputs identical: {same}")
+    if len(paths) == 1:
+        print(f"  {truth}")
 
 
 def main() -> None:

@@ -111,7 +111,8 @@ def analyze(
             metavar="FORMAT",
             help="table (default): per-server table; json: summary and every connection; "
             "jsonl: one object per TLS connection, streamed; csv: one row per connection; "
-            "ecs: JSON lines in Elastic Common Schema names.",
+            "ecs: JSON lines in Elastic Common Schema names; parquet: one typed row per "
+            "connection (needs --output FILE and pyarrow).",
         ),
     ] = "table",
     output: Annotated[
@@ -128,6 +129,17 @@ def analyze(
     quiet: options.Quiet = False,
     jobs: options.Jobs = 1,
     one_stream: options.OneStream = False,
+    dask: Annotated[
+        Optional[str],
+        typer.Option(
+            "--dask", metavar="ADDRESS",
+            help="Run the analysis on the Dask cluster whose scheduler is ADDRESS "
+            "(tcp://HOST:8786); the captures must be readable by every worker under the same "
+            "name (shared path or fsspec URL). The output is identical to a local run. "
+            "--jobs N: flow-hash partitions per capture (default: one capture over every "
+            "worker thread, several captures one task each). Needs 'tlssniff[dask]'.",
+        ),
+    ] = None,
     fail_under: options.FailUnder = None,
     min_handshakes: options.MinHandshakes = 10,
 ) -> None:
@@ -149,18 +161,31 @@ def analyze(
 
     Exit status: 0 done; 2 bad usage or unusable input; 3 a server is under --fail-under.
     """
+    if fmt == "parquet" and output is None:
+        raise UsageError("--format parquet is a binary file: write it with --output FILE")
     jobs = jobs or os.cpu_count() or 1
     from tlssniff.output.report import fail_under_lines
     from tlssniff.output.report import fail_under as _fail_under
 
-    _check_inputs(captures)
+    if dask is not None and one_stream:
+        raise UsageError("--dask and --one-stream cannot be combined (one stream is sequential)")
+    if dask is None:
+        _check_inputs(captures)
     from tlssniff.sources import read_verdict_files, split_inputs
 
     pcaps, verdict_files = split_inputs(captures)  # the one place inputs are sorted
     limits = options.limits(max_flows, idle_timeout, max_buffer, max_pending_memory)
 
     with contextlib.ExitStack() as stack:
-        if output is not None:
+        table_out = None
+        if fmt == "parquet":
+            from tlssniff.output.parquet import ParquetVerdictWriter
+
+            assert output is not None
+            table_out = ParquetVerdictWriter(str(output))
+            stack.callback(table_out.close)
+            out = sys.stdout
+        elif output is not None:
             from tlssniff.output.files import open_output
 
             out = stack.enter_context(open_output(output, "w"))
@@ -175,9 +200,11 @@ def analyze(
 
             diag = Diagnostics()
 
+        write = table_out.write if table_out is not None else writer.write
+
         def on_verdict(v) -> None:
             agg.add(v)
-            writer.write(v)
+            write(v)
             if diag is not None:
                 diag.add(v)
 
@@ -185,7 +212,8 @@ def analyze(
             # Streamed lines: --jobs workers aggregate and write their own (parallel.Split).
             split = Split(fmt, agg, out) if fmt in ("jsonl", "ecs") else None
             totals = analyze_captures(
-                [str(p) for p in pcaps], on_verdict, limits, jobs, update, one_stream, split
+                [str(p) for p in pcaps], on_verdict, limits, jobs, update, one_stream, split,
+                dask,
             )
         read, warnings = read_verdict_files(verdict_files, on_verdict)
         totals.warnings.extend(warnings)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from tlssniff.analysis.verdict import ConnectionVerdict, EarlyData, Handshake, Note, Offered
-from tlssniff.errors import CaptureError
+from tlssniff.errors import CaptureError, TlssniffError
 
 MAX_LINE = 1 << 20  # bytes: a verdict line is under 4 KiB; longer ones are skipped
 _GZIP = b"\x1f\x8b"
@@ -158,6 +158,34 @@ def _head_raw(path: str) -> bytes:
 register("jsonl", None, read_jsonl)
 
 
+# -- Parquet (-f parquet) ---------------------------------------------------------------------
+
+def read_parquet(path: str, skips: Skips) -> Iterator[ConnectionVerdict]:
+    """The rows of a ``-f parquet`` table, each checked as a JSONL line is."""
+    from tlssniff.output.parquet import read_verdicts
+
+    rows = read_verdicts(path)
+    number = 0
+    while True:
+        try:
+            doc = next(rows, None)
+        except TlssniffError:
+            raise
+        except Exception as err:  # pyarrow's errors on a damaged file: unusable input
+            raise CaptureError(f"{path}: not a readable Parquet file "
+                               f"({type(err).__name__})") from None
+        if doc is None:
+            return
+        number += 1
+        try:
+            yield verdict_from_dict(doc)
+        except ValueError as err:
+            skips.add(number, str(err))
+
+
+register("parquet", b"PAR1", read_parquet)
+
+
 # -- one verdict, field by field --------------------------------------------------------------
 
 _ENDPOINT = re.compile(r"(?:\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:.]{2,45}(?:%[A-Za-z0-9_.-]{1,16})?\]):\d{1,5}\Z")
@@ -289,4 +317,6 @@ def verdict_from_dict(d: object) -> ConnectionVerdict:
         server_hello_ts=_number(d, "server_hello_ts"),
         handshake_end_ts=_number(d, "handshake_end_ts"),
         psk_key_name=_text(d, "psk_key_name", _HEX),
+        preamble=_text(d, "preamble", _WORD),
+        proxied_client=_text(d, "proxied_client", _ENDPOINT),
     )

@@ -1,4 +1,11 @@
-"""Several captures on several cores, merged exactly.
+"""Several captures, or one capture, on several cores, merged exactly.
+
+One capture with ``jobs > 1`` is split by flow hash (:func:`analyze_partitioned`): every worker
+walks the whole file (the walk is a fraction of the analysis) and analyses only the connections
+whose symmetric flow hash is its own, both directions and UDP included; the parent merges the
+verdicts back into the order one process gives (see :class:`~tlssniff.analysis.pipeline.Analyzer`
+``order``) and settles the one cross-connection question a partition cannot answer alone
+(was this session id issued by an earlier connection?).
 
 Each capture is analyzed on its own (its own flow table), in a worker process when ``jobs > 1``.
 Two ways home, both giving the bytes ``--jobs 1`` gives:
@@ -13,17 +20,20 @@ Two ways home, both giving the bytes ``--jobs 1`` gives:
 
 from __future__ import annotations
 
+import contextlib
+import heapq
 import multiprocessing
 import os
 import pickle
+from collections import OrderedDict
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
 import shutil
 from dataclasses import dataclass, fields
-from typing import IO, Callable
+from typing import IO, Callable, Iterator
 
-from tlssniff.analysis.aggregate import Aggregator
-from tlssniff.analysis.pipeline import Analyzer, Counters
+from tlssniff.analysis.aggregate import Aggregator, ServerStats
+from tlssniff.analysis.pipeline import MAX_ISSUED_IDS, Analyzer, Counters
 from tlssniff.analysis.verdict import ConnectionVerdict
 from tlssniff.errors import TlssniffError
 from tlssniff.flow.table import Limits
@@ -105,6 +115,362 @@ def _analyze_split(
         return Counters(), agg, err
 
 
+# Counters every partition of one capture counts whole (each walks every frame): taken from
+# part 0 only.
+_WHOLE_FILE = ("frames", "bytes", "first_ts", "last_ts", "warnings", "errors")
+
+Order = tuple[int, int, int]  # a verdict's place in the one-process order (Analyzer.order)
+
+
+def partition_limits(limits: Limits, parts: int) -> Limits:
+    """Each partition's share of the table limits. While no partition reaches its share, the
+    whole table would not reach the limit either (no eviction), so the merge is exact; a
+    partition that evicts makes the caller fall back to one process."""
+    return Limits(
+        max_flows=max(1, limits.max_flows // parts),
+        idle_timeout=limits.idle_timeout,
+        max_buffer=limits.max_buffer,
+        max_message=limits.max_message,
+        max_pending_memory=limits.max_pending_memory // parts,
+    )
+
+
+class _Line:
+    """A file-like that keeps the last line VerdictWriter wrote (its one write per verdict)."""
+
+    text = ""
+
+    def write(self, text: str) -> None:
+        self.text = text
+
+
+class OrderedAggregate:
+    """An Aggregator plus what merging several of them in the one-process order needs: where
+    each server was first seen and where its starttls was last set (the last one wins)."""
+
+    def __init__(self) -> None:
+        self.agg = Aggregator()
+        self.first: dict[tuple, Order] = {}
+        self.starttls_at: dict[tuple, Order] = {}
+        self.total_starttls_at: Order | None = None
+
+    def add(self, order: Order, v: ConnectionVerdict) -> None:
+        key = (v.server, v.sni, v.transport)
+        if key not in self.first:
+            self.first[key] = order
+        if v.starttls:
+            self.starttls_at[key] = order
+            self.total_starttls_at = order
+        self.agg.add(v)
+
+
+_NEVER: Order = (-1, -1, -1)
+
+
+def merge_ordered(target: Aggregator, parts: list[OrderedAggregate]) -> None:
+    """Merge the partitions' aggregates into ``target`` as if their verdicts had been added one
+    by one in the one-process order (servers in order of first sight, the last starttls)."""
+    first: dict[tuple, Order] = {}
+    for pa in parts:
+        for key, at in pa.first.items():
+            if key not in first or at < first[key]:
+                first[key] = at
+    for key in sorted(first, key=first.__getitem__):
+        sources = sorted((pa for pa in parts if key in pa.agg.servers),
+                         key=lambda pa: pa.starttls_at.get(key, _NEVER))
+        mine = target.servers.get(key)
+        if mine is None:
+            theirs = sources[0].agg.servers[key]
+            mine = target.servers[key] = ServerStats(theirs.server, theirs.sni, theirs.transport)
+        for pa in sources:
+            mine.merge(pa.agg.servers[key])
+    for pa in sorted(parts, key=lambda pa: pa.total_starttls_at or _NEVER):
+        target.total.merge(pa.agg.total)
+
+
+class IssuedIds:
+    """The session ids full handshakes issued, as one process remembers them (the last
+    MAX_ISSUED_IDS), fed verdicts in the one-process order: settles the alternative verdicts
+    of partitions (Analyzer.alternative)."""
+
+    def __init__(self) -> None:
+        self._ids: OrderedDict[bytes, None] = OrderedDict()
+
+    def __contains__(self, session_id: bytes) -> bool:
+        return session_id in self._ids
+
+    def remember(self, issued_hex: str | None) -> None:
+        if issued_hex:
+            self._ids[bytes.fromhex(issued_hex)] = None
+            if len(self._ids) > MAX_ISSUED_IDS:
+                self._ids.popitem(last=False)
+
+
+def analyze_part(
+    path: str, limits: Limits, part: int, parts: int, spool: str | Callable[[list], None],
+    fmt: str | None = None, capture_name: str | None = None,
+) -> tuple[Counters, OrderedAggregate | None, bool, TlssniffError | None]:
+    """Worker: analyze partition ``part`` of ``parts`` of one capture, pickling its records in
+    order into ``spool``. Without ``fmt`` a record is ``(order, verdict, alternative)``, the
+    alternative ``(session id, verdict if it was issued)`` or None. With ``fmt`` (a format
+    whose lines stand alone: jsonl, ecs) the worker writes the lines and aggregates: a record is
+    ``(order, line, issued session id, None)``, or ``(order, None, None, (session id, verdict,
+    line, alternative verdict, its line))`` when the line depends on earlier connections (those
+    verdicts are aggregated by the merge). Returns the partition's counters, its aggregate
+    (with ``fmt``), whether a limit evicted anything (then the partitions are not exact; see
+    partition_limits) and the capture's error. ``capture_name``: the verdicts' ``capture``
+    when it is not ``path`` (a local copy of a URL). ``spool`` may also be a function that
+    takes each batch of records (a pipe to the merging parent)."""
+    batch: list[tuple] = []
+    agg = OrderedAggregate() if fmt is not None else None
+    rename = capture_name is not None and capture_name != path
+    try:
+        with contextlib.ExitStack() as stack:
+            if callable(spool):
+                dump = spool
+            else:
+                out = stack.enter_context(open(spool, "wb"))
+
+                def dump(records: list) -> None:
+                    pickle.dump(records, out, protocol=pickle.HIGHEST_PROTOCOL)
+
+            analyzer: Analyzer
+            if fmt is not None:
+                from tlssniff.output.formats import VerdictWriter
+
+                line = _Line()
+                writer = VerdictWriter(fmt, line)  # type: ignore[arg-type]
+
+                def keep(v: ConnectionVerdict) -> None:
+                    alt = analyzer.alternative
+                    order = analyzer.order
+                    if rename:
+                        v.capture = capture_name
+                        if alt is not None:
+                            alt[1].capture = capture_name
+                    if alt is None:
+                        assert agg is not None
+                        agg.add(order, v)
+                        writer.write(v)
+                        batch.append((order, line.text, v.issued_session_id, None))
+                    else:
+                        analyzer.alternative = None
+                        writer.write(v)
+                        text = line.text
+                        writer.write(alt[1])
+                        batch.append((order, None, None, (alt[0], v, text, alt[1], line.text)))
+                    if len(batch) >= _BATCH:
+                        dump(batch)
+                        batch.clear()
+            else:
+
+                def keep(v: ConnectionVerdict) -> None:
+                    if rename:
+                        v.capture = capture_name
+                        if analyzer.alternative is not None:
+                            analyzer.alternative[1].capture = capture_name
+                    batch.append((analyzer.order, v, analyzer.alternative))
+                    analyzer.alternative = None
+                    if len(batch) >= _BATCH:
+                        dump(batch)
+                        batch.clear()
+
+            analyzer = Analyzer(keep, partition_limits(limits, parts), part, parts)
+            analyzer.analyze_file(path)
+            analyzer.finish()
+            if batch:
+                dump(batch)
+        evicted = analyzer.table.evictions > 0 or (
+            analyzer.udp is not None and analyzer.udp.evictions > 0
+        )
+        counters = analyzer.counters
+        if part:
+            blank = Counters()
+            for name in _WHOLE_FILE:
+                setattr(counters, name, getattr(blank, name))
+        return counters, agg, evicted, None
+    except TlssniffError as err:
+        return Counters(), agg, False, err
+
+
+def _records(spool: str) -> Iterator[tuple]:
+    with open(spool, "rb") as f:
+        while True:
+            try:
+                batch = pickle.load(f)
+            except EOFError:
+                return
+            yield from batch
+
+
+def merge_parts(spools: list[str], on_verdict: Callable[[ConnectionVerdict], None]) -> None:
+    """Replay the partitions' records (analyze_part without ``fmt``) into ``on_verdict`` in
+    the one-process order."""
+    issued = IssuedIds()
+    for _, v, alt in heapq.merge(*(_records(s) for s in spools), key=_order):
+        if alt is not None and alt[0] in issued:
+            v = alt[1]
+        issued.remember(v.issued_session_id)
+        on_verdict(v)
+
+
+def merge_part_lines(
+    spools: list[str], aggs: list[OrderedAggregate], split: Split
+) -> None:
+    """Append the partitions' lines (analyze_part with ``fmt``) to ``split.out`` in the
+    one-process order and merge their aggregates into ``split.aggregator``."""
+    issued = IssuedIds()
+    settled = OrderedAggregate()
+    write = split.out.write
+    for order, text, issued_hex, alt in heapq.merge(*(_records(s) for s in spools), key=_order):
+        if alt is not None:
+            sid, v, text, alt_v, alt_text = alt
+            if sid in issued:
+                v, text = alt_v, alt_text
+            issued_hex = v.issued_session_id
+            settled.add(order, v)
+        issued.remember(issued_hex)
+        write(text)
+    merge_ordered(split.aggregator, [*aggs, settled])
+
+
+def _order(record: tuple) -> Order:
+    return record[0]
+
+
+def _part_to_pipe(path: str, limits: Limits, part: int, parts: int, fmt: str, conn) -> None:
+    """Worker process: analyze_part with its batches sent down ``conn`` as they are made, then
+    its result."""
+
+    def send(records: list) -> None:
+        conn.send_bytes(pickle.dumps(records, protocol=pickle.HIGHEST_PROTOCOL))
+
+    try:
+        result = analyze_part(path, limits, part, parts, send, fmt)
+    except BaseException as err:  # noqa: BLE001 - reported to the parent, which re-raises
+        conn.send_bytes(pickle.dumps(("error", repr(err))))
+        raise
+    conn.send_bytes(pickle.dumps(("end", result), protocol=pickle.HIGHEST_PROTOCOL))
+    conn.close()
+
+
+def _piped_records(conn, results: dict, i: int) -> Iterator[tuple]:
+    while True:
+        obj = pickle.loads(conn.recv_bytes())
+        if isinstance(obj, tuple):
+            if obj[0] == "error":
+                raise RuntimeError(f"partition {i} failed: {obj[1]}")
+            results[i] = obj[1]
+            return
+        yield from obj
+
+
+def _stream_partitioned(
+    path: str, limits: Limits, jobs: int, split: Split, tmp: str
+) -> tuple[list[tuple], str]:
+    """The streamed outputs (``split``) of one capture: workers send their records as they make
+    them and the parent merges them meanwhile, into a file in ``tmp`` (copied to the output
+    only once every partition is known to be exact). Returns the workers' results and that
+    file."""
+    ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+    conns, procs = [], []
+    for i in range(jobs):
+        parent_end, child_end = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_part_to_pipe, args=(path, limits, i, jobs, split.fmt,
+                                                        child_end), daemon=True)
+        proc.start()
+        child_end.close()
+        conns.append(parent_end)
+        procs.append(proc)
+    results: dict[int, tuple] = {}
+    merged = os.path.join(tmp, "merged")
+    try:
+        with open(merged, "w", encoding="utf-8", newline="") as out:
+            streams = [_piped_records(c, results, i) for i, c in enumerate(conns)]
+            issued = IssuedIds()
+            settled = OrderedAggregate()
+            write = out.write
+            for order, text, issued_hex, alt in heapq.merge(*streams, key=_order):
+                if alt is not None:
+                    sid, v, text, alt_v, alt_text = alt
+                    if sid in issued:
+                        v, text = alt_v, alt_text
+                    issued_hex = v.issued_session_id
+                    settled.add(order, v)
+                issued.remember(issued_hex)
+                write(text)
+        for proc in procs:
+            proc.join()
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+    got = [results[i] for i in range(jobs)]
+    for *_, error in got:
+        if error is not None:
+            raise error
+    return [*got, (None, settled, False, None)], merged if not any(g[2] for g in got) else ""
+
+
+def analyze_partitioned(
+    path: str,
+    on_verdict: Callable[[ConnectionVerdict], None],
+    limits: Limits,
+    jobs: int,
+    progress: Callable[[int, int | None], None] | None = None,
+    split: Split | None = None,
+) -> Counters:
+    """One capture on ``jobs`` processes by flow hash; the verdicts, lines and counters one
+    process gives. Falls back to one process when a partition hit its share of a limit."""
+    ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+    fmt = split.fmt if split is not None else None
+    if split is not None:
+        with tempfile.TemporaryDirectory(prefix="tlssniff-") as tmp:
+            got, merged = _stream_partitioned(path, limits, jobs, split, tmp)
+            if merged:
+                with open(merged, encoding="utf-8", newline="") as lines:
+                    shutil.copyfileobj(lines, split.out, 1 << 20)
+                merge_ordered(split.aggregator, [g[1] for g in got if g[1] is not None])
+                total = Counters()
+                for counters, *_ in got[:-1]:
+                    merge_counters(total, counters)
+                if progress is not None:
+                    size = os.path.getsize(path)
+                    progress(size, size)
+                return total
+        # A partition evicted: one process, as --jobs 1.
+        analyzer = Analyzer(on_verdict, limits)
+        analyzer.analyze_file(path, progress)
+        analyzer.finish()
+        return analyzer.counters
+    with tempfile.TemporaryDirectory(prefix="tlssniff-") as tmp:
+        spools = [os.path.join(tmp, f"{i}.spool") for i in range(jobs)]
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+            futures = [pool.submit(analyze_part, path, limits, i, jobs, spool, fmt)
+                       for i, spool in enumerate(spools)]
+            results = [f.result() for f in futures]
+        for *_, error in results:
+            if error is not None:
+                raise error
+        if any(evicted for _, _, evicted, _ in results):
+            analyzer = Analyzer(on_verdict, limits)
+            analyzer.analyze_file(path, progress)
+            analyzer.finish()
+            return analyzer.counters
+        if split is not None:
+            merge_part_lines(spools, [agg for _, agg, _, _ in results if agg is not None], split)
+        else:
+            merge_parts(spools, on_verdict)
+        total = Counters()
+        for counters, *_ in results:
+            merge_counters(total, counters)
+        if progress is not None:
+            size = os.path.getsize(path)
+            progress(size, size)
+        return total
+
+
 def _replay(spool: str, on_verdict: Callable[[ConnectionVerdict], None]) -> None:
     with open(spool, "rb") as f:
         while True:
@@ -124,17 +490,26 @@ def analyze_captures(
     progress: Callable[[int, int | None], None] | None = None,
     one_stream: bool = False,
     split: Split | None = None,
+    dask: str | None = None,
 ) -> Counters:
     """Analyze ``paths`` and return the merged counters.
 
     ``split``: with several workers, let them aggregate and write their own lines (see the
     module docstring); ``on_verdict`` must then do nothing else. Ignored when one process runs.
 
+    ``dask``: a Dask scheduler's address; the work runs on its workers (analysis/distributed.py),
+    ``jobs`` > 1 then being the partitions per capture.
+
     ``one_stream``: the files are consecutive pieces of one capture (``tcpdump -C/-G``
     rotation): one flow table runs through all of them, so connections crossing a file
     boundary stay whole. That is inherently sequential and ignores ``jobs``.
     """
     limits = limits or Limits()
+    if dask is not None and not one_stream:
+        from tlssniff.analysis.distributed import analyze_on_dask
+
+        return analyze_on_dask(dask, paths, on_verdict, limits, jobs if jobs > 1 else 0,
+                               progress, split)
     if one_stream:
         analyzer = Analyzer(on_verdict, limits)
         for path in paths:
@@ -142,6 +517,8 @@ def analyze_captures(
         analyzer.finish()
         return analyzer.counters
     total = Counters()
+    if jobs > 1 and len(paths) == 1:
+        return analyze_partitioned(paths[0], on_verdict, limits, jobs, progress, split)
     if jobs <= 1 or len(paths) <= 1:
         for path in paths:
             analyzer = Analyzer(on_verdict, limits)

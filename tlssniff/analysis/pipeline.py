@@ -31,6 +31,29 @@ if TYPE_CHECKING:
 # How many issued TLS <= 1.2 session ids are remembered for linking offers to issues.
 MAX_ISSUED_IDS: Final = 50_000
 
+# Where a verdict came from within its frame (Analyzer.order): the frame itself, then the
+# periodic sweeps of the TCP and UDP tables that run after it.
+PHASE_FRAME: Final = 0
+PHASE_TCP_SWEEP: Final = 1
+PHASE_UDP_SWEEP: Final = 2
+_NO_FRAME: Final = 1 << 62  # the frame number of verdicts made at the end of input
+
+
+def partition_of(key: bytes, parts: int) -> int:
+    """The flow-hash partition of a TCP/UDP 4-tuple in the ``flow_key`` layout (source ip,
+    destination ip, source port, destination port). Symmetric: both directions of a connection
+    are one partition (the sum of the bytes is the same whichever end comes first)."""
+    return partition_at(key, 0, len(key), parts)
+
+
+def partition_at(buf: bytes, start: int, n: int, parts: int) -> int:
+    """:func:`partition_of` of ``buf[start:start + n]``, read in place (the frame fast path:
+    no slice for a frame of another partition)."""
+    total = 0
+    for i in range(start, start + n):
+        total += buf[i]
+    return ((total * 2654435761) >> 16) % parts
+
 
 @dataclass(slots=True)
 class Counters:
@@ -70,7 +93,14 @@ class Analyzer(FrameSink):
         self,
         on_verdict: Callable[[ConnectionVerdict], None],
         limits: Limits | None = None,
+        part: int = 0,
+        parts: int = 1,
     ):
+        """``part`` of ``parts``: analyse only the connections whose flow hash
+        (:func:`partition_of`) is ``part``; frames that are neither TCP nor UDP count in part 0.
+        Each verdict's place in the single-process order is then :attr:`order` when
+        ``on_verdict`` is called, and :attr:`alternative` what it would be if its session id
+        had been issued (see ``_classify``); analysis/parallel.py merges the parts."""
         self.on_verdict = on_verdict
         self.limits = limits or Limits()
         self.counters = Counters()
@@ -86,6 +116,13 @@ class Analyzer(FrameSink):
         self._first_ts = 0.0
         self._last_ts = 0.0
         self._unsupported: set[int] = set()  # link types already warned about (this capture)
+        self.part = part
+        self.parts = parts
+        self._next_sweep = 0.0  # capture time of the next periodic sweep; armed by frame one
+        self._phase = PHASE_FRAME
+        self._frame_now = 0  # the frame being read (the live path's frame_no, else _frame_no)
+        self.order: tuple[int, int, int] = (0, 0, 0)
+        self.alternative: tuple[bytes, ConnectionVerdict] | None = None
 
     # -- per frame ---------------------------------------------------------------------------
 
@@ -98,10 +135,30 @@ class Analyzer(FrameSink):
         c = self.counters
         c.frames += 1
         c.bytes += len(frame)
+        last = c.last_ts
+        if last is None:
+            self._next_sweep = ts + self.table.sweep_interval()
+        elif last >= self._next_sweep:
+            self._sweep(last, self._frame_now)
         if c.first_ts is None:
             c.first_ts = ts
         c.last_ts = ts
+        self._frame_now = frame_no
         return self._decoded_frame(ts, linktype, frame, frame_no, None, None)
+
+    def _sweep(self, now: float, frame_no: int) -> None:
+        """The periodic sweep of both flow tables, right after the first frame (``frame_no``,
+        at capture time ``now``) past its deadline: a schedule of frame times only, so every
+        partition of a capture sweeps where one process would. After the frame, not before it:
+        a late packet of a connection, however long after the deadline, counts as activity."""
+        self._frame_now = frame_no
+        self._phase = PHASE_TCP_SWEEP
+        self.table.sweep(now)
+        if self.udp is not None:
+            self._phase = PHASE_UDP_SWEEP
+            self.udp.sweep(now)
+        self._phase = PHASE_FRAME
+        self._next_sweep = now + self.table.sweep_interval()
 
     def _decoded_frame(
         self, ts: float, linktype: int, frame: bytes, frame_no: int, key: bytes | None,
@@ -114,12 +171,18 @@ class Analyzer(FrameSink):
         try:
             d = decode_frame(linktype, frame)
         except MalformedFrame:
-            c.malformed_frames += 1
+            if not self.part:
+                c.malformed_frames += 1
             return False
         if d is None:
-            c.other_frames += 1
-            if linktype not in SUPPORTED_LINKTYPES and linktype not in self._unsupported:
-                self._unsupported_link(linktype)
+            if not self.part:
+                c.other_frames += 1
+                if linktype not in SUPPORTED_LINKTYPES and linktype not in self._unsupported:
+                    self._unsupported_link(linktype)
+            return False
+        if self.parts > 1 and flow is None and partition_of(
+            flow_key(d[1], d[2], d[3], d[4]), self.parts
+        ) != self.part:
             return False
         if d[0] != 6:
             c.udp_datagrams += 1
@@ -206,6 +269,9 @@ class Analyzer(FrameSink):
         """
         if not self._frame_no:
             self._first_ts = ts
+            self._next_sweep = ts + self.table.sweep_interval()
+        elif self._last_ts >= self._next_sweep:
+            self._sweep(self._last_ts, self._frame_no)  # after the previous frame
         self._frame_no += 1
         self._last_ts = ts
         key: bytes | None = None
@@ -213,6 +279,8 @@ class Analyzer(FrameSink):
         if linktype == 1 and end - start >= 48:
             s = start
             if buf[s + 12] == 8 and buf[s + 13] == 0 and buf[s + 14] == 0x45 and buf[s + 23] == 6:
+                if self.parts > 1 and partition_at(buf, s + 26, 12, self.parts) != self.part:
+                    return
                 key = buf[s + 26 : s + 38]
                 flow = self._flows.get(key)
                 if flow is not None and not buf[s + 47] & 7 and (
@@ -224,6 +292,8 @@ class Analyzer(FrameSink):
             elif (
                 buf[s + 12] == 0x86 and buf[s + 13] == 0xDD and buf[s + 20] == 6 and end - s >= 68
             ):
+                if self.parts > 1 and partition_at(buf, s + 22, 36, self.parts) != self.part:
+                    return
                 key = buf[s + 22 : s + 58]
                 flow = self._flows.get(key)
                 if flow is not None and not buf[s + 67] & 7 and (
@@ -232,11 +302,15 @@ class Analyzer(FrameSink):
                     flow.last = ts
                     self.counters.tcp_segments += 1
                     return
+        self._frame_now = self._frame_no
         self._decoded_frame(ts, linktype, buf[start:end], self._frame_no, key, flow)
 
     def finish(self) -> None:
         """End of input: decide every open connection with what the capture holds."""
+        self._frame_now = _NO_FRAME
+        self._phase = PHASE_TCP_SWEEP
         self.table.finish_all()
+        self._phase = PHASE_FRAME
         fc = self.table.counters
         c = self.counters
         c.tcp_connections = fc.flows
@@ -247,6 +321,7 @@ class Analyzer(FrameSink):
         c.buffer_overflows = fc.buffer_overflows
         if self.udp is not None:
             u = self.udp
+            self._phase = PHASE_UDP_SWEEP
             u.finish_all()
             c.udp_flows = u.count
             c.quic_connections = u.quic
@@ -277,6 +352,10 @@ class Analyzer(FrameSink):
         v.starttls = app.starttls
         v.preamble = app.preamble
         v.proxied_client = app.proxied_client
+        if self.alternative is not None:
+            self.alternative[1].starttls = app.starttls
+        if self.parts > 1:
+            self.order = (self._frame_now, self._phase, flow.frame)
         self.on_verdict(v)
 
     def _udp_done(self, flow: UdpFlow) -> None:
@@ -292,11 +371,35 @@ class Analyzer(FrameSink):
         )
         self._classify(app.tracker, v, app.end_reason, app.early_data_seen)
         self.counters.tls_connections += 1
+        if self.parts > 1:
+            self.order = (self._frame_now, self._phase, flow.frame)
         self.on_verdict(v)
 
     def _classify(self, tracker, v: ConnectionVerdict, end_reason, early_data_seen=False) -> None:
-        """One classifier for TCP, QUIC and DTLS: the verdict, its counters, issued ids."""
-        classify(tracker, v, self._was_issued, end_reason, early_data_seen)
+        """One classifier for TCP, QUIC and DTLS: the verdict, its counters, issued ids.
+
+        A partition does not see the session ids the other partitions' connections issued: when
+        the verdict asks whether its session id was issued, it is classified both ways and
+        :attr:`alternative` keeps the answer for "issued" (the merge, which sees every verdict in
+        order, picks one)."""
+        if self.parts > 1:
+            self.alternative = None
+            asked: list[bytes] = []
+
+            def ask(session_id: bytes) -> bool:
+                asked.append(session_id)
+                return False
+
+            classify(tracker, v, ask, end_reason, early_data_seen)
+            if asked:
+                # What the verdict held before classify (_verdict, _udp_done).
+                base = ConnectionVerdict(ts=v.ts, client=v.client, server=v.server,
+                                         transport=v.transport, capture=v.capture)
+                alt = classify(tracker, base, _issued_yes, end_reason, early_data_seen)
+                if alt.to_dict() != v.to_dict():
+                    self.alternative = (asked[0], alt)
+        else:
+            classify(tracker, v, self._was_issued, end_reason, early_data_seen)
         if tracker.error == "malformed":
             self.counters.malformed_tls += 1
         elif tracker.error == "oversized":
@@ -319,6 +422,10 @@ class Analyzer(FrameSink):
         self._issued[session_id] = None
         if len(self._issued) > MAX_ISSUED_IDS:
             self._issued.popitem(last=False)
+
+
+def _issued_yes(session_id: bytes) -> bool:
+    return True
 
 
 def analyze_paths(

@@ -19,16 +19,15 @@ from tlssniff.quic.connection import QuicConnection, is_initial
 # Datagrams of an unrecognised flow looked at before it is given up on (WebRTC sends STUN
 # before the DTLS ClientHello on the same ports).
 DETECT_DATAGRAMS = 16
-# How often (in datagrams) idle flows are looked for.
-SWEEP_EVERY = 4096
 
 
 class UdpFlow:
     __slots__ = ("a_ip", "a_port", "b_ip", "b_port", "client_is_a", "ts", "last", "app", "done",
-                 "tries")
+                 "tries", "frame")
 
-    def __init__(self, key: tuple, ts: float):
+    def __init__(self, key: tuple, ts: float, frame: int = 0):
         self.a_ip, self.a_port, self.b_ip, self.b_port = key
+        self.frame = frame  # the frame that made it (its place in the table, for merges)
         self.client_is_a = True
         self.ts = ts
         self.last = ts
@@ -57,8 +56,7 @@ class UdpTable:
         self.dtls = 0
         self.evicted = 0
         self.idle_expired = 0
-        self._seen = 0
-        self._next_sweep_ts: float | None = None
+        self.evictions = 0  # _evict runs (flow-hash partitions are exact only without)
 
     def datagram(self, ts: float, d: tuple, frame_no: int) -> bool:
         """One decoded UDP datagram ``(proto, src, dst, sport, dport, ..., payload)``; True when it
@@ -70,10 +68,7 @@ class UdpTable:
             if flow.done:
                 return False
         else:
-            self._seen += 1
-            if not self._seen % SWEEP_EVERY:
-                self._sweep(ts)
-            flow = UdpFlow(key, ts)
+            flow = UdpFlow(key, ts, frame_no)
             self.flows[key] = flow
             self.flows[(d[2], d[4], d[1], d[3])] = flow
             self.count += 1
@@ -136,7 +131,8 @@ class UdpTable:
         self.flows.pop((flow.a_ip, flow.a_port, flow.b_ip, flow.b_port), None)
         self.flows.pop((flow.b_ip, flow.b_port, flow.a_ip, flow.a_port), None)
 
-    def _sweep(self, ts: float) -> None:
+    def sweep(self, ts: float) -> None:
+        """Expire flows idle for idle_timeout; the Analyzer calls it with the TCP table's."""
         limit = ts - self.limits.idle_timeout
         for flow in {id(f): f for f in self.flows.values()}.values():
             if flow.last < limit:
@@ -146,6 +142,7 @@ class UdpTable:
                 self._drop(flow)
 
     def _evict(self) -> None:
+        self.evictions += 1
         uniq = {id(f): f for f in self.flows.values()}.values()
         victims = sorted(uniq, key=lambda f: (not f.done, f.last))
         target = int(self.limits.max_flows * 0.9)

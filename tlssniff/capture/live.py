@@ -353,6 +353,9 @@ _PACKET_MR_PROMISC = 1
 _PACKET_RX_RING = 5
 _PACKET_STATISTICS = 6
 _PACKET_VERSION = 10
+_PACKET_FANOUT = 18
+_PACKET_FANOUT_HASH = 0
+_PACKET_FANOUT_FLAG_DEFRAG = 0x8000
 _TPACKET_V3 = 2
 _SO_ATTACH_FILTER = 26
 _PACKET_OUTGOING = 4
@@ -394,8 +397,10 @@ class _RingSource:
     the tag put back, and on loopback the outgoing copy of every packet is skipped.
     """
 
-    def __init__(self, iface: str, bpf: str, snaplen: int, promisc: bool, buffer_mb: int):
+    def __init__(self, iface: str, bpf: str, snaplen: int, promisc: bool, buffer_mb: int,
+                 fanout: int | None = None):
         self.iface, self.bpf, self.snaplen = iface, bpf, snaplen
+        self.fanout = fanout
         self.promisc, self.buffer_mb = promisc, buffer_mb
         self.linktype = 1
         self.warning: str | None = None
@@ -428,6 +433,13 @@ class _RingSource:
             self._mm = mmap.mmap(sock.fileno(), _RING_BLOCK * blocks, mmap.MAP_SHARED,
                                  mmap.PROT_READ | mmap.PROT_WRITE)
             sock.bind((self.iface, _ETH_P_ALL))
+            if self.fanout is not None:
+                # One member of fanout group ``fanout``: the kernel hands each frame to one
+                # socket of the group by a symmetric hash of its flow (both directions of a
+                # connection to the same socket), IP fragments reassembled first.
+                mode = _PACKET_FANOUT_HASH | _PACKET_FANOUT_FLAG_DEFRAG
+                sock.setsockopt(_SOL_PACKET, _PACKET_FANOUT,
+                                struct.pack("I", (self.fanout & 0xFFFF) | mode << 16))
             if self.promisc:
                 ifindex = socket.if_nametoindex(self.iface)
                 mreq = struct.pack("iHH8s", ifindex, _PACKET_MR_PROMISC, 0, b"")
@@ -519,8 +531,13 @@ class LiveCapture:
         promisc: bool = True,
         buffer_mb: int = DEFAULT_BUFFER_MB,
         backend: str = "auto",
+        fanout: int | None = None,
     ):
+        """``fanout``: join PACKET_FANOUT group ``fanout`` (ring backend only; see
+        tlssniff/commands/live_workers.py): the kernel splits the frames by flow hash among the
+        group's sockets."""
         self.iface = iface
+        self.fanout = fanout
         self.bpf = bpf
         self.snaplen = snaplen
         self.promisc = promisc
@@ -543,8 +560,15 @@ class LiveCapture:
                        and _arphrd(self.iface) in (_ARPHRD_ETHER, _ARPHRD_LOOPBACK)
                        and "vlan" not in self.bpf)
             backend = "ring" if ring_ok else "pcap"
-        cls = _RingSource if backend == "ring" else _PcapSource
-        src = cls(self.iface, self.bpf, self.snaplen, self.promisc, self.buffer_mb)
+        if self.fanout is not None and backend != "ring":
+            raise LiveCaptureError(f"{self.iface}: several workers need the AF_PACKET ring "
+                                   "(an Ethernet or loopback interface, --backend ring)")
+        src: _RingSource | _PcapSource
+        if backend == "ring":
+            src = _RingSource(self.iface, self.bpf, self.snaplen, self.promisc, self.buffer_mb,
+                              self.fanout)
+        else:
+            src = _PcapSource(self.iface, self.bpf, self.snaplen, self.promisc, self.buffer_mb)
         self._src = src.open()
         self.backend = backend
         self.linktype = src.linktype

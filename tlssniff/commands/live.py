@@ -88,6 +88,10 @@ def live(
         help="Window of the tlssniff_findings gauge: the findings of the last S/2 to S "
         "seconds of verdicts.",
         metavar="S")] = 600.0,
+    workers: Annotated[int, typer.Option(
+        "--workers", metavar="N",
+        help="Analyze in N processes: the kernel splits the frames among N AF_PACKET rings by "
+        "flow hash (PACKET_FANOUT_HASH); one dashboard and one summary for all.")] = 1,
 ) -> None:
     """Capture on an interface and classify every TLS handshake live.
 
@@ -134,6 +138,23 @@ def live(
             err.print(f"tlssniff: {display.for_terminal(message, 0)}", markup=False,
                       soft_wrap=True)
 
+    if workers < 1:
+        raise UsageError("--workers must be at least 1")
+    if workers > 1:
+        if count is not None or write is not None or backend == "pcap":
+            raise UsageError("--workers N works with the ring backend, without --count and "
+                             "--write")
+        if listen is not None or fail_under is not None:
+            raise UsageError("--workers N does not serve --metrics or apply --fail-under; "
+                             "run one process for those")
+        from tlssniff.commands import live_workers
+
+        live_workers.run(iface, bpf, duration=duration, snaplen=snaplen, promisc=promisc,
+                         fmt=fmt, output=output, buffer_mb=buffer_mb,
+                         limits=options.limits(max_flows, idle_timeout, max_buffer,
+                                               max_pending_memory),
+                         workers=workers, user=user, drop_privileges=drop_privileges, note=note)
+        return
     cap = LiveCapture(iface, bpf, snaplen=snaplen, promisc=promisc, buffer_mb=buffer_mb,
                       backend=backend)
     with contextlib.ExitStack() as stack:

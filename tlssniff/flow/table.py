@@ -157,7 +157,9 @@ class FlowTable:
         self.held = 0  # bytes charged to Limits.max_pending_memory, all flows together
         self._pending_q: deque[Flow] = deque()  # flows without a verdict (and stale entries)
         self._done_q: deque[Flow] = deque()  # done flows (and stale entries)
-        self._next_sweep: float | None = None
+        # Limit evictions of any flow (done ones included): flow-hash partitions of one capture
+        # (analysis/parallel.py) are exact only while none happens.
+        self.evictions = 0
 
     # The caller's loop handles done flows itself (the fast path); everything else comes here.
     def segment(self, flow: Flow | None, key: bytes, ts: float, d: Decoded, frame: int) -> None:
@@ -232,10 +234,6 @@ class FlowTable:
         src, dst = (d[1], d[3]), (d[2], d[4])
         if flags & SYN and flags & ACK:
             src, dst = dst, src  # a SYN-ACK comes from the server
-        if self._next_sweep is None:
-            self._next_sweep = ts + self._sweep_interval()
-        elif ts >= self._next_sweep:
-            self.sweep(ts)
         while self.count >= self.limits.max_flows:
             self._evict_one()
         flow = Flow(src, dst, ts, midstream=not flags & SYN, frame=frame,
@@ -325,6 +323,7 @@ class FlowTable:
 
     def _evict_one(self) -> None:
         """At the flow limit: drop the least recently active flow, done ones first."""
+        self.evictions += 1
         flow = self._victim(self._done_q, False)
         if flow is None:
             flow = self._victim(self._pending_q, True)
@@ -343,6 +342,7 @@ class FlowTable:
             if flow is None:
                 break
             self.counters.evicted_memory += 1
+            self.evictions += 1
             self._end(flow, "evicted")
             self._drop(flow)
 
@@ -355,13 +355,17 @@ class FlowTable:
         live = self._live
         self._done_q = deque(f for f in self._done_q if live(f))
 
-    def _sweep_interval(self) -> float:
+    def sweep_interval(self) -> float:
         # Often enough that closed connections leave about CLOSED_GRACE after their last packet:
         # memory then follows the connections in flight, not the length of the capture.
         return min(CLOSED_GRACE, self.limits.idle_timeout / 4)
 
     def sweep(self, now: float) -> None:
-        """Expire idle connections and forget closed ones past their grace period."""
+        """Expire idle connections and forget closed ones past their grace period.
+
+        The caller calls it every :meth:`sweep_interval` seconds of capture time, on the first
+        frame past each deadline (``Analyzer``): a schedule that depends on the frames' times
+        only, so each flow-hash partition of a capture sweeps when the whole capture would."""
         idle_before = now - self.limits.idle_timeout
         closed_before = now - CLOSED_GRACE
         seen = set()
@@ -374,7 +378,6 @@ class FlowTable:
                 self._drop(flow)
         self._compact_pending()
         self._compact_done()
-        self._next_sweep = now + self._sweep_interval()
 
     def finish_all(self) -> None:
         """End of input: every connection still open is decided with what was captured."""

@@ -12,7 +12,7 @@ from tlssniff.analysis.aggregate import Aggregator
 from tlssniff.analysis.verdict import ConnectionVerdict
 from tlssniff.output.display import for_csv
 
-FORMATS = ("table", "json", "jsonl", "csv", "ecs")
+FORMATS = ("table", "json", "jsonl", "csv", "ecs", "parquet")  # parquet: output/parquet.py
 
 # One encoder for every line: json.dumps(..., separators=...) would build a new one per call.
 _encode_line = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode

@@ -1,0 +1,185 @@
+"""One capture on several cores (``analyze ONE --jobs N``): flow-hash partitions merged back into
+exactly what one process gives, on every capture the repository ships."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from tests.conftest import CAPTURES, assert_verdicts, run_tlssniff
+from tlssniff.analysis import parallel
+from tlssniff.analysis.aggregate import Aggregator
+from tlssniff.analysis.pipeline import Analyzer, partition_of
+from tlssniff.errors import TlssniffError
+from tlssniff.flow.table import Limits, flow_key
+
+ALL = sorted(p for p in CAPTURES.rglob("*") if p.suffix in (".pcap", ".pcapng", ".gz"))
+
+
+def _one_process(path: str, limits: Limits | None = None):
+    verdicts: list = []
+    a = Analyzer(verdicts.append, limits)
+    a.analyze_file(path)
+    a.finish()
+    return verdicts, a.counters
+
+
+def _partitioned(path: str, parts: int, tmp, limits: Limits | None = None):
+    """What the workers and the parent do, in one process (the pool only carries it)."""
+    limits = limits or Limits()
+    spools = [str(tmp / f"{i}.spool") for i in range(parts)]
+    results = [parallel.analyze_part(path, limits, i, parts, s) for i, s in enumerate(spools)]
+    verdicts: list = []
+    parallel.merge_parts(spools, verdicts.append)
+    total = parallel.Counters()
+    for counters, _, evicted, error in results:
+        assert error is None and not evicted
+        parallel.merge_counters(total, counters)
+    return verdicts, total
+
+
+def _partitioned_lines(path: str, parts: int, tmp, fmt: str = "jsonl"):
+    spools = [str(tmp / f"l{i}.spool") for i in range(parts)]
+    results = [parallel.analyze_part(path, Limits(), i, parts, s, fmt)
+               for i, s in enumerate(spools)]
+    out = io.StringIO()
+    agg = Aggregator()
+    parallel.merge_part_lines(spools, [r[1] for r in results], parallel.Split(fmt, agg, out))
+    return out.getvalue(), agg
+
+
+def test_the_flow_hash_is_symmetric():
+    a, b = bytes([10, 0, 0, 1]), bytes([192, 168, 7, 9])
+    for parts in (2, 3, 4):
+        for sport, dport in ((443, 50123), (50124, 443), (1, 65535)):
+            assert partition_of(flow_key(a, b, sport, dport), parts) == partition_of(
+                flow_key(b, a, dport, sport), parts)
+    # Client ports spread over the partitions.
+    seen = {partition_of(flow_key(a, b, p, 443), 2) for p in range(40000, 40010)}
+    assert seen == {0, 1}
+
+
+def test_partitions_give_the_one_process_verdicts_on_every_capture(tmp_path):
+    """Verdicts (every field, in order) and counters equal one process on every shipped
+    capture, for 2 and 3 partitions; JSONL lines equal byte for byte."""
+    checked = 0
+    for path in ALL:
+        try:
+            want, want_counters = _one_process(str(path))
+        except TlssniffError:
+            continue  # unreadable on purpose (damaged-capture tests)
+        for parts in (2, 3):
+            got, counters = _partitioned(str(path), parts, tmp_path)
+            assert [v.to_dict() for v in got] == [v.to_dict() for v in want], (path, parts)
+            assert counters.to_dict() == want_counters.to_dict(), (path, parts)
+        checked += 1
+    assert checked > 100
+
+
+def test_partition_lines_and_aggregates_equal_one_process(tmp_path):
+    for path in [CAPTURES / "demo.pcapng", CAPTURES / "openssl-tls12.pcap",
+                 CAPTURES / "python-ssl.pcapng"]:
+        for fmt in ("jsonl", "ecs"):
+            from tlssniff.output.formats import VerdictWriter
+
+            out, agg = io.StringIO(), Aggregator()
+            w = VerdictWriter(fmt, out)
+
+            def on(v, agg=agg, w=w):
+                agg.add(v)
+                w.write(v)
+
+            a = Analyzer(on)
+            a.analyze_file(str(path))
+            a.finish()
+            lines, got_agg = _partitioned_lines(str(path), 2, tmp_path, fmt)
+            assert lines == out.getvalue()
+            assert list(got_agg.servers) == list(agg.servers)
+            assert [s.to_dict() for s in got_agg.servers.values()] == [
+                s.to_dict() for s in agg.servers.values()]
+            assert got_agg.total.to_dict() == agg.total.to_dict()
+
+
+SID_REFUSED = CAPTURES / "partitions" / "sid-refused-tls13-client.pcap"
+
+
+def test_a_session_id_issued_in_another_partition_is_still_an_offer(tmp_path):
+    """sid-refused-tls13-client.pcap (scripts/make_partition_capture.py): TLS 1.3-capable
+    clients present TLS 1.2 session ids to a restarted server, which refuses them. Only the
+    earlier connection that issued each id makes it an offer (RFC 8446 D.4), and for 2 and 3
+    partitions some of those are in another partition: the partition alone says "no offer",
+    the merge settles it as one process does, and the clients' own truth agrees."""
+    path = str(SID_REFUSED)
+    want, _ = _one_process(path)
+    truth = [json.loads(line) for line in SID_REFUSED.with_suffix(".truth.jsonl").open()]
+    assert_verdicts([v.to_dict() for v in want], truth)
+    refused = {v.client for v in want if v.offered.value == "session_id"}
+    assert len(refused) == 6
+    for parts in (2, 3):
+        spools = [str(tmp_path / f"{i}.spool") for i in range(parts)]
+        for i, s in enumerate(spools):
+            parallel.analyze_part(path, Limits(), i, parts, s)
+        records = [r for s in spools for r in parallel._records(s)]
+        # Each partition alone calls every refused offer "none", with the alternative "offer".
+        alone = {r[1].client: r for r in records if r[1].client in refused}
+        assert all(r[1].offered.value == "none" and r[2] is not None
+                   and r[2][1].offered.value == "session_id" for r in alone.values())
+        # ... and for some of them the connection that issued the id is in another partition.
+        issuer_part = {}
+        for i, s in enumerate(spools):
+            for r in parallel._records(s):
+                if r[1].issued_session_id:
+                    issuer_part[r[1].issued_session_id] = i
+        part_of = {r[1].client: i for i, s in enumerate(spools) for r in parallel._records(s)}
+        crossing = [c for c, r in alone.items()
+                    if issuer_part[r[2][1].session_id] != part_of[c]]
+        assert crossing, parts
+        got, _ = _partitioned(path, parts, tmp_path)
+        assert [v.to_dict() for v in got] == [v.to_dict() for v in want]
+
+
+def test_a_partition_that_evicts_falls_back_to_one_process(tmp_path):
+    """Partitions get a share of the limits; when one evicts, the run is one process."""
+    path = str(CAPTURES / "demo.pcapng")
+    limits = Limits(max_flows=4)
+    counters, _, evicted, _ = parallel.analyze_part(path, limits, 0, 2, str(tmp_path / "s"))
+    assert evicted
+    want, want_counters = _one_process(path, limits)
+    got: list = []
+    counters = parallel.analyze_partitioned(path, got.append, limits, 2)
+    assert [v.to_dict() for v in got] == [v.to_dict() for v in want]
+    assert counters.to_dict() == want_counters.to_dict()
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json", "csv"])
+def test_cli_jobs_on_one_capture_is_byte_identical(fmt):
+    path = str(CAPTURES / "demo.pcapng")
+    one = run_tlssniff("analyze", path, "-f", fmt, "--jobs", "1", "-q").stdout
+    two = run_tlssniff("analyze", path, "-f", fmt, "--jobs", "2", "-q").stdout
+    assert one == two
+    assert one.count("\n") > 10
+
+
+def test_streamed_lines_fall_back_to_one_process_on_eviction():
+    """JSONL workers stream their lines to the merging parent; when a partition evicted, the
+    merged file is thrown away and one process writes the lines (and aggregates)."""
+    from tlssniff.output.formats import VerdictWriter
+
+    path = str(CAPTURES / "demo.pcapng")
+    for limits in (Limits(max_flows=4), Limits()):
+        want, want_agg = io.StringIO(), Aggregator()
+        w = VerdictWriter("jsonl", want)
+        a = Analyzer(lambda v, agg=want_agg, w=w: (agg.add(v), w.write(v)), limits)
+        a.analyze_file(path)
+        a.finish()
+        got, agg = io.StringIO(), Aggregator()
+        gw = VerdictWriter("jsonl", got)
+        counters = parallel.analyze_partitioned(
+            path, lambda v, agg=agg, gw=gw: (agg.add(v), gw.write(v)), limits, 2,
+            split=parallel.Split("jsonl", agg, got))
+        assert got.getvalue() == want.getvalue()
+        assert counters.to_dict() == a.counters.to_dict()
+        assert [s.to_dict() for s in agg.servers.values()] == [
+            s.to_dict() for s in want_agg.servers.values()]

@@ -1,0 +1,287 @@
+"""``tlssniff live IFACE --workers N``: N analysis processes fed by the kernel's flow hashing.
+
+The parent opens N AF_PACKET rings on the interface, all members of one ``PACKET_FANOUT_HASH``
+group: the kernel gives every frame to one ring by a symmetric hash of its flow, so both
+directions of a connection reach the same worker (as Suricata's and Zeek's AF_PACKET workers
+do). Each worker (a forked process, privileges already dropped) runs its own
+:class:`~tlssniff.analysis.pipeline.Analyzer` on its ring and sends its verdicts, in batches, and
+its counters to the parent, which alone aggregates, writes the JSONL stream, draws the one
+dashboard and prints the one summary (counters and kernel counts summed over the workers).
+At the stop each worker drains its ring, decides its open connections and sends the rest.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+from multiprocessing.connection import Connection, wait
+from typing import Callable
+
+from tlssniff.capture.live import KernelStats, LiveCapture
+
+_SEND_SECONDS = 0.2  # a worker sends its verdicts at least this often (the JSONL latency)
+_WAIT_SECONDS = 0.25
+
+
+def fanout_group() -> int:
+    """A fanout group id for this process's rings (16 bits; distinct per tlssniff process)."""
+    return (os.getpid() * 2654435761 >> 8) & 0xFFFF
+
+
+def open_rings(iface: str, bpf: str, snaplen: int, promisc: bool, buffer_mb: int,
+               workers: int) -> list[LiveCapture]:
+    """The workers' rings, opened (as root) before any worker starts."""
+    group = fanout_group()
+    caps: list[LiveCapture] = []
+    try:
+        for _ in range(workers):
+            cap = LiveCapture(iface, bpf, snaplen=snaplen, promisc=promisc, buffer_mb=buffer_mb,
+                              backend="ring", fanout=group)
+            caps.append(cap.open())
+    except BaseException:
+        for cap in caps:
+            cap.close()
+        raise
+    return caps
+
+
+def _worker(index: int, cap: LiveCapture, conn: Connection, stop, limits, name: str) -> None:
+    """One worker: its ring into its Analyzer; batches of verdicts and its counters home."""
+    from tlssniff.analysis.pipeline import Analyzer
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    batch: list = []
+    analyzer = Analyzer(batch.append, limits)
+    analyzer.capture_name = name
+    feed = analyzer.feed_frame
+    frame_no = 0
+    last_send = time.monotonic()
+
+    def send(kind: str) -> None:
+        conn.send((kind, index, list(batch), analyzer.counters, cap.stats(), analyzer.table.active))
+        batch.clear()
+
+    while not stop.is_set():
+        frames = cap.read(4096)
+        if frames:
+            for ts, lt, frame in frames:
+                frame_no += 1
+                feed(ts, lt, frame, frame_no)
+        else:
+            cap.wait(_WAIT_SECONDS)
+        now = time.monotonic()
+        if batch and now - last_send >= _SEND_SECONDS or now - last_send >= 1.0:
+            send("tick")
+            last_send = now
+    # Stop: what the ring holds is analyzed (the last block comes out after the block timeout).
+    end = time.monotonic() + 1.0
+    quiet_until = time.monotonic() + 0.25
+    while time.monotonic() < end:
+        frames = cap.read(4096)
+        if frames:
+            for ts, lt, frame in frames:
+                frame_no += 1
+                feed(ts, lt, frame, frame_no)
+            quiet_until = time.monotonic() + 0.25
+        elif time.monotonic() >= quiet_until:
+            break
+        else:
+            cap.wait(0.05)
+    kernel = cap.stats()
+    analyzer.finish()
+    conn.send(("end", index, list(batch), analyzer.counters, kernel, 0))
+    conn.close()
+    cap.close()
+
+
+class Workers:
+    """The running workers, seen from the parent: :meth:`poll` hands their verdicts to
+    ``on_verdict`` and keeps their latest counters; :meth:`finish` stops them and collects the
+    rest."""
+
+    def __init__(self, caps: list[LiveCapture], limits, name: str,
+                 on_verdict: Callable) -> None:
+        ctx = multiprocessing.get_context("fork")
+        from multiprocessing import popen_fork  # noqa: F401  (imported while files are readable)
+
+        self.on_verdict = on_verdict
+        self._stop = ctx.Event()
+        self._conns: list[Connection] = []
+        self._procs = []
+        self.counters: dict[int, object] = {}
+        self.kernel: dict[int, KernelStats] = {}
+        self.active: dict[int, int] = {}
+        self._ended: set[int] = set()
+        self._children: list[Connection] = []
+        for i, cap in enumerate(caps):
+            parent_end, child_end = ctx.Pipe(duplex=False)
+            self._procs.append(ctx.Process(
+                target=_worker, args=(i, cap, child_end, self._stop, limits, name),
+                name=f"tlssniff-live-{i}", daemon=True))
+            self._conns.append(parent_end)
+            self._children.append(child_end)
+        self._caps = caps
+
+    def start(self) -> None:
+        """Fork the workers (after the privileges were dropped: they inherit that)."""
+        for proc, child_end, cap in zip(self._procs, self._children, self._caps):
+            proc.start()
+            child_end.close()
+            cap.close()  # the worker owns its ring now
+
+    def poll(self, timeout: float) -> None:
+        live = [c for i, c in enumerate(self._conns) if i not in self._ended]
+        if not live:
+            time.sleep(timeout)
+            return
+        for conn in wait(live, timeout):
+            assert isinstance(conn, Connection)
+            try:
+                kind, i, verdicts, counters, kernel, active = conn.recv()
+            except EOFError:
+                self._ended.add(self._conns.index(conn))
+                continue
+            for v in verdicts:
+                self.on_verdict(v)
+            self.counters[i] = counters
+            self.kernel[i] = kernel
+            self.active[i] = active
+            if kind == "end":
+                self._ended.add(i)
+
+    def total_counters(self):
+        from tlssniff.analysis.parallel import merge_counters
+        from tlssniff.analysis.pipeline import Counters
+
+        total = Counters()
+        for i in sorted(self.counters):
+            merge_counters(total, self.counters[i])  # type: ignore[arg-type]
+        return total
+
+    def total_kernel(self) -> KernelStats:
+        k = KernelStats()
+        for s in self.kernel.values():
+            k.received += s.received
+            k.dropped += s.dropped
+            k.if_dropped += s.if_dropped
+        return k
+
+    def frames(self) -> int:
+        return sum(getattr(c, "frames", 0) for c in self.counters.values())
+
+    def finish(self, timeout: float = 30.0) -> None:
+        if not any(p.pid for p in self._procs):
+            return
+        self._stop.set()
+        deadline = time.monotonic() + timeout
+        while len(self._ended) < len(self._conns) and time.monotonic() < deadline:
+            self.poll(0.25)
+        for proc in self._procs:
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+
+
+def run(iface: str, bpf: str, *, duration: float | None, snaplen: int, promisc: bool,
+        fmt: str, output, buffer_mb: int, limits, workers: int, user: str,
+        drop_privileges: bool, note: Callable[[str], None]) -> None:
+    """``live`` with ``--workers N`` (N > 1): the same outputs as one process, from N."""
+    import contextlib
+    import sys
+
+    from tlssniff.output import display
+
+    from tlssniff.analysis.aggregate import Aggregator
+    from tlssniff.capture.live import drop_privileges as _drop
+    from tlssniff.commands.live import _kernel_line, _open, _summary_console, _warm_up
+    from tlssniff.output.formats import VerdictWriter
+    from tlssniff.output.table import print_report
+
+    with contextlib.ExitStack() as stack:
+        caps = open_rings(iface, bpf, snaplen, promisc, buffer_mb, workers)
+        for cap in caps:
+            stack.callback(cap.close)
+        out = sys.stdout
+        if output is not None:
+            out = stack.enter_context(_open(output, "w"))
+        if caps[0].warning:
+            note(f"warning: {caps[0].warning}")
+        agg = Aggregator()
+        writer = VerdictWriter(fmt, out) if fmt == "jsonl" else None
+        broken: list[bool] = []
+
+        def on_verdict(v) -> None:
+            agg.add(v)
+            if writer is not None and not broken:
+                try:
+                    writer.write(v)
+                except BrokenPipeError:
+                    broken.append(True)
+
+        dashboard_on = fmt == "table" and sys.stdout.isatty()
+        summary_console = _summary_console(fmt, output, out)
+        _warm_up(summary_console, dashboard_on)
+        import tlssniff.analysis.parallel  # noqa: F401  (merge_counters, before the drop)
+        import tlssniff.analysis.pipeline  # noqa: F401
+
+        pool = Workers(caps, limits, f"live:{iface}", on_verdict)
+        stack.callback(pool.finish)
+        if drop_privileges:
+            done = _drop(user)
+            if done:
+                note(done)
+        stop: list[str] = []
+
+        def on_signal(signum, frame) -> None:
+            stop.append(signal.Signals(signum).name)
+
+        old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        stack.callback(lambda: [signal.signal(s, h) for s, h in old.items()])
+        pool.start()
+        note(f"listening on {iface} (ring, {workers} workers, PACKET_FANOUT_HASH), "
+             f"link type {caps[0].linktype}, filter {bpf!r}")
+        dash = None
+        if dashboard_on:
+            from tlssniff.output.dashboard import Dashboard
+
+            dash = Dashboard(display.console(), iface, bpf, agg)
+            dash.start()
+            stack.callback(dash.stop)
+            dash.active = lambda: sum(pool.active.values())
+            dash.tick(0, pool.total_counters(), pool.total_kernel(), force=True)
+        started = time.monotonic()
+        deadline = None if duration is None else started + duration
+        last_flush = started
+        while not stop and not broken:
+            pool.poll(_WAIT_SECONDS)
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                break
+            if now - last_flush >= 1.0:
+                last_flush = now
+                if writer is not None and not broken:
+                    with contextlib.suppress(BrokenPipeError):
+                        out.flush()
+                if dash is not None:
+                    dash.tick(pool.frames(), pool.total_counters(), pool.total_kernel())
+        pool.finish()
+        elapsed = time.monotonic() - started
+        if dash is not None:
+            dash.stop()
+        counters = pool.total_counters()
+        kernel = pool.total_kernel()
+        why = stop[0] if stop else ("closed output" if broken else "duration")
+        if not broken:
+            if summary_console is not None:
+                print_report(summary_console, agg, counters.to_dict())
+                line = _kernel_line(iface, kernel, elapsed, counters.frames, why, None, None)
+                split = " + ".join(str(pool.counters[i].tls_connections)  # type: ignore[attr-defined]
+                                   for i in sorted(pool.counters))
+                summary_console.print(f"{line} {workers} workers (PACKET_FANOUT_HASH): "
+                                      f"{split} TLS connections.", soft_wrap=True, markup=False)
+                summary_console.file.flush()
+            out.flush()
