@@ -278,7 +278,7 @@ def test_no_permission_says_what_to_do():
 
 
 def test_bad_options():
-    assert _tlssniff("live", "lo", "--format", "csv").returncode == 2
+    assert _tlssniff("live", "lo", "--format", "json").returncode == 2
     assert _tlssniff("live", "lo", "--duration", "0").returncode == 2
 
 
