@@ -15,9 +15,10 @@ from __future__ import annotations
 import datetime
 from typing import Any, Iterator
 
-from tlssniff.analysis.verdict import VALUE, ConnectionVerdict
+from tlssniff.analysis.verdict import VALUE, ConnectionVerdict, EarlyData, Handshake, Note, Offered
 from tlssniff.errors import UsageError
 
+_ENUMS = (Offered, Handshake, EarlyData, Note)
 ROW_GROUP = 65_536  # rows per row group: ~10 MB of columns in memory at most
 
 # (column, kind) in the JSONL field order. Kinds: ts (timestamp, required), ots (timestamp or
@@ -78,43 +79,18 @@ class ParquetVerdictWriter:
         self.rows = 0
 
     def write(self, v: ConnectionVerdict) -> None:
+        """One row: each column of :data:`COLUMNS` read from the verdict by name (the schema
+        is written once, there), enums as their JSONL values, times as microseconds."""
         c = self._cols
-        c["ts"].append(_usec(v.ts))
-        c["client"].append(v.client)
-        c["server"].append(v.server)
-        c["transport"].append(v.transport)
-        c["starttls"].append(v.starttls)
-        c["sni"].append(v.sni)
-        c["version"].append(v.version)
-        c["offered"].append(VALUE[v.offered])
-        c["handshake"].append(VALUE[v.handshake])
-        c["resumed"].append(v.resumed)
-        c["hrr"].append(v.hrr)
-        c["early_data"].append(VALUE[v.early_data])
-        c["established"].append(v.established)
-        c["alpn"].append(v.alpn)
-        c["alpn_offered"].append(list(v.alpn_offered))
-        c["cipher"].append(v.cipher)
-        c["note"].append(VALUE[v.note] if v.note else None)
-        c["alert"].append(v.alert)
-        c["session_id"].append(v.session_id)
-        c["ticket_len"].append(v.ticket_len)
-        c["psk_identities"].append(v.psk_identities)
-        c["issued_session_id"].append(v.issued_session_id)
-        c["issued_ticket"].append(v.issued_ticket)
-        c["ticket_lifetime"].append(v.ticket_lifetime)
-        c["frames"].append(list(v.frames))
-        c["capture"].append(v.capture)
-        c["ja4"].append(v.ja4)
-        c["ja4_base"].append(v.ja4_base)
-        c["ticket_key_name"].append(v.ticket_key_name)
-        c["ticket_hash"].append(v.ticket_hash)
-        c["psk_identity_hash"].append(v.psk_identity_hash)
-        c["issued_ticket_key_name"].append(v.issued_ticket_key_name)
-        c["issued_ticket_hash"].append(v.issued_ticket_hash)
-        c["client_hello_ts"].append(_usec(v.client_hello_ts))
-        c["server_hello_ts"].append(_usec(v.server_hello_ts))
-        c["handshake_end_ts"].append(_usec(v.handshake_end_ts))
+        for name, kind in COLUMNS:
+            x = getattr(v, name)
+            if kind in ("ts", "ots"):
+                x = _usec(x)
+            elif kind in ("strs", "ints"):
+                x = list(x)
+            elif x is not None and x.__class__ in _ENUMS:
+                x = VALUE[x]
+            c[name].append(x)
         self.rows += 1
         if len(c["ts"]) >= self._row_group:
             self._flush()
