@@ -808,6 +808,13 @@ class Prometheus:
         assert doc["status"] == "success", doc
         return doc["data"]["result"]
 
+    def wait_until_present(self, promql: str) -> None:
+        deadline = time.monotonic() + TIMEOUT
+        while not self.query(promql):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{promql}: no result within {TIMEOUT} s")
+            time.sleep(0.5)
+
     def wait_for(self, promql: str, value: float) -> None:
         deadline = time.monotonic() + TIMEOUT
         got = None
@@ -941,8 +948,9 @@ def test_prometheus_scrapes_the_exact_counts(lo, cert, tmp_path: Path):
         # after the privileges dropped to nobody, the process collector still reports memory
         rss = prom.query("process_resident_memory_bytes")
         assert len(rss) == 1 and float(rss[0]["value"][1]) > 1e6
-        # the rules loaded into this Prometheus evaluate
-        assert prom.query("tlssniff:handshakes:rate5m")
+        # the rules loaded into this Prometheus evaluate (a rate needs two scrapes in the
+        # rule's window: on a loaded machine the first evaluations may come before them)
+        prom.wait_until_present("tlssniff:handshakes:rate5m")
         text = live.scrape()
         check = _promtool_check_metrics(text)
         assert check.returncode == 0, check.stdout + check.stderr
