@@ -148,23 +148,39 @@ def dissect(path: str) -> list[_Stream]:
     if shutil.which("tshark") is None:
         raise TsharkMissing("tshark is not installed (Debian/Ubuntu: apt-get install tshark)")
     streams: dict[str, _Stream] = {}
+    # tshark exits 2 on a capture cut mid-packet (after dissecting what came before, as tlssniff
+    # reads it too); pyshark raises that from the loop or from close(), and again from __del__ at
+    # interpreter exit unless its process list is cleared.
+    from pyshark.capture.capture import TSharkCrashException as crash
+
     cap = pyshark.FileCapture(str(path), display_filter=_DISPLAY_FILTER, keep_packets=False)
     try:
-        for pkt in cap:
-            if not hasattr(pkt, "tcp"):
-                continue  # QUIC and DTLS are not compared
-            ipl = pkt.ip if hasattr(pkt, "ip") else getattr(pkt, "ipv6", None)
-            if ipl is None:
-                continue
-            src = _endpoint(ipl.src, pkt.tcp.srcport)
-            dst = _endpoint(ipl.dst, pkt.tcp.dstport)
-            s = streams.setdefault(pkt.tcp.stream, _Stream())
-            number = int(pkt.number)
-            for layer in pkt.get_multiple_layers("tls"):
-                _read_layer(s, layer, src, dst, number, float(pkt.frame_info.time_epoch))
+        _walk(cap, streams)
+    except crash:
+        pass  # the damage: what tshark read before it is compared, like tlssniff's own reading
     finally:
-        cap.close()
+        try:
+            cap.close()
+        except crash:
+            pass
+        finally:
+            getattr(cap, "_running_processes", set()).clear()
     return [s for s in streams.values() if s.client is not None]
+
+
+def _walk(cap, streams: dict[str, _Stream]) -> None:
+    for pkt in cap:
+        if not hasattr(pkt, "tcp"):
+            continue  # QUIC and DTLS are not compared
+        ipl = pkt.ip if hasattr(pkt, "ip") else getattr(pkt, "ipv6", None)
+        if ipl is None:
+            continue
+        src = _endpoint(ipl.src, pkt.tcp.srcport)
+        dst = _endpoint(ipl.dst, pkt.tcp.dstport)
+        s = streams.setdefault(pkt.tcp.stream, _Stream())
+        number = int(pkt.number)
+        for layer in pkt.get_multiple_layers("tls"):
+            _read_layer(s, layer, src, dst, number, float(pkt.frame_info.time_epoch))
 
 
 def _read_layer(s: _Stream, layer, src: str, dst: str, number: int, ts: float) -> None:
