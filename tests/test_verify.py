@@ -123,3 +123,14 @@ def test_cli_without_tshark_says_so(tmp_path):
                           env=env)
     assert proc.returncode == 2
     assert "tshark is not installed" in proc.stderr
+
+
+def test_a_capture_cut_mid_packet_is_compared_up_to_the_cut(tmp_path):
+    """tshark exits 2 on a file cut mid-packet (found by the whole-CLI fuzz): what it read
+    before the cut is compared, as tlssniff analyzes it, with no traceback at exit."""
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes((CAPTURES / "openssl-tls12.pcap").read_bytes()[:3000])
+    proc = run_tlssniff("verify", str(cut), check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "1 connections compared" in proc.stdout and "agrees" in proc.stdout
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr

@@ -218,8 +218,10 @@ def dissect(path: str) -> list[_Stream]:
         err = proc.stderr.read()
         proc.stderr.close()
         code = proc.wait()
-    if code != 0:
-        last = err.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no message"]
+    last = err.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no message"]
+    if code != 0 and "cut short in the middle of a packet" not in last[0]:
+        # A capture cut mid-packet (tshark exits 2 after dissecting what came before, as
+        # tlssniff reads it too) is compared up to the cut; any other failure is reported.
         raise TsharkFailed(f"{path}: tshark exited with status {code}: "
                            f"{last[0].replace('The standard input', 'the file')[:200]}")
     return [s for s in streams.values() if s.client is not None]
