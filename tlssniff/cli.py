@@ -17,12 +17,12 @@ import typer
 from rich.console import Console
 
 from tlssniff import __version__
-from tlssniff.analysis.aggregate import Aggregator
+from tlssniff.analysis.aggregate import MAX_SERVERS, Aggregator
 from tlssniff.analysis.parallel import Split, analyze_captures
 from tlssniff.errors import CaptureError, TlssniffError, UsageError
 from tlssniff.flow.table import Limits
-from tlssniff.output.formats import FORMATS, VerdictWriter, summary_document
-from tlssniff.output.table import print_report
+from tlssniff.output.formats import FORMATS, VerdictWriter
+from tlssniff.output.table import TOP_SERVERS, print_report
 
 app = typer.Typer(
     name="tlssniff",
@@ -161,6 +161,18 @@ def analyze(
         int, typer.Option("--min-handshakes", metavar="N",
                           help="Servers with fewer handshakes are not held to --fail-under.")
     ] = 10,
+    top: Annotated[
+        int, typer.Option("--top", metavar="N",
+                          help="The table shows the N busiest servers and the rest as one row; "
+                          "0: every server (-f json lists every server too).")
+    ] = TOP_SERVERS,
+    max_servers: Annotated[
+        int, typer.Option("--max-servers", metavar="N",
+                          help="Servers with figures of their own; beyond, the busiest are kept "
+                          "(a space-saving summary) and the others counted together as "
+                          "'other servers', exactly. 0: no bound (memory grows with the "
+                          "servers).")
+    ] = MAX_SERVERS,
 ) -> None:
     """Classify every TLS handshake in capture files and report resumption per server.
 
@@ -186,6 +198,8 @@ def analyze(
         raise UsageError("--max-flows, --idle-timeout and --max-buffer must be positive")
     if jobs < 0:
         raise UsageError("--jobs must be 0 (one per core) or more")
+    if top < 0 or max_servers < 0:
+        raise UsageError("--top and --max-servers must be 0 (no limit) or more")
     jobs = jobs or os.cpu_count() or 1
     from tlssniff.output.report import FAIL_UNDER_EXIT, fail_under_lines, parse_rate
     from tlssniff.output.report import fail_under as _fail_under
@@ -205,8 +219,8 @@ def analyze(
                 raise UsageError(f"{output}: cannot write: {err.strerror}") from None
         else:
             out = sys.stdout
-        agg = Aggregator()
-        writer = VerdictWriter(fmt, out)
+        agg = Aggregator(max_servers)
+        writer = VerdictWriter(fmt, out, [str(p) for p in captures])
         # Findings (docs/diagnostics.md) for the summary outputs; streams stay as they were.
         diag = None
         if fmt in ("table", "json"):
@@ -228,13 +242,10 @@ def analyze(
             )
         counters = totals.to_dict()
         if fmt == "json":
-            import json
-
-            doc = summary_document(agg, counters, [str(p) for p in captures], writer.kept, diag)
-            out.write(json.dumps(doc, indent=2) + "\n")
+            writer.finish(agg, counters, diag)
         elif fmt == "table":
             console = Console(file=out, highlight=False) if output is not None else Console(highlight=False)
-            print_report(console, agg, counters, diag.findings())
+            print_report(console, agg, counters, diag.findings(), top=top)
         out.flush()
     if not quiet:
         for warning in totals.warnings:
