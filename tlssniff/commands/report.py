@@ -1,7 +1,8 @@
 """``tlssniff report CAPTURE... -o DIR``: an evidence bundle for an incident ticket.
 
-Thin: analyze the captures exactly as ``analyze`` does (same pipeline, limits, jobs), keep the
-verdicts, and hand everything to :func:`tlssniff.output.report.write_bundle` (docs/report.md).
+Thin: analyze the captures exactly as ``analyze`` does (same pipeline, limits, jobs), spool the
+verdicts to disk (:class:`~tlssniff.output.report.spool.VerdictSpool`: memory does not grow with
+the connections), and hand everything to :func:`tlssniff.output.report.write_bundle` (docs/report.md).
 Exit status: 0; 3 when ``--fail-under`` finds a server below the rate; 2 unusable input.
 """
 
@@ -73,6 +74,7 @@ def report(
     from tlssniff.analysis.diagnostics import Diagnostics
     from tlssniff.analysis.parallel import analyze_captures
     from tlssniff.output.report import FAIL_UNDER_EXIT, fail_under_lines, parse_rate, write_bundle
+    from tlssniff.output.report.spool import VerdictSpool
 
     rate = parse_rate(fail_under) if fail_under is not None else None
     if min_handshakes < 1:
@@ -86,7 +88,7 @@ def report(
         raise UsageError(f"{output}: exists and is not a directory")
     err = Console(stderr=True, highlight=False)
     started = time.time()
-    verdicts = []
+    verdicts = VerdictSpool()
     agg = Aggregator()
     diag = Diagnostics()
 
@@ -98,12 +100,13 @@ def report(
     limits = Limits(max_flows=max_flows, idle_timeout=idle_timeout, max_buffer=max_buffer)
     totals = analyze_captures([str(p) for p in captures], on_verdict, limits,
                               jobs or os.cpu_count() or 1, None, one_stream)
-    bundle = write_bundle(
-        output, verdicts, agg, diag, totals.to_dict(), [str(p) for p in captures],
-        _argv(),
-        anonymize=anonymize, redact=redact, cross_check=verify, fail_under_rate=rate,
-        min_handshakes=min_handshakes, started=started,
-    )
+    with verdicts:
+        bundle = write_bundle(
+            output, verdicts, agg, diag, totals.to_dict(), [str(p) for p in captures],
+            _argv(),
+            anonymize=anonymize, redact=redact, cross_check=verify, fail_under_rate=rate,
+            min_handshakes=min_handshakes, started=started,
+        )
     if not quiet:
         for w in totals.warnings:
             err.print(f"tlssniff: warning: {w}", markup=False, soft_wrap=True)

@@ -64,16 +64,26 @@ def rate_over_time(series: dict[str, list[tuple[float, bool]]], t0: float) -> st
     points = [ts for s in series.values() for ts, _ in s]
     if not points:
         return None
-    plt = _plt()
-    span = max(points) - t0
-    width = _bin_width(span)
-    fig, ax = plt.subplots(figsize=(9, 3.6))
-    for i, (label, items) in enumerate(list(series.items())[:MAX_SERVERS]):
-        bins: dict[int, list[int]] = {}
+    width = bin_width(max(points) - t0)
+    binned: dict[str, dict[int, list[int]]] = {}
+    for label, items in list(series.items())[:MAX_SERVERS]:
+        bins = binned[label] = {}
         for ts, resumed in items:
             b = bins.setdefault(int((ts - t0) // width), [0, 0])
             b[0] += 1
             b[1] += resumed
+    return rate_over_time_binned(binned, width)
+
+
+def rate_over_time_binned(binned: dict[str, dict[int, list[int]]], width: float) -> str | None:
+    """:func:`rate_over_time` from counts already binned: label -> bin -> [classified,
+    resumed] (bins of ``width`` seconds from the first classified handshake), so that a caller
+    streaming its verdicts keeps only the bins."""
+    if not any(binned.values()):
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(9, 3.6))
+    for i, (label, bins) in enumerate(list(binned.items())[:MAX_SERVERS]):
         xs = sorted(bins)
         ax.plot([(x + 0.5) * width for x in xs], [100 * bins[x][1] / bins[x][0] for x in xs],
                 marker="o", markersize=4, linewidth=1.8, color=_COLORS[i % len(_COLORS)],
@@ -87,7 +97,8 @@ def rate_over_time(series: dict[str, list[tuple[float, bool]]], t0: float) -> st
     return _svg(fig)
 
 
-def _bin_width(span: float) -> float:
+def bin_width(span: float) -> float:
+    """The bin width of :func:`rate_over_time` for handshakes spread over ``span`` seconds."""
     if span <= 0:
         return 1.0
     raw = span / 20

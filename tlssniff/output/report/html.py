@@ -157,22 +157,46 @@ def render(ctx: _Context) -> str:
 
 
 def _charts(ctx: _Context):
-    series: dict[str, list] = {}
+    # Two passes over the verdicts (a spool on disk for ``report``), keeping only counts: the
+    # first finds the time span and the refused offers of the servers shown, the second bins
+    # the rate of the servers drawn.
+    ranked = ctx.agg.sorted_servers()
+    order = list(dict.fromkeys(stats_label(s) for s in ranked))
+    known = set(order)
+    mix_labels = set(order[:charts.MAX_SERVERS * 2])
+    classified_labels = set()
     refused: dict[str, int] = {}
+    t0 = tmax = None
     for v in ctx.verdicts:
         label = f"{v.server} {v.sni}" if v.sni else v.server
+        if label not in known:
+            continue
         if v.handshake.value != "unknown":
-            series.setdefault(label, []).append((v.ts, v.resumed))
-        if v.refused:
+            classified_labels.add(label)
+            if t0 is None or v.ts < t0:
+                t0 = v.ts
+            if tmax is None or v.ts > tmax:
+                tmax = v.ts
+        if v.refused and label in mix_labels:
             refused[label] = refused.get(label, 0) + 1
-    order = [stats_label(s) for s in ctx.agg.sorted_servers()]
-    series = {k: series[k] for k in order if k in series}
-    first, _ = ctx.time_range()
-    t0 = min((ts for s in series.values() for ts, _ in s), default=first or 0.0)
-    yield (charts.rate_over_time(series, t0),
-           "Resumption over time: no classified handshake.")
+    drawn = [k for k in order if k in classified_labels][:charts.MAX_SERVERS]
+    binned: dict[str, dict[int, list[int]]] = {k: {} for k in drawn}
+    if t0 is not None and tmax is not None:
+        width = charts.bin_width(tmax - t0)
+        for v in ctx.verdicts:
+            if v.handshake.value == "unknown":
+                continue
+            bins = binned.get(f"{v.server} {v.sni}" if v.sni else v.server)
+            if bins is not None:
+                b = bins.setdefault(int((v.ts - t0) // width), [0, 0])
+                b[0] += 1
+                b[1] += v.resumed
+        chart = charts.rate_over_time_binned(binned, width)
+    else:
+        chart = None
+    yield chart, "Resumption over time: no classified handshake."
     rows = [(stats_label(s), charts.mix_counts(s, refused.get(stats_label(s), 0)))
-            for s in ctx.agg.sorted_servers()]
+            for s in ranked]
     yield charts.mechanism_mix(rows), "Mechanism mix: no handshake."
     yield (charts.session_ages(ctx.diag.session_ages()),
            "Session ages: no TLS <= 1.2 offer could be linked to the full handshake that "
