@@ -5,8 +5,10 @@
 
 Runs ``tlssniff analyze FILE -f FORMAT -o OUT`` for table, json, jsonl, csv and ecs, and
 ``tlssniff report FILE --no-verify -o DIR``, each in a fresh process (the file in the page
-cache first), and prints one row per run: wall time, its ratio to ``-f jsonl``, peak RSS (the
-child's ``ru_maxrss``) and microseconds and bytes per connection. It then checks the verdict
+cache first), and prints one row per run: wall time, CPU time (user + system: steadier than the
+wall time on a shared machine) and its ratio to ``-f jsonl``'s, peak RSS (the child's
+``ru_maxrss``), CPU microseconds per connection, and whether the run holds the acceptance
+bounds (1.5x jsonl, 300 MB). It then checks the verdict
 counts of the JSONL run against the capture's ``.truth.json``. ``--python`` chooses the
 interpreter (default: this one); the sources are those on its path (``PYTHONPATH``).
 """
@@ -32,18 +34,20 @@ _WRAPPER = (
     "p = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)\n"
     "w = time.perf_counter() - t\n"
     "if p.returncode not in (0, 3): sys.exit(p.stderr.decode()[-800:])\n"
-    "print(w, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)\n"
+    "r = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+    "print(w, r.ru_maxrss / 1024, r.ru_utime + r.ru_stime)\n"
 )
 
 
-def measured(cmd: list[str]) -> tuple[float, float]:
-    """Wall time (s) and peak RSS (MB) of ``cmd``, measured from a fresh wrapper process."""
+def measured(cmd: list[str]) -> tuple[float, float, float]:
+    """Wall time (s), peak RSS (MB) and CPU time (user + system, s) of ``cmd``, measured from
+    a fresh wrapper process. On a shared machine the CPU time is the steadier figure."""
     proc = subprocess.run([sys.executable, "-c", _WRAPPER, *cmd], capture_output=True,
                           text=True)
     if proc.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed: {proc.stderr.strip()}")
-    wall, rss = proc.stdout.split()
-    return float(wall), float(rss)
+    wall, rss, cpu = proc.stdout.split()
+    return float(wall), float(rss), float(cpu)
 
 
 def warm(path: Path) -> None:
@@ -91,23 +95,24 @@ def main(argv: list[str] | None = None) -> None:
         for fmt in formats:
             out = Path(tmp) / (fmt if fmt == "report" else f"out.{fmt}")
             warm(args.capture)
-            wall, rss = measured(command(args.python, fmt, args.capture, out))
-            rows.append((fmt, wall, rss))
-            print(f"  {fmt}: {wall:.1f} s, {rss:.0f} MB", file=sys.stderr, flush=True)
+            wall, rss, cpu = measured(command(args.python, fmt, args.capture, out))
+            rows.append((fmt, wall, rss, cpu))
+            print(f"  {fmt}: {wall:.1f} s, CPU {cpu:.1f} s, {rss:.0f} MB", file=sys.stderr,
+                  flush=True)
         check = check_counts(Path(tmp) / "out.jsonl", truth) if "jsonl" in formats else ""
-    base = dict((f, w) for f, w, _ in rows).get("jsonl")
+    base = {f: cpu for f, _, _, cpu in rows}.get("jsonl")
     print(f"{args.capture.name}: {size / 1e6:.0f} MB"
           + (f", {connections:,} connections" if connections else ""))
-    print("| output | wall | / jsonl | peak RSS | per connection | holds |")
-    print("|---|---|---|---|---|---|")
-    for fmt, wall, rss in rows:
+    print("| output | wall | CPU | CPU / jsonl | peak RSS | CPU per connection | holds |")
+    print("|---|---|---|---|---|---|---|")
+    for fmt, wall, rss, cpu in rows:
         label = "report --no-verify" if fmt == "report" else f"-f {fmt}"
-        ratio = wall / base if base else None
-        per = (f"{1e6 * wall / connections:.0f} µs, {rss * 1e6 / connections:.0f} B"
-               if connections else "-")
+        ratio = cpu / base if base else None
+        per = f"{1e6 * cpu / connections:.0f} µs" if connections else "-"
         ok = (ratio is None or ratio <= ACCEPT_RATIO) and rss <= ACCEPT_RSS_MB
-        print(f"| {label} | {wall:.1f} s | {'-' if ratio is None else f'{ratio:.2f}x'} | "
-              f"{rss:.0f} MB | {per} | {'yes' if ok else 'no'} |")
+        print(f"| {label} | {wall:.1f} s | {cpu:.1f} s | "
+              f"{'-' if ratio is None else f'{ratio:.2f}x'} | {rss:.0f} MB | {per} | "
+              f"{'yes' if ok else 'no'} |")
     if check:
         print(check)
 
