@@ -1,7 +1,7 @@
 """Every output format on an egress-shaped capture: wall time and peak RSS, against -f jsonl.
 
     python bench/gen_capture.py --preset egress                        # bench/out/egress.pcap
-    python bench/egress.py bench/out/egress.pcap [--formats table,json,...] [--no-diagnostics]
+    python bench/egress.py bench/out/egress.pcap [--formats table,json,...] [--without-diagnostics]
 
 Runs ``tlssniff analyze FILE -f FORMAT -o OUT`` for table, json, jsonl, csv and ecs, and
 ``tlssniff report FILE --no-verify -o DIR``, each in a fresh process (the file in the page
@@ -57,8 +57,10 @@ def warm(path: Path) -> None:
             pass
 
 
-def command(python: str, fmt: str, capture: Path, out: Path) -> list[str]:
-    base = [python, "-m", "tlssniff"]
+def command(python: str, fmt: str, capture: Path, out: Path, diagnostics: bool = True
+            ) -> list[str]:
+    base = [python, "-m", "tlssniff"] if diagnostics else \
+        [python, str(Path(__file__).with_name("_without_diagnostics.py"))]
     if fmt == "report":
         return [*base, "report", str(capture), "--no-verify", "-q", "-o", str(out)]
     return [*base, "analyze", str(capture), "-f", fmt, "-q", "--no-progress", "-o", str(out)]
@@ -85,6 +87,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--formats", default=",".join(FORMATS))
     parser.add_argument("--python", default=sys.executable)
     parser.add_argument("--keep", type=Path, help="keep the outputs in this directory")
+    parser.add_argument("--without-diagnostics", action="store_true",
+                        help="run with the findings stubbed out (bench/_without_diagnostics.py)"
+                        ": what the outputs cost apart from them")
     args = parser.parse_args(argv)
     formats = [f for f in args.formats.split(",") if f]
     truth = args.capture.with_name(args.capture.name.removesuffix(".pcap") + ".truth.json")
@@ -95,14 +100,16 @@ def main(argv: list[str] | None = None) -> None:
         for fmt in formats:
             out = Path(tmp) / (fmt if fmt == "report" else f"out.{fmt}")
             warm(args.capture)
-            wall, rss, cpu = measured(command(args.python, fmt, args.capture, out))
+            wall, rss, cpu = measured(command(args.python, fmt, args.capture, out,
+                                           not args.without_diagnostics))
             rows.append((fmt, wall, rss, cpu))
             print(f"  {fmt}: {wall:.1f} s, CPU {cpu:.1f} s, {rss:.0f} MB", file=sys.stderr,
                   flush=True)
         check = check_counts(Path(tmp) / "out.jsonl", truth) if "jsonl" in formats else ""
     base = {f: cpu for f, _, _, cpu in rows}.get("jsonl")
     print(f"{args.capture.name}: {size / 1e6:.0f} MB"
-          + (f", {connections:,} connections" if connections else ""))
+          + (f", {connections:,} connections" if connections else "")
+          + (", findings stubbed out" if args.without_diagnostics else ""))
     print("| output | wall | CPU | CPU / jsonl | peak RSS | CPU per connection | holds |")
     print("|---|---|---|---|---|---|---|")
     for fmt, wall, rss, cpu in rows:

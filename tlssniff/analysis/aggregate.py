@@ -367,7 +367,8 @@ def _hll_count(regs: bytearray) -> int:
     m = _HLL_SIZE
     z = 0.0
     zeros = 0
-    for r in regs:
+    for i in range(m):  # (compiled: a bytearray is indexed, not iterated)
+        r = regs[i]
         z += 2.0 ** -r
         if r == 0:
             zeros += 1

@@ -92,8 +92,14 @@ class JsonDocument:
     def finish(self, agg: Aggregator, counters: dict, diagnostics=None) -> None:
         rest = summary_document(agg, counters, [], None, diagnostics)
         del rest["tlssniff"], rest["captures"]
-        body = json.dumps(rest, indent=2)
-        self.out.write("\n  ],\n" + body[2:] + "\n")
+        # Encoded piece by piece (the pieces are small): no whole text of the summary either.
+        chunks = json.JSONEncoder(indent=2).iterencode(rest)
+        first = next(chunks)  # "{" and the first key's indentation: "{\n  "
+        write = self.out.write
+        write("\n  ],\n" + first[2:])
+        for chunk in chunks:
+            write(chunk)
+        write("\n")
 
 
 def to_ecs(v: ConnectionVerdict) -> dict:
