@@ -10,7 +10,7 @@
 ``egress``: 400,000 connections to about 330,000 distinct servers (a forward proxy or NAT
 gateway: 2,000 popular servers take a Zipf share, every other connection goes to a server seen
 once), from real handshake templates re-addressed per connection
-(:mod:`tlssniff.testing.egress`, about 30,000 connections/s); its truth is
+(:mod:`tlssniff.testing.egress`: 100,000 connections in 13 s); its truth is
 ``OUT.truth.json``, the number of connections per verdict.
 Any generator option (``--connections``, ``--bulk-bytes``, ...) overrides the preset, e.g. a
 smaller run to measure the rate.

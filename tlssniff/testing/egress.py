@@ -11,7 +11,8 @@ once; each connection of the capture is a template re-addressed to its own clien
 (addresses and ports replaced in place, IPv4 and TCP checksums updated incrementally, RFC 1624:
 the same delta fits every frame of a connection, both directions) and shifted in time. Frames of
 overlapping connections are merged by timestamp with a heap and streamed to disk: memory follows
-the connections open at once. About 30,000 connections/s on one core.
+the connections open at once. Measured: 100,000 connections (510 MB) in 13 s; 400,000
+(2.0 GB) in 409 s while the machine's two cores ran many other jobs.
 
 The truth is counted, not listed (4 million lines would not help): ``OUT.truth.json`` holds
 the number of connections per verdict ``(version, offered, handshake, hrr, early_data)``.
