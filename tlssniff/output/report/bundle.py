@@ -192,7 +192,9 @@ def write_bundle(
         fail_under=fail_under_rate, min_handshakes=min_handshakes, problems=problems,
     )
     doc = ctx.summary_json()
-    (out / "summary.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    with open(out / "summary.json", "w", encoding="utf-8") as f:  # encoded piece by piece
+        json.dump(doc, f, indent=2)
+        f.write("\n")
     from tlssniff.output.report import html, markdown
 
     (out / "summary.md").write_text(markdown.render(ctx), encoding="utf-8")
