@@ -26,14 +26,23 @@ def golden_path(capture: Path) -> Path:
     return GOLDEN / (rel.replace("/", "__") + ".json")
 
 
-def strip(doc: dict) -> dict:
-    """The document without what depends on the installation or the path it was run from."""
+def strip(doc: dict, capture: str) -> dict:
+    """The document without what depends on the installation or the path of the clone: the
+    version, and the capture's path wherever it appears (connections, findings' evidence)."""
     doc = dict(doc)
     doc.pop("tlssniff", None)
     doc.pop("captures", None)
-    doc["connections"] = [{k: v for k, v in c.items() if k != "capture"}
-                          for c in doc.get("connections", [])]
-    return doc
+
+    def walk(x):
+        if isinstance(x, dict):
+            return {k: walk(v) for k, v in x.items()}
+        if isinstance(x, list):
+            return [walk(v) for v in x]
+        if isinstance(x, str) and capture in x:
+            return x.replace(capture, "CAPTURE")
+        return x
+
+    return walk(doc)
 
 
 def analyze_json(capture: Path, tmp: Path) -> dict:
@@ -51,7 +60,7 @@ def analyze_json(capture: Path, tmp: Path) -> dict:
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         exit_code = getattr(result.exception, "exit_code", "exception: "
                             + type(result.exception).__name__)
-    return {"exit_code": exit_code, "document": strip(doc)}
+    return {"exit_code": exit_code, "document": strip(doc, str(capture))}
 
 
 def dumps(obj: dict) -> str:
