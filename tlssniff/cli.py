@@ -17,13 +17,13 @@ from typing import Annotated, Optional
 
 import typer
 from tlssniff import __version__
-from tlssniff.analysis.aggregate import Aggregator
+from tlssniff.analysis.aggregate import MAX_SERVERS, Aggregator
 from tlssniff.analysis.parallel import Split, analyze_captures
 from tlssniff import options
 from tlssniff.errors import CaptureError, ExitCode, TlssniffError, UsageError
 from tlssniff.output import display
-from tlssniff.output.formats import FORMATS, VerdictWriter, summary_document
-from tlssniff.output.table import print_report
+from tlssniff.output.formats import FORMATS, VerdictWriter
+from tlssniff.output.table import TOP_SERVERS, print_report
 
 app = typer.Typer(
     name="tlssniff",
@@ -142,6 +142,18 @@ def analyze(
     ] = None,
     fail_under: options.FailUnder = None,
     min_handshakes: options.MinHandshakes = 10,
+    top: Annotated[
+        int, typer.Option("--top", metavar="N", min=0,
+                          help="The table shows the N busiest servers and the rest as one row; "
+                          "0: every server (-f json lists every server too).")
+    ] = TOP_SERVERS,
+    max_servers: Annotated[
+        int, typer.Option("--max-servers", metavar="N", min=0,
+                          help="Servers with figures of their own; beyond, the busiest are kept "
+                          "(a space-saving summary) and the others counted together as "
+                          "'other servers', exactly. 0: no bound (memory grows with the "
+                          "servers).")
+    ] = MAX_SERVERS,
 ) -> None:
     """Classify every TLS handshake in capture files and report resumption per server.
 
@@ -191,8 +203,8 @@ def analyze(
             out = stack.enter_context(open_output(output, "w"))
         else:
             out = sys.stdout
-        agg = Aggregator()
-        writer = VerdictWriter(fmt, out)
+        agg = Aggregator(max_servers)
+        writer = VerdictWriter(fmt, out, [str(p) for p in captures])
         # Findings (docs/diagnostics.md) for the summary outputs; streams stay as they were.
         diag = None
         if fmt in ("table", "json"):
@@ -221,13 +233,10 @@ def analyze(
         if verdict_files:
             counters["verdicts_read"] = read
         if fmt == "json":
-            import json
-
-            doc = summary_document(agg, counters, [str(p) for p in captures], writer.kept, diag)
-            out.write(json.dumps(doc, indent=2) + "\n")
+            writer.finish(agg, counters, diag)
         elif fmt == "table":
             console = display.console(file=out) if output is not None else display.console()
-            print_report(console, agg, counters, diag.findings())
+            print_report(console, agg, counters, diag.findings(), top=top)
         out.flush()
     if not quiet:
         for warning in totals.warnings:

@@ -6,7 +6,10 @@ and each name may have its own cache and ticket keys).
 
 from __future__ import annotations
 
+import hashlib
+import math
 from dataclasses import dataclass, field
+from typing import Final
 
 from tlssniff.analysis.verdict import (
     RESUMED_HANDSHAKES,
@@ -38,6 +41,9 @@ class ServerStats:
     by_version: dict[str, int] = field(default_factory=dict)
     first_ts: float | None = None
     last_ts: float | None = None
+    # At most this many earlier handshakes of this server are counted under "other servers"
+    # (its row was given up and taken again: Aggregator's bound); 0 when the row is exact.
+    untracked: int = 0
 
     def add(self, v: ConnectionVerdict) -> None:
         if v.starttls:
@@ -96,6 +102,7 @@ class ServerStats:
             self.first_ts = other.first_ts
         if other.last_ts is not None and (self.last_ts is None or other.last_ts > self.last_ts):
             self.last_ts = other.last_ts
+        self.untracked += other.untracked
 
     def __reduce__(self) -> tuple:
         """Pickled by its fields (``--jobs`` workers send their aggregates home)."""
@@ -103,7 +110,7 @@ class ServerStats:
             self.server, self.sni, self.transport, self.starttls, self.handshakes,
             self.classified, self.resumed, self.offered, self.accepted, self.refused, self.hrr,
             self.early_data_offered, self.by_handshake, self.by_offered, self.by_version,
-            self.first_ts, self.last_ts,
+            self.first_ts, self.last_ts, self.untracked,
         ))
 
     @property
@@ -117,6 +124,12 @@ class ServerStats:
         return self.accepted / self.offered if self.offered else None
 
     def to_dict(self) -> dict:
+        d = self._dict()
+        if self.untracked:
+            d["untracked"] = self.untracked
+        return d
+
+    def _dict(self) -> dict:
         return {
             "server": self.server,
             "sni": self.sni,
@@ -144,56 +157,233 @@ def _restore_stats(
     server: str, sni: str | None, transport: str, starttls: str | None, handshakes: int,
     classified: int, resumed: int, offered: int, accepted: int, refused: int, hrr: int,
     early_data_offered: int, by_handshake: dict[str, int], by_offered: dict[str, int],
-    by_version: dict[str, int], first_ts: float | None, last_ts: float | None,
+    by_version: dict[str, int], first_ts: float | None, last_ts: float | None, untracked: int,
 ) -> ServerStats:
     s = ServerStats(server, sni, transport, starttls, handshakes, classified, resumed, offered,
                     accepted, refused, hrr, early_data_offered)
     s.by_handshake, s.by_offered, s.by_version = by_handshake, by_offered, by_version
-    s.first_ts, s.last_ts = first_ts, last_ts
+    s.first_ts, s.last_ts, s.untracked = first_ts, last_ts, untracked
     return s
-
-
-def _restore_aggregator(
-    servers: dict[tuple[str, str | None, str], ServerStats], total: ServerStats
-) -> Aggregator:
-    a = Aggregator()
-    a.servers, a.total = servers, total
-    return a
 
 
 def _round(x: float | None) -> float | None:
     return None if x is None else round(x, 4)
 
 
-class Aggregator:
-    """Collects verdicts into per-server statistics and overall totals."""
+MAX_SERVERS: Final = 20_000  # servers with their own figures; the rest are "other servers"
+_HLL_BITS: Final = 14  # 16,384 one-byte registers: a distinct-server estimate within ~1%
+_HLL_SIZE: Final = 1 << _HLL_BITS
 
-    def __init__(self) -> None:
+class Aggregator:
+    """Collects verdicts into per-server statistics and overall totals, in bounded memory.
+
+    At most ``max_servers`` servers have rows of their own (0: no bound). Beyond that the
+    table is a space-saving summary (Metwally et al., 2005): a server not in the table takes
+    the place of the row with the smallest estimate, whose exact figures go into
+    :attr:`other` ("other servers"), and starts with that estimate as its error bound
+    (:attr:`ServerStats.untracked`: at most that many of its earlier handshakes are counted
+    under :attr:`other`). Any server with more than ``handshakes / max_servers`` handshakes
+    keeps its row; the rows and :attr:`other` together add up to :attr:`total` exactly.
+    Memory: ``max_servers`` rows (about 1 KB each) and 16 KB, whatever the capture holds.
+    Until the bound is reached everything is exact and :attr:`other` is None.
+    """
+
+    def __init__(self, max_servers: int = MAX_SERVERS) -> None:
         self.servers: dict[tuple[str, str | None, str], ServerStats] = {}
         self.total = ServerStats(server="*", sni=None)
+        self.max_servers = max_servers
+        self.other: ServerStats | None = None  # exact figures of the servers without a row
+        self.evictions = 0  # rows given up for a newer server
+        # The space-saving summary, built when the bound is first reached: estimate (a row's
+        # handshakes + untracked) -> its keys, oldest first; and the smallest estimate.
+        self._buckets: dict[int, dict[tuple[str, str | None, str], None]] = {}
+        self._min = 0
+        self._hll = bytearray(_HLL_SIZE)
 
     def __reduce__(self) -> tuple:
-        return (_restore_aggregator, (self.servers, self.total))
+        return (_restore_aggregator, (self.servers, self.total, self.max_servers, self.other,
+                                      self.evictions, bytes(self._hll)))
 
-    def merge(self, other: Aggregator) -> None:
-        """Add another aggregator's servers and totals, as if its verdicts came after ours."""
-        for key, theirs in other.servers.items():
-            mine = self.servers.get(key)
-            if mine is None:
-                mine = self.servers[key] = ServerStats(theirs.server, theirs.sni, theirs.transport)
-            mine.merge(theirs)
-        self.total.merge(other.total)
+    # -- adding ------------------------------------------------------------------------------
 
     def add(self, v: ConnectionVerdict) -> None:
         key = (v.server, v.sni, v.transport)
         stats = self.servers.get(key)
         if stats is None:
-            stats = self.servers[key] = ServerStats(v.server, v.sni, v.transport)
+            stats = self._admit(key, v.server, v.sni, v.transport)
+        elif self._buckets:
+            self._bump(key, stats.handshakes + stats.untracked)
         stats.add(v)
         self.total.add(v)
+
+    def _admit(self, key: tuple[str, str | None, str], server: str, sni: str | None,
+               transport: str) -> ServerStats:
+        _hll_add(self._hll, key)
+        stats = ServerStats(server, sni, transport)
+        limit = self.max_servers
+        if limit and len(self.servers) >= limit:
+            if not self._buckets:
+                for k, s in self.servers.items():
+                    self._place(k, s.handshakes + s.untracked)
+            stats.untracked = self._evict_min()
+            self._place(key, stats.untracked + 1)
+        elif self._buckets:
+            self._place(key, 1)
+        self.servers[key] = stats
+        return stats
+
+    def _place(self, key: tuple[str, str | None, str], est: int) -> None:
+        buckets = self._buckets
+        if not buckets or est < self._min:
+            self._min = est
+        bucket = buckets.get(est)
+        if bucket is None:
+            bucket = buckets[est] = {}
+        bucket[key] = None
+
+    def _bump(self, key: tuple[str, str | None, str], est: int) -> None:
+        """The row ``key`` (estimate ``est``) counts one more handshake."""
+        bucket = self._buckets[est]
+        del bucket[key]
+        if not bucket:
+            del self._buckets[est]
+        up = self._buckets.get(est + 1)
+        if up is None:
+            up = self._buckets[est + 1] = {}
+        up[key] = None
+        if est == self._min and est not in self._buckets:
+            self._min = est + 1
+
+    def _evict_min(self) -> int:
+        """Give up the oldest row of the smallest estimate (its figures go to ``other``);
+        returns that estimate."""
+        est = self._min
+        bucket = self._buckets[est]
+        key = next(iter(bucket))
+        del bucket[key]
+        if not bucket:
+            del self._buckets[est]
+            self._min = min(self._buckets) if self._buckets else 0
+        self._fold(self.servers.pop(key))
+        return est
+
+    def _fold(self, gone: ServerStats) -> None:
+        if self.other is None:
+            self.other = ServerStats(server="other servers", sni=None)
+        self.other.merge(gone)
+        self.evictions += 1
+
+    # -- merging -----------------------------------------------------------------------------
+
+    def merge(self, other: Aggregator) -> None:
+        """Add another aggregator's servers and totals, as if its verdicts came after ours.
+
+        Exact while both together stay within the bound. Beyond it the rows kept are the
+        ``max_servers`` largest estimates (ties: the key) and the others go to :attr:`other`:
+        the same rows whichever of two aggregators is merged into the other."""
+        # A server without a row on one side may have handshakes in that side's "other", at
+        # most that side's smallest estimate (mergeable summaries, Agarwal et al., 2012).
+        my_floor, their_floor = self._floor(), other._floor()
+        for key, theirs in other.servers.items():
+            mine = self.servers.get(key)
+            if mine is None:
+                mine = self.servers[key] = ServerStats(theirs.server, theirs.sni, theirs.transport)
+                mine.untracked = my_floor
+            mine.merge(theirs)
+        if their_floor:
+            for key, mine in self.servers.items():
+                if key not in other.servers:
+                    mine.untracked += their_floor
+        if other.other is not None:
+            if self.other is None:
+                self.other = ServerStats(server="other servers", sni=None)
+            self.other.merge(other.other)
+        self.evictions += other.evictions
+        self.total.merge(other.total)
+        mine_hll, theirs_hll = self._hll, other._hll
+        for i in range(_HLL_SIZE):
+            if theirs_hll[i] > mine_hll[i]:
+                mine_hll[i] = theirs_hll[i]
+        if not (self.max_servers and other.max_servers):
+            self.max_servers = 0
+        else:
+            self.max_servers = max(self.max_servers, other.max_servers)
+        self._buckets, self._min = {}, 0  # rebuilt when a new server next meets the bound
+        limit = self.max_servers
+        if limit and len(self.servers) > limit:
+            servers = self.servers
+            ranked = sorted(servers, key=lambda k: (-(servers[k].handshakes
+                                                      + servers[k].untracked), _key_text(k)))
+            for k in ranked[limit:]:
+                self._fold(servers.pop(k))
+
+    def _floor(self) -> int:
+        """The smallest estimate of a row once rows have been given up, else 0."""
+        if self.other is None or not self.servers:
+            return 0
+        return min(s.handshakes + s.untracked for s in self.servers.values())
+
+    # -- reading -----------------------------------------------------------------------------
 
     def sorted_servers(self) -> list[ServerStats]:
         """Busiest first; ties by name so output is stable."""
         return sorted(
             self.servers.values(), key=lambda s: (-s.handshakes, s.server, s.sni or "")
         )
+
+    def servers_seen(self) -> int:
+        """Distinct servers: exact until the bound was reached, then an estimate (HyperLogLog,
+        about 1% off)."""
+        if self.other is None:
+            return len(self.servers)
+        return max(len(self.servers), _hll_count(self._hll))
+
+    def other_dict(self) -> dict | None:
+        """The "other servers" row for JSON: exact figures, estimated number of servers."""
+        if self.other is None:
+            return None
+        d = self.other.to_dict()
+        d["server"], d["transport"] = None, None
+        d["servers_estimate"] = max(0, self.servers_seen() - len(self.servers))
+        d["rows_given_up"] = self.evictions
+        return d
+
+
+def _key_text(k: tuple[str, str | None, str]) -> str:
+    return f"{k[0]}\x00{k[1] or ''}\x00{k[2]}"
+
+
+def _hll_add(regs: bytearray, key: tuple[str, str | None, str]) -> None:
+    h = int.from_bytes(hashlib.blake2b(_key_text(key).encode("utf-8", "surrogatepass"),
+                                       digest_size=8).digest(), "big")
+    i = h >> (64 - _HLL_BITS)
+    rest = h & ((1 << (64 - _HLL_BITS)) - 1)
+    rank = (64 - _HLL_BITS) - rest.bit_length() + 1
+    if rank > regs[i]:
+        regs[i] = rank
+
+
+def _hll_count(regs: bytearray) -> int:
+    m = _HLL_SIZE
+    z = 0.0
+    zeros = 0
+    for i in range(m):  # (compiled: a bytearray is indexed, not iterated)
+        r = regs[i]
+        z += 2.0 ** -r
+        if r == 0:
+            zeros += 1
+    e = 0.7213 / (1 + 1.079 / m) * m * m / z
+    if e <= 2.5 * m and zeros:
+        e = m * math.log(m / zeros)
+    return int(round(e))
+
+
+def _restore_aggregator(
+    servers: dict[tuple[str, str | None, str], ServerStats], total: ServerStats,
+    max_servers: int, other: ServerStats | None, evictions: int,
+    hll: bytes,
+) -> Aggregator:
+    a = Aggregator(max_servers)
+    a.servers, a.total, a.other, a.evictions = servers, total, other, evictions
+    a._hll = bytearray(hll)  # the summary's buckets are rebuilt when next needed
+    return a

@@ -93,12 +93,12 @@ class Split:
 
 
 def _analyze_split(
-    path: str, limits: Limits, fmt: str, spool: str
+    path: str, limits: Limits, fmt: str, spool: str, max_servers: int
 ) -> tuple[Counters, Aggregator, TlssniffError | None]:
     """Worker: analyze one capture, aggregating it and writing its lines to ``spool``."""
     from tlssniff.output.formats import VerdictWriter
 
-    agg = Aggregator()
+    agg = Aggregator(max_servers)
     try:
         with open(spool, "w", encoding="utf-8", newline="") as out:
             writer = VerdictWriter(fmt, out)
@@ -533,7 +533,8 @@ def analyze_captures(
         spools = [os.path.join(tmp, f"{i}.spool") for i in range(len(paths))]
         if split is not None:
             futures = [
-                pool.submit(_analyze_split, path, limits, split.fmt, spool)
+                pool.submit(_analyze_split, path, limits, split.fmt, spool,
+                            split.aggregator.max_servers)
                 for path, spool in zip(paths, spools)
             ]
         else:

@@ -1,7 +1,8 @@
 """``tlssniff report CAPTURE... -o DIR``: an evidence bundle for an incident ticket.
 
-Thin: analyze the captures exactly as ``analyze`` does (same pipeline, limits, jobs), keep the
-verdicts, and hand everything to :func:`tlssniff.output.report.write_bundle` (docs/report.md).
+Thin: analyze the captures exactly as ``analyze`` does (same pipeline, limits, jobs), spool the
+verdicts to disk (:class:`~tlssniff.output.report.spool.VerdictSpool`: memory does not grow with
+the connections), and hand everything to :func:`tlssniff.output.report.write_bundle` (docs/report.md).
 Exit status: 0; 3 when ``--fail-under`` finds a server below the rate; 2 unusable input.
 """
 
@@ -65,6 +66,7 @@ def report(
     from tlssniff.analysis.parallel import analyze_captures
     from tlssniff.output import display
     from tlssniff.output.report import fail_under_lines, write_bundle
+    from tlssniff.output.report.spool import VerdictSpool
 
     rate = fail_under
     for path in captures:
@@ -75,7 +77,7 @@ def report(
     odir = OutputDir(output, force=force)  # refused now, not after the analysis
     err = display.console(stderr=True)
     started = time.time()
-    verdicts = []
+    verdicts = VerdictSpool()
     agg = Aggregator()
     diag = Diagnostics()
 
@@ -89,7 +91,7 @@ def report(
             bar.step(f"analyzing: {len(verdicts)} connections")
 
     limits = options.limits(max_flows, idle_timeout, max_buffer, max_pending_memory)
-    with odir, (bar or contextlib.nullcontext()):
+    with odir, verdicts, (bar or contextlib.nullcontext()):
         if bar is not None:
             bar.step("analyzing")
         totals = analyze_captures([str(p) for p in captures], on_verdict, limits,

@@ -1,4 +1,11 @@
-"""Machine-readable outputs: JSONL (streamed), JSON, CSV and Elastic Common Schema lines."""
+"""Machine-readable outputs: JSONL, JSON, CSV and Elastic Common Schema lines, all streamed.
+
+Every format writes a connection when its verdict is made and keeps nothing of it: memory does
+not grow with the number of connections. The JSON document is written in that order too: its
+head (``tlssniff``, ``captures``), then ``connections`` one per line as they come, then what is
+known only at the end (``totals``, ``servers``, ``counters``, ``findings``, ``diagnostics``):
+:class:`JsonDocument`.
+"""
 
 from __future__ import annotations
 
@@ -30,16 +37,25 @@ def _split_endpoint(ep: str) -> tuple[str, int]:
 
 
 class VerdictWriter:
-    """Writes each verdict as it arrives (jsonl, csv, ecs) or keeps it for the summary (json)."""
+    """Writes each verdict as it arrives: a JSONL, ECS or CSV line, or a JSON document's
+    connection (``json``: ``captures`` names the document's inputs; :meth:`finish` then writes
+    its summary)."""
 
-    def __init__(self, fmt: str, out: IO[str]):
+    def __init__(self, fmt: str, out: IO[str], captures: list[str] | None = None):
         self.fmt = fmt
         self.out = out
-        self.kept: list[dict] = []
         self._csv = None
+        self._doc: JsonDocument | None = None
         if fmt == "csv":
             self._csv = csv.DictWriter(out, fieldnames=CSV_FIELDS, extrasaction="ignore")
             self._csv.writeheader()
+        elif fmt == "json":
+            self._doc = JsonDocument(out, captures or [])
+
+    def finish(self, agg: Aggregator, counters: dict, diagnostics=None) -> None:
+        """The end of the output: the JSON document's summary (nothing for line formats)."""
+        if self._doc is not None:
+            self._doc.finish(agg, counters, diagnostics)
 
     def write(self, v: ConnectionVerdict) -> None:
         fmt = self.fmt
@@ -52,7 +68,40 @@ class VerdictWriter:
             assert self._csv is not None
             self._csv.writerow({k: _csv_cell(row[k]) for k in CSV_FIELDS})
         elif fmt == "json":
-            self.kept.append(v.to_dict())
+            assert self._doc is not None
+            self._doc.connection(v)
+
+
+class JsonDocument:
+    """``-f json`` written as it is produced: memory holds no connection.
+
+    The document is the one :func:`summary_document` builds, in the order it can be written:
+    ``tlssniff``, ``captures``, ``connections`` (one object per line, the JSONL line), then
+    ``totals``, ``servers``, ``other_servers`` (when the server bound was reached),
+    ``counters``, ``findings``, ``diagnostics`` (indented as ``json.dumps(indent=2)``).
+    """
+
+    def __init__(self, out: IO[str], captures: list[str]) -> None:
+        self.out = out
+        head = json.dumps({"tlssniff": __version__, "captures": captures}, indent=2)
+        out.write(head[:-2] + ',\n  "connections": [')
+        self._sep = "\n    "
+
+    def connection(self, v: ConnectionVerdict) -> None:
+        self.out.write(self._sep + v.to_json_line()[:-1])
+        self._sep = ",\n    "
+
+    def finish(self, agg: Aggregator, counters: dict, diagnostics=None) -> None:
+        rest = summary_document(agg, counters, [], None, diagnostics)
+        del rest["tlssniff"], rest["captures"]
+        # Encoded piece by piece (the pieces are small): no whole text of the summary either.
+        chunks = json.JSONEncoder(indent=2).iterencode(rest)
+        first = next(chunks)  # "{" and the first key's indentation: "{\n  "
+        write = self.out.write
+        write("\n  ],\n" + first[2:])
+        for chunk in chunks:
+            write(chunk)
+        write("\n")
 
 
 def _csv_cell(value) -> object:
@@ -113,8 +162,11 @@ def summary_document(
         "captures": captures,
         "totals": agg.total.to_dict(),
         "servers": [s.to_dict() for s in agg.sorted_servers()],
-        "counters": counters,
     }
+    other = agg.other_dict()
+    if other is not None:  # more servers than the aggregator's bound: the rest together
+        doc["other_servers"] = other
+    doc["counters"] = counters
     if diagnostics is not None:  # tlssniff.analysis.diagnostics.Diagnostics
         d = diagnostics.to_dict()
         doc["findings"] = d.pop("findings")

@@ -11,6 +11,7 @@ from tlssniff.output.display import for_terminal, terminal_text
 
 # A finding's message quotes names (SNI); one holding a 64 KB name is shortened (JSON has it whole).
 MESSAGE_LIMIT = 4096
+TOP_SERVERS = 25  # rows of the table by default (--top); the rest are one row
 _MECH_SHORT = (("session_id", "id"), ("ticket", "tkt"), ("psk", "psk"), ("full", "full"))
 
 
@@ -27,8 +28,9 @@ def _mix(s: ServerStats) -> str:
 
 
 def _server_label(s: ServerStats) -> Text:
-    """The server cell: captured values as Text (tlssniff.output.display), never markup."""
-    label = s.server
+    """The server cell: captured values as Text (tlssniff.output.display), never markup; ``*``
+    marks a row whose earliest handshakes may be counted under "other servers"."""
+    label = s.server + (" *" if s.untracked else "")
     kind = s.starttls or (s.transport if s.transport != "tcp" else None)
     if kind:  # "quic", "udp" (DTLS), or the STARTTLS protocol ("smtp", ...)
         label += f" {kind}"
@@ -39,7 +41,10 @@ def _server_label(s: ServerStats) -> Text:
     return text
 
 
-def server_table(agg: Aggregator, title: str | None = "TLS resumption per server") -> Table:
+def server_table(agg: Aggregator, title: str | None = "TLS resumption per server",
+                 top: int = 0) -> Table:
+    """The busiest ``top`` servers (0: every server with a row), then one row for the rest
+    (the hidden rows and the aggregator's "other servers", exact figures) and the totals."""
     table = Table(title=title, title_justify="left", expand=False)
     table.add_column("server / SNI", overflow="fold", max_width=30)
     table.add_column("hs", justify="right")
@@ -47,7 +52,9 @@ def server_table(agg: Aggregator, title: str | None = "TLS resumption per server
     table.add_column("offered", justify="right")
     table.add_column("hit", justify="right")
     table.add_column("mix", overflow="fold", max_width=20)
-    for s in agg.sorted_servers():
+    ranked = agg.sorted_servers()
+    shown = ranked[:top] if top else ranked
+    for s in shown:
         rate = s.resumption_rate
         style = None
         if rate is not None and s.offered and (s.hit_rate or 0) < 0.5:
@@ -61,8 +68,16 @@ def server_table(agg: Aggregator, title: str | None = "TLS resumption per server
             _mix(s),
             style=style,
         )
+    rest = rest_of(agg, len(shown))
+    if rest is not None:
+        stats, label = rest
+        table.add_row(
+            f"[i]{label}[/i]", str(stats.handshakes),
+            f"{stats.resumed} ({_pct(stats.resumption_rate)})", str(stats.offered),
+            _pct(stats.hit_rate), _mix(stats),
+        )
     t = agg.total
-    if len(agg.servers) > 1:
+    if len(agg.servers) > 1 or agg.other is not None:
         table.add_section()
         table.add_row(
             "[b]all servers[/b]", str(t.handshakes), f"{t.resumed} ({_pct(t.resumption_rate)})",
@@ -71,16 +86,48 @@ def server_table(agg: Aggregator, title: str | None = "TLS resumption per server
     return table
 
 
-def print_report(console: Console, agg: Aggregator, counters: dict, findings=None) -> None:
+def rest_of(agg: Aggregator, shown: int) -> tuple[ServerStats, str] | None:
+    """The servers after the ``shown`` busiest as one row: exact figures, and a label with how
+    many servers they are (an estimate beyond the aggregator's bound: "about")."""
+    hidden = agg.sorted_servers()[shown:]
+    if not hidden and agg.other is None:
+        return None
+    stats = ServerStats(server="", sni=None)
+    for s in hidden:
+        stats.merge(s)
+    if agg.other is not None:
+        stats.merge(agg.other)
+        n = agg.servers_seen() - shown
+        return stats, f"about {n:,} other servers"
+    return stats, f"{len(hidden):,} other servers"
+
+
+def print_report(console: Console, agg: Aggregator, counters: dict, findings=None,
+                 top: int = 0) -> None:
+    """The table of the ``top`` busiest servers (0: all), findings and what was skipped."""
     if not agg.servers:
         console.print("No TLS handshakes found.")
     else:
-        console.print(server_table(agg))
+        console.print(server_table(agg, top=top))
         console.print(
             "[dim]hs: TLS connections; resumed: % of classified handshakes; offered: clients "
             "presenting a session, ticket or PSK; hit: offers accepted; mix: id = session id, "
             "tkt = ticket, psk = TLS 1.3 PSK, ? = unknown[/dim]"
         )
+        notes = []
+        if top and len(agg.servers) > top:
+            notes.append(f"the {top} busiest of {agg.servers_seen():,} servers"
+                         + (" (about)" if agg.other is not None else "")
+                         + "; --top 0 shows every server with its own figures, "
+                         "as -f json lists them")
+        if agg.other is not None:
+            notes.append(f"beyond {agg.max_servers:,} servers the busiest keep their own "
+                         "figures and the others are counted together (--max-servers)")
+        if any(s.untracked for s in agg.servers.values()):
+            notes.append("*: the row was taken late; some earlier handshakes of that server "
+                         "are counted with the other servers")
+        for note in notes:
+            console.print(Text(f"{note}.", style="dim"))
     if findings:
         print_findings(console, findings)
     skipped = []

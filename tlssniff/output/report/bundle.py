@@ -16,6 +16,7 @@ import os
 import shlex
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,6 +37,7 @@ from tlssniff.output.report.privacy import (
     split_endpoint,
     verdict_dict,
 )
+from tlssniff.output.report.spool import VerdictSpool
 from tlssniff.units import parse_rate  # noqa: F401 - re-exported (tlssniff.output.report)
 
 LOW_HIT_RATE = 0.5  # below this share of offers accepted a server is marked (the terminal's rule)
@@ -91,7 +93,7 @@ def describe(v: ConnectionVerdict) -> str:
 
 def write_bundle(
     out_dir: str | os.PathLike | OutputDir,
-    verdicts: list[ConnectionVerdict],
+    verdicts: Sequence[ConnectionVerdict] | VerdictSpool,
     aggregator: Aggregator | None = None,
     diagnostics: Diagnostics | None = None,
     counters: dict | None = None,
@@ -112,7 +114,10 @@ def write_bundle(
     files are then replaced). Every file is written 0600 without following links
     (:class:`tlssniff.output.files.OutputDir`); :class:`~tlssniff.errors.UsageError` otherwise.
 
-    ``verdicts``: every connection of the analysis, in the order they came. ``aggregator``,
+    ``verdicts``: every connection of the analysis, in the order they came: a list, or any
+    sequence that can be iterated again (``report`` passes a
+    :class:`~tlssniff.output.report.spool.VerdictSpool`; it is read a few times, and only the
+    chosen evidence and summaries are kept in memory). ``aggregator``,
     ``diagnostics``: built from ``verdicts`` when not given. ``counters``: the pipeline's
     ``Counters.to_dict()``. ``inputs``: the capture files the evidence packets are read from
     (for live capture: the ``--write`` file, or none: the pcapng is then empty and says so).
@@ -166,8 +171,11 @@ def _write(
 
     anon = None
     if anonymize:
-        clients = {split_endpoint(v.client)[0] for v in verdicts}
-        servers = {split_endpoint(v.server)[0] for v in verdicts}
+        clients: set[str] = set()
+        servers: set[str] = set()
+        for v in verdicts:
+            clients.add(split_endpoint(v.client)[0])
+            servers.add(split_endpoint(v.server)[0])
         anon = Anonymizer(clients, servers)
     redactor = Redactor() if redact else None
     # What every document shows of the findings: pseudonyms and redactions applied to their
@@ -185,7 +193,7 @@ def _write(
 
         progress("cross-check with tshark")
         t = time.monotonic()
-        result = verify_verdicts(inputs, verdicts)
+        result = verify_verdicts(inputs, list(verdicts))  # the cross-check holds them all
         check = result.to_dict()
         check["seconds"] = round(time.monotonic() - t, 1)
         check["summary"] = result.summary()
@@ -195,15 +203,21 @@ def _write(
         check["contradictions"] = scrubber(check["contradictions"])
     check.setdefault("summary", "not run: " + str(check.get("error")))
 
-    # -- handshakes.jsonl ----------------------------------------------------------------------
+    # -- handshakes.jsonl, and the evidence chosen in the same pass ----------------------------
     progress("handshakes.jsonl")
+    chooser = _Chooser(findings, public, anon)
     with odir.open("handshakes.jsonl") as f:
         for v in verdicts:
-            f.write(json.dumps(verdict_dict(v, anon, redactor), separators=(",", ":")) + "\n")
+            if anon is None and redactor is None:
+                f.write(v.to_json_line())  # the same text, built directly
+            else:
+                f.write(json.dumps(verdict_dict(v, anon, redactor), separators=(",", ":"))
+                        + "\n")
+            chooser.add(v)
+    chosen = chooser.chosen()
 
     # -- evidence.pcapng -----------------------------------------------------------------------
     progress("evidence.pcapng")
-    chosen = _choose(verdicts, findings, public, anon)
     for c in chosen:
         c.comment = scrubber.text(c.comment)
     if inputs:
@@ -228,7 +242,9 @@ def _write(
     # session value (a warning, the command line) is covered too.
     progress("summary.json, summary.md, report.html")
     doc = scrubber(ctx.summary_json())
-    odir.write_text("summary.json", json.dumps(doc, indent=2) + "\n")
+    with odir.open("summary.json") as f:  # encoded piece by piece
+        json.dump(doc, f, indent=2)
+        f.write("\n")
     from tlssniff.output.report import html, markdown
 
     odir.write_text("summary.md", scrubber.text(markdown.render(ctx)))
@@ -241,38 +257,50 @@ def _write(
 # -- choosing the evidence ---------------------------------------------------------------------
 
 
-def _choose(verdicts: list[ConnectionVerdict], findings: list[Finding], public: list[Finding],
-            anon: Anonymizer | None) -> list[Chosen]:
-    """The connections to copy into evidence.pcapng: every one a finding cites (matched with
-    ``findings``; its comment quotes ``public``, the findings as the bundle shows them), then
-    a few of each kind."""
-    index: dict[tuple[str, str], list[ConnectionVerdict]] = {}
-    for v in verdicts:
-        index.setdefault((v.client, v.server), []).append(v)
-    cites: dict[int, list[str]] = {}
-    for f, shown in zip(findings, public):
-        for e, e_shown in zip(f.evidence, shown.evidence):
-            for v in index.get((e.client, e.server), []):
-                if abs(v.ts - e.ts) < 2e-6:
-                    why = f"{f.code} ({f.severity.value})" + (f": {e_shown.why}"
-                                                              if e_shown.why else "")
-                    cites.setdefault(id(v), [])
-                    if why not in cites[id(v)]:
-                        cites[id(v)].append(why)
-                    break
-    chosen = [Chosen(v, _comment(v, cites[id(v)], anon), True)
-              for v in verdicts if id(v) in cites]
-    seen: dict[tuple, int] = {}
-    sample = []
-    for v in verdicts:
-        if id(v) in cites:
-            continue
+class _Chooser:
+    """The connections evidence.pcapng shows, chosen in one pass over the verdicts: every
+    connection a finding cites (the first one of its client and server within 2 µs of the
+    cited time), then up to :data:`SAMPLE_PER_KIND` uncited ones per (server, transport,
+    handshake, offered), :data:`MAX_SAMPLE` in all. Memory: the findings' citations and the
+    chosen verdicts, not the verdicts seen."""
+
+    def __init__(self, findings: list[Finding], public: list[Finding],
+                 anon: Anonymizer | None) -> None:
+        self.anon = anon
+        # (client, server) -> [[ts, why, taken]] in finding order: matched with ``findings``,
+        # the comment quoting ``public`` (the findings as the bundle shows them, scrubbed)
+        self.wanted: dict[tuple[str, str], list[list]] = {}
+        for f, shown in zip(findings, public):
+            for e, e_shown in zip(f.evidence, shown.evidence):
+                why = f"{f.code} ({f.severity.value})" + (f": {e_shown.why}" if e_shown.why
+                                                          else "")
+                self.wanted.setdefault((e.client, e.server), []).append([e.ts, why, False])
+        self.cited: list[Chosen] = []
+        self.sample: list[Chosen] = []
+        self.seen: dict[tuple, int] = {}
+
+    def add(self, v: ConnectionVerdict) -> None:
+        cites: list[str] = []
+        wanted = self.wanted.get((v.client, v.server)) if self.wanted else None
+        if wanted:
+            for w in wanted:
+                if not w[2] and abs(v.ts - w[0]) < 2e-6:
+                    w[2] = True
+                    if w[1] not in cites:
+                        cites.append(w[1])
+        if cites:
+            self.cited.append(Chosen(v, _comment(v, cites, self.anon), True))
+            return
+        if len(self.sample) >= MAX_SAMPLE:
+            return
         kind = (server_label(v), v.transport, v.handshake.value, v.offered.value)
-        if seen.get(kind, 0) >= SAMPLE_PER_KIND or len(sample) >= MAX_SAMPLE:
-            continue
-        seen[kind] = seen.get(kind, 0) + 1
-        sample.append(Chosen(v, _comment(v, [], anon), False))
-    return chosen + sample
+        if self.seen.get(kind, 0) >= SAMPLE_PER_KIND:
+            return
+        self.seen[kind] = self.seen.get(kind, 0) + 1
+        self.sample.append(Chosen(v, _comment(v, [], self.anon), False))
+
+    def chosen(self) -> list[Chosen]:
+        return self.cited + self.sample
 
 
 def _comment(v: ConnectionVerdict, cites: list[str], anon: Anonymizer | None) -> str:
@@ -326,7 +354,7 @@ def iso(ts: float | None) -> str | None:
 
 @dataclass
 class _Context:
-    verdicts: list
+    verdicts: Sequence[ConnectionVerdict] | VerdictSpool
     agg: Aggregator
     diag: Diagnostics
     findings: list

@@ -70,33 +70,54 @@ def _names(labels: list[str], n: int = 6) -> str:
 def rate_over_time(series: dict[str, list[tuple[float, bool]]], t0: float
                    ) -> tuple[str | None, list[str]]:
     """Resumption rate per time bin, one line per server. ``series``: label -> [(ts, resumed)]
-    of classified handshakes, busiest first. Returns (svg or None, notes): a bin holding fewer
-    than :data:`MIN_PER_BIN` handshakes is not a rate worth a point (it is left as a gap);
-    the bins are made wide enough for the busiest server to fill them; servers that end up with
-    fewer than two points, and those beyond :data:`MAX_SERVERS`, are named in the notes."""
+    of classified handshakes, busiest first. (svg or None, notes): see
+    :func:`rate_over_time_binned`, which this bins for."""
     points = [ts for s in series.values() for ts, _ in s]
     if not points:
         return None, ["Resumption over time: no classified handshake."]
-    busiest = max(len(s) for s in series.values())
-    most_bins = busiest // MIN_PER_BIN
-    if most_bins < 3:
-        return None, [
-            f"Resumption over time: not drawn, too few handshakes (the busiest server has "
-            f"{busiest} classified handshakes; a rate over time needs at least "
-            f"{3 * MIN_PER_BIN}: 3 time bins of {MIN_PER_BIN}). The per-server table gives "
-            "the rates."]
-    span = max(points) - t0
-    width = _bin_width(span, min(20, most_bins))
-    drawn: list[tuple[str, list[float], list[float]]] = []
-    thin: list[str] = []
+    counts = {label: len(items) for label, items in series.items()}
+    width = rate_bin_width(max(points) - t0, max(counts.values()))
+    if width is None:
+        return None, [too_few_note(max(counts.values()))]
+    binned: dict[str, dict[int, list[int]]] = {}
     for label, items in series.items():
-        bins: dict[int, list[int]] = {}
+        bins = binned[label] = {}
         for ts, resumed in items:
             b = bins.setdefault(int((ts - t0) // width), [0, 0])
             b[0] += 1
             b[1] += resumed
+    return rate_over_time_binned(binned, width, counts)
+
+
+def rate_bin_width(span: float, busiest: int) -> float | None:
+    """The bin width for handshakes spread over ``span`` seconds when the busiest server has
+    ``busiest`` classified handshakes: wide enough for it to fill bins of
+    :data:`MIN_PER_BIN`; None when it cannot fill three (no rate over time worth drawing)."""
+    most_bins = busiest // MIN_PER_BIN
+    if most_bins < 3:
+        return None
+    return _bin_width(span, min(20, most_bins))
+
+
+def too_few_note(busiest: int) -> str:
+    return (f"Resumption over time: not drawn, too few handshakes (the busiest server has "
+            f"{busiest} classified handshakes; a rate over time needs at least "
+            f"{3 * MIN_PER_BIN}: 3 time bins of {MIN_PER_BIN}). The per-server table gives "
+            "the rates.")
+
+
+def rate_over_time_binned(binned: dict[str, dict[int, list[int]]], width: float,
+                          counts: dict[str, int]) -> tuple[str | None, list[str]]:
+    """The chart from counts already binned (label -> bin -> [classified, resumed], busiest
+    first; ``counts``: classified handshakes per label), so that a caller streaming its
+    verdicts keeps only the bins. A bin holding fewer than :data:`MIN_PER_BIN` handshakes is
+    not a rate worth a point (it is left as a gap); servers that end up with fewer than two
+    points, and those beyond :data:`MAX_SERVERS`, are named in the notes."""
+    drawn: list[tuple[str, list[float], list[float]]] = []
+    thin: list[str] = []
+    for label, bins in binned.items():
         if sum(1 for b in bins.values() if b[0] >= MIN_PER_BIN) < 2:
-            thin.append(f"{label} ({len(items)})")
+            thin.append(f"{label} ({counts.get(label, 0)})")
             continue
         xs, ys = [], []
         for x in range(min(bins), max(bins) + 1):

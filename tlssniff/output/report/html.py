@@ -179,22 +179,47 @@ def render(ctx: _Context) -> str:
 
 
 def _charts(ctx: _Context):
-    series: dict[str, list] = {}
+    # Two passes over the verdicts (a spool on disk for ``report``), keeping only counts: the
+    # first finds the time span, the classified handshakes per server and the refused offers,
+    # the second bins the rate of each server of the table's rows (at most --max-servers).
+    ranked = ctx.agg.sorted_servers()
+    order = list(dict.fromkeys(stats_label(s) for s in ranked))
+    known = set(order)
+    classified: dict[str, int] = {}
     refused: dict[str, int] = {}
+    t0 = tmax = None
     for v in ctx.verdicts:
         label = f"{v.server} {v.sni}" if v.sni else v.server
+        if label not in known:
+            continue
         if v.handshake.value != "unknown":
-            series.setdefault(label, []).append((v.ts, v.resumed))
+            classified[label] = classified.get(label, 0) + 1
+            if t0 is None or v.ts < t0:
+                t0 = v.ts
+            if tmax is None or v.ts > tmax:
+                tmax = v.ts
         if v.refused:
             refused[label] = refused.get(label, 0) + 1
-    order = [stats_label(s) for s in ctx.agg.sorted_servers()]
-    series = {k: series[k] for k in order if k in series}
-    first, _ = ctx.time_range()
-    t0 = min((ts for s in series.values() for ts, _ in s), default=first or 0.0)
-    yield charts.rate_over_time(series, t0)
+    if t0 is None or tmax is None:
+        yield None, ["Resumption over time: no classified handshake."]
+    else:
+        busiest = max(classified.values())
+        width = charts.rate_bin_width(tmax - t0, busiest)
+        if width is None:
+            yield None, [charts.too_few_note(busiest)]
+        else:
+            binned: dict[str, dict[int, list[int]]] = {k: {} for k in order if k in classified}
+            for v in ctx.verdicts:
+                if v.handshake.value == "unknown":
+                    continue
+                bins = binned.get(f"{v.server} {v.sni}" if v.sni else v.server)
+                if bins is not None:
+                    b = bins.setdefault(int((v.ts - t0) // width), [0, 0])
+                    b[0] += 1
+                    b[1] += v.resumed
+            yield charts.rate_over_time_binned(binned, width, classified)
     rows = [(stats_label(s), charts.mix_counts(s, refused.get(stats_label(s), 0)))
-            for s in ctx.agg.sorted_servers()]
+            for s in ranked]
     yield charts.mechanism_mix(rows)
     yield charts.session_ages(ctx.diag.session_ages(),
-                              {stats_label(s): s.refused for s in ctx.agg.sorted_servers()
-                               if s.refused})
+                              {stats_label(s): s.refused for s in ranked if s.refused})
