@@ -8,7 +8,6 @@ findings (the table, JSON and report compute them; JSONL, CSV and ECS do not).
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 
 
