@@ -13,27 +13,12 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
 
-from tlssniff.analysis.aggregate import Aggregator, ServerStats
+from tlssniff.analysis.aggregate import Aggregator
 from tlssniff.output.display import for_terminal
 from tlssniff.output.table import server_table
 
 REFRESH_SECONDS = 1.0
 MAX_ROWS = 20  # busiest servers shown; the totals row covers all of them
-
-
-class _Top:
-    """The busiest servers of an aggregator, in the shape :func:`server_table` reads."""
-
-    def __init__(self, agg: Aggregator, n: int):
-        self._rows = agg.sorted_servers()[:n]
-        self.servers = {i: s for i, s in enumerate(self._rows)}
-        self.total = agg.total
-        self.hidden = len(agg.servers) - len(self._rows)
-        if self.hidden and len(self.servers) == 1:
-            self.servers[-1] = ServerStats("", None)  # make server_table add the totals row
-
-    def sorted_servers(self) -> list[ServerStats]:
-        return self._rows
 
 
 def _count(n: int) -> str:
@@ -110,10 +95,8 @@ class Dashboard:
         )
         parts = [head, stats]
         if self.agg.servers:
-            top = _Top(self.agg, self.max_rows)
-            parts.append(server_table(top, title=None))
-            if top.hidden:
-                parts.append(Text(f"... and {top.hidden} more servers (in the totals)", "dim"))
+            # the busiest rows, the rest as one row with exact figures, and the totals
+            parts.append(server_table(self.agg, title=None, top=self.max_rows))
         else:
             parts.append(Text("waiting for TLS handshakes ...", "dim"))
         return Group(*parts)
