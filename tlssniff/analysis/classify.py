@@ -11,18 +11,28 @@ from typing import Callable, Final
 
 from tlssniff.analysis.verdict import ConnectionVerdict, EarlyData, Handshake, Note, Offered
 from tlssniff.tls.ciphers import cipher_name
-from tlssniff.tls.handshake import AFTER_SH_ALERT, AFTER_SH_CCS, HandshakeTracker
+from tlssniff.tls.handshake import HandshakeTracker
 from tlssniff.tls.ja4 import ja4_pair
-from tlssniff.tls.messages import HandshakeType, version_name
+from tlssniff.tls.wire import (
+    AFTER_SH_ALERT,
+    AFTER_SH_CCS,
+    HS_CERTIFICATE,
+    HS_CERTIFICATE_REQUEST,
+    HS_CERTIFICATE_STATUS,
+    HS_NEW_SESSION_TICKET,
+    HS_SERVER_HELLO_DONE,
+    HS_SERVER_KEY_EXCHANGE,
+    version_name,
+)
 
 # TLS <= 1.2 messages that can only follow the ServerHello of a full handshake (RFC 5246 §7.3).
 _FULL_HANDSHAKE_NEXT: Final = frozenset(
     {
-        HandshakeType.CERTIFICATE,
-        HandshakeType.SERVER_KEY_EXCHANGE,
-        HandshakeType.CERTIFICATE_REQUEST,
-        HandshakeType.SERVER_HELLO_DONE,
-        HandshakeType.CERTIFICATE_STATUS,
+        HS_CERTIFICATE,
+        HS_SERVER_KEY_EXCHANGE,
+        HS_CERTIFICATE_REQUEST,
+        HS_SERVER_HELLO_DONE,
+        HS_CERTIFICATE_STATUS,
     }
 )
 
@@ -95,7 +105,7 @@ def classify(
         v.handshake = Handshake.PSK if sh.psk_selected else Handshake.FULL
     else:
         nxt = t.after_sh
-        if nxt == AFTER_SH_CCS or nxt == HandshakeType.NEW_SESSION_TICKET:
+        if nxt == AFTER_SH_CCS or nxt == HS_NEW_SESSION_TICKET:
             # RFC 5246 §7.3 / RFC 5077 §3.1: the abbreviated handshake goes straight to
             # (NewSessionTicket and) ChangeCipherSpec.
             v.handshake = Handshake.TICKET if v.offered is Offered.TICKET else Handshake.SESSION_ID

@@ -12,6 +12,7 @@ from tlssniff.quic.crypto import DirectionKeys, initial_keys, initial_salt
 from tlssniff.tls import records as rec
 from tlssniff.tls.handshake import HandshakeTracker
 from tlssniff.tls.messages import DecodeError
+from tlssniff.tls.wire import ALERT_FATAL
 
 _ENCRYPTED = [(rec.ENCRYPTED_HANDSHAKE, 0, None)]
 MAX_OTHER_KEYS = 4  # Initial keys kept to try besides the current ones (several Retries)
@@ -190,7 +191,7 @@ class QuicConnection:
             return
         if close is not None and 0x100 <= close <= 0x1FF:
             # RFC 9001 §4.8: a TLS alert travels as CONNECTION_CLOSE with error 0x100 + alert.
-            ev = [(rec.ALERT, 2, close & 0xFF)]
+            ev = [(rec.ALERT, ALERT_FATAL, close & 0xFF)]
             if from_client:
                 t.client_events(ev, frame)
             else:
