@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Final
 
 from tlssniff.analysis import preamble as pa
-from tlssniff.analysis import starttls as st
+from tlssniff import starttls as st
 from tlssniff.flow.table import Flow
 from tlssniff.tls.handshake import HandshakeTracker
 from tlssniff.tls.records import MAX_RECORD
@@ -14,7 +14,7 @@ DETECT: Final = 0
 TLS: Final = 1
 NOT_TLS: Final = 2
 MIDSTREAM_TLS: Final = 3
-PLAINTEXT: Final = 4  # a plaintext protocol that may upgrade to TLS (STARTTLS): analysis/starttls.py
+PLAINTEXT: Final = 4  # a plaintext protocol that may upgrade to TLS (STARTTLS): tlssniff/starttls/
 PREAMBLE: Final = 5  # a proxy, PROXY protocol, RDP or banner before the TLS: analysis/preamble.py
 
 
