@@ -23,6 +23,8 @@ NATIVE_MODULES = [
     "tlssniff/capture/decode.py",
     "tlssniff/capture/files.py",
     "tlssniff/flow/reassembly.py",
+    "tlssniff/flow/limits.py",
+    "tlssniff/flow/eviction.py",
     "tlssniff/flow/table.py",
     "tlssniff/tls/records.py",
     "tlssniff/tls/messages.py",

@@ -49,7 +49,7 @@ class TlsApp:
         self.state = DETECT
         self.head = b""  # the first few bytes, while too few to tell what they are
         self.done = False
-        self.end_reason: str | None = None
+        self.end_reason: int | None = None  # an END_* of flow/limits.py
         self.max_message = max_message
         self.plain: st.StartTls | None = None  # while in the plaintext phase of a STARTTLS candidate
         self.starttls: str | None = None  # the protocol upgraded to TLS
@@ -205,7 +205,7 @@ class TlsApp:
         return (len(self.head) + (t.client.held() + t.server.held() if t is not None else 0)
                 + (pre.held() if pre is not None else 0))
 
-    def finish(self, reason: str) -> None:
+    def finish(self, reason: int) -> None:
         self.end_reason = reason
         if self.tracker is not None:
             self.tracker.finish()

@@ -95,7 +95,7 @@ class DtlsConnection:
         self.max_message = max_message
         self.sides = (_Direction(), _Direction())
         self.done = False
-        self.end_reason: str | None = None
+        self.end_reason: int | None = None  # an END_* of flow/limits.py
 
     def datagram(self, from_client: bool, data: bytes, frame: int) -> bool:
         if not data or not 20 <= data[0] <= 63:
@@ -190,7 +190,7 @@ class DtlsConnection:
         if pos != len(body):
             raise DecodeError("trailing bytes in a DTLS handshake record")
 
-    def finish(self, reason: str) -> None:
+    def finish(self, reason: int) -> None:
         self.end_reason = reason
         self.tracker.finish()
         self.done = True

@@ -95,7 +95,7 @@ class QuicConnection:
         self.opened = 0  # Initial packets decrypted
         self.undecryptable = 0
         self.done = False
-        self.end_reason: str | None = None
+        self.end_reason: int | None = None  # an END_* of flow/limits.py
 
     @property
     def early_data_seen(self) -> bool:
@@ -197,7 +197,7 @@ class QuicConnection:
             else:
                 t.server_events(ev, frame)
 
-    def finish(self, reason: str) -> None:
+    def finish(self, reason: int) -> None:
         self.end_reason = reason
         self.tracker.finish()
         self.done = True
