@@ -26,6 +26,7 @@ NATIVE_MODULES = [
     "tlssniff/flow/limits.py",
     "tlssniff/flow/eviction.py",
     "tlssniff/flow/table.py",
+    "tlssniff/tls/wire.py",
     "tlssniff/tls/records.py",
     "tlssniff/tls/messages.py",
     "tlssniff/tls/handshake.py",
