@@ -48,3 +48,34 @@ def test_no_parser_defines_wire_names_of_its_own():
             stray = {n.lstrip("_") for n in _module_ints(path)} & owned
             stray |= {n for n in _module_ints(path) if n.lstrip("_") in owned}
             assert not stray, f"{path.name} redefines {sorted(stray)}: import them from tls/wire.py"
+
+
+def test_secret_spans_are_where_the_parsers_read_the_values():
+    """tls.messages.secret_spans (report redaction) finds exactly the session id, ticket and
+    PSK identities the parsers return, on real OpenSSL handshakes through memory BIOs."""
+    from tlssniff.testing import handshakes as hs
+    from tlssniff.tls import messages as m
+
+    ctx = hs.server_context()
+    s12 = hs.run_scenario("tls12_full", ctx).session
+    s13 = hs.run_scenario("tls13_full", ctx).session
+    found = set()
+    for kind, session in (("tls12_full", None), ("tls12_ticket_resume", s12),
+                          ("tls13_psk_resume", s13)):
+        t = hs.run_scenario(kind, ctx, session=session).transcript
+        for side in ("c", "s"):
+            for mtype, body in hs.handshake_messages(t.bytes_from(side)):
+                spans = m.secret_spans(mtype, body)
+                got = {k: [body[a:b] for kk, a, b in spans if kk == k] for k in ("sid", "tkt", "psk")}
+                if mtype == 1:
+                    ch = m.parse_client_hello(body)
+                    assert got["sid"] == ([ch.session_id] if ch.session_id else [])
+                    assert got["tkt"] == ([ch.ticket] if ch.ticket else [])
+                    assert got["psk"] == list(ch.psk_identities)
+                elif mtype == 2:
+                    sh = m.parse_server_hello(body)
+                    assert got["sid"] == ([sh.session_id] if sh.session_id else [])
+                elif mtype == 4:
+                    assert got["tkt"] == [m.parse_new_session_ticket(body).ticket]
+                found.update((mtype, k) for k, v in got.items() if v)
+    assert {(1, "sid"), (1, "tkt"), (1, "psk"), (2, "sid"), (4, "tkt")} <= found

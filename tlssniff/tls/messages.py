@@ -19,6 +19,9 @@ from tlssniff.tls.wire import (
     EXT_SIGNATURE_ALGORITHMS,
     EXT_SUPPORTED_VERSIONS,
     HRR_RANDOM,
+    HS_CLIENT_HELLO,
+    HS_NEW_SESSION_TICKET,
+    HS_SERVER_HELLO,
     SNI_HOST_NAME,
     SSL2_MT_CLIENT_HELLO,
     TLS13_DRAFT_HI,
@@ -26,6 +29,10 @@ from tlssniff.tls.wire import (
     TLS13_FB_HI,
     is_tls13,
 )
+
+
+# (kind, start, end) of a secret inside a message body: see secret_spans.
+Spans = list[tuple[str, int, int]]
 
 
 class DecodeError(ValueError):
@@ -217,11 +224,15 @@ def _parse_alpn_list(r: Reader) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _parse_psk_identities(r: Reader) -> tuple[bytes, ...]:
+def _parse_psk_identities(r: Reader, spans: Spans | None = None) -> tuple[bytes, ...]:
     ids = r.sub(2)
     out = []
     while ids.remaining():
-        out.append(ids.vector(2))
+        start = ids.pos + 2
+        identity = ids.vector(2)
+        out.append(identity)
+        if spans is not None:
+            spans.append(("psk", start, start + len(identity)))
         ids.take(4)  # obfuscated_ticket_age
     if not out:
         raise DecodeError("pre_shared_key with no identity")
@@ -245,7 +256,7 @@ def _u16s(data: bytes, pos: int, length: int) -> tuple[int, ...]:
     return tuple([data[i] << 8 | data[i + 1] for i in range(pos, pos + length, 2)])
 
 
-def parse_client_hello(body: bytes) -> ClientHello:
+def parse_client_hello(body: bytes, spans: Spans | None = None) -> ClientHello:
     # Hand-written offset arithmetic rather than the Reader: this runs once per connection and
     # was the costliest function of a handshake-heavy capture (bench/bench.py, cProfile).
     # Every length is checked against the end of its enclosing structure.
@@ -258,6 +269,8 @@ def parse_client_hello(body: bytes) -> ClientHello:
     if sid_len > 32 or pos > n:
         raise DecodeError(f"session id of {sid_len} bytes")
     session_id = body[35:pos]
+    if spans is not None and sid_len:
+        spans.append(("sid", 35, pos))
     cs_len = _u16(body, pos, n)
     pos += 2
     if pos + cs_len > n:
@@ -328,8 +341,10 @@ def parse_client_hello(body: bytes) -> ClientHello:
                 versions = _u16s(body, pos + 1, body[pos])
             elif etype == EXT_SESSION_TICKET:
                 ticket = body[pos:eend]
+                if spans is not None and eend > pos:
+                    spans.append(("tkt", pos, eend))
             elif etype == EXT_PRE_SHARED_KEY:
-                psk = _parse_psk_identities(Reader(body, pos, eend))
+                psk = _parse_psk_identities(Reader(body, pos, eend), spans)
             elif etype == EXT_EARLY_DATA:
                 early = True
             elif etype == EXT_KEY_SHARE or etype == EXT_KEY_SHARE_DRAFT:
@@ -389,7 +404,7 @@ def parse_sslv2_client_hello(record: bytes) -> ClientHello:
     )
 
 
-def parse_server_hello(body: bytes) -> ServerHello:
+def parse_server_hello(body: bytes, spans: Spans | None = None) -> ServerHello:
     # Offset arithmetic like parse_client_hello, for the same reason (once per connection).
     n = len(body)
     if n < 38:
@@ -408,6 +423,8 @@ def parse_server_hello(body: bytes) -> ServerHello:
         if sid_len > 32 or pos + 3 > n:
             raise DecodeError(f"session id of {sid_len} bytes in a ServerHello of {n}")
         session_id = body[35:pos]
+        if spans is not None and sid_len:
+            spans.append(("sid", 35, pos))
         cipher = (body[pos] << 8) | body[pos + 1]
         pos += 3  # cipher suite and compression method
     selected = None
@@ -460,9 +477,30 @@ def parse_server_hello(body: bytes) -> ServerHello:
     )
 
 
-def parse_new_session_ticket(body: bytes) -> NewSessionTicket:
+def parse_new_session_ticket(body: bytes, spans: Spans | None = None) -> NewSessionTicket:
     """TLS <= 1.2 NewSessionTicket (RFC 5077 §3.3), the only kind sent in the clear."""
     r = Reader(body)
     lifetime = r.u32()
     ticket = r.vector(2)
+    if spans is not None and ticket:
+        spans.append(("tkt", 6, 6 + len(ticket)))
     return NewSessionTicket(lifetime_hint=lifetime, ticket=ticket)
+
+
+def secret_spans(mtype: int, body: bytes) -> Spans:
+    """Where the values that identify a session lie in one handshake message's ``body``:
+    ``(kind, start, end)`` for the session id of a hello (``"sid"``), the session ticket
+    (``"tkt"``) and PSK identities (``"psk"``) of a ClientHello, the ticket of a
+    NewSessionTicket. Found by the parsers above on their own walk (report redaction uses it);
+    a malformed message gives the spans read before the fault."""
+    spans: Spans = []
+    try:
+        if mtype == HS_CLIENT_HELLO:
+            parse_client_hello(body, spans)
+        elif mtype == HS_SERVER_HELLO:
+            parse_server_hello(body, spans)
+        elif mtype == HS_NEW_SESSION_TICKET:
+            parse_new_session_ticket(body, spans)
+    except DecodeError:
+        pass
+    return spans

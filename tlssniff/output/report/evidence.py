@@ -42,6 +42,8 @@ from tlssniff.capture.decode import (
 from tlssniff.capture.files import open_capture
 from tlssniff.capture.pcapng import PcapngWriter
 from tlssniff.output.report.privacy import Anonymizer, Redactor, pack_ip, split_endpoint
+from tlssniff.tls.messages import secret_spans
+from tlssniff.tls.wire import CT_APPLICATION_DATA, CT_CHANGE_CIPHER_SPEC, CT_HANDSHAKE
 
 AFTER = 4  # packets kept after the last handshake bytes (the client's Finished, data, FIN)
 MAX_FRAMES_PER_CONNECTION = 200
@@ -245,65 +247,26 @@ def redact_payload(
 
 
 def _secret_spans(p: bytes) -> list[tuple[str, int, int]]:
-    """(kind, start, end) of secrets in the handshake messages wholly inside ``p``'s records."""
+    """(kind, start, end) of secrets in the handshake messages wholly inside ``p``'s records
+    (the record layer is walked here; each message is read by the TLS parsers themselves,
+    :func:`tlssniff.tls.messages.secret_spans`)."""
     out = []
     off = 0
-    while off + 5 <= len(p) and p[off] in (20, 21, 22, 23) and p[off + 1] == 3:
+    while (off + 5 <= len(p) and CT_CHANGE_CIPHER_SPEC <= p[off] <= CT_APPLICATION_DATA
+           and p[off + 1] == 3):
         rlen = int.from_bytes(p[off + 3:off + 5], "big")
         body_start, body_end = off + 5, min(off + 5 + rlen, len(p))
-        if p[off] == 22:
+        if p[off] == CT_HANDSHAKE:
             m = body_start
             while m + 4 <= body_end:
-                mtype = p[m]
                 mlen = int.from_bytes(p[m + 1:m + 4], "big")
                 if m + 4 + mlen > body_end:
                     break
-                try:
-                    out += _message_spans(mtype, p, m + 4, m + 4 + mlen)
-                except IndexError:
-                    pass
+                b = m + 4
+                out += [(k, b + x, b + y) for k, x, y in secret_spans(p[m], bytes(p[b:b + mlen]))]
                 m += 4 + mlen
         off = off + 5 + rlen
     return out
-
-
-def _message_spans(mtype: int, p: bytes, a: int, end: int) -> list[tuple[str, int, int]]:
-    out = []
-    if mtype in (1, 2):  # ClientHello / ServerHello: version, random, session id
-        sid = a + 34
-        n = p[sid]
-        if n:
-            out.append(("sid", sid + 1, sid + 1 + n))
-        pos = sid + 1 + n
-        if mtype == 1:
-            pos += 2 + int.from_bytes(p[pos:pos + 2], "big")  # cipher suites
-            pos += 1 + p[pos]  # compression methods
-        else:
-            pos += 3
-        if pos + 2 > end:
-            return out
-        ext_end = min(pos + 2 + int.from_bytes(p[pos:pos + 2], "big"), end)
-        pos += 2
-        while pos + 4 <= ext_end:
-            etype = int.from_bytes(p[pos:pos + 2], "big")
-            elen = int.from_bytes(p[pos + 2:pos + 4], "big")
-            body = pos + 4
-            if etype == 35 and elen and mtype == 1:
-                out.append(("tkt", body, body + elen))
-            elif etype == 41 and mtype == 1:
-                ids_end = body + 2 + int.from_bytes(p[body:body + 2], "big")
-                q = body + 2
-                while q + 2 <= ids_end:
-                    ilen = int.from_bytes(p[q:q + 2], "big")
-                    out.append(("psk", q + 2, q + 2 + ilen))
-                    q += 2 + ilen + 4
-            pos = body + elen
-    elif mtype == 4:  # NewSessionTicket: TLS 1.2 lifetime(4) ticket<2>
-        tlen = int.from_bytes(p[a + 4:a + 6], "big")
-        if a + 6 + tlen == end and tlen:
-            out.append(("tkt", a + 6, end))
-    return out
-
 
 # -- writing --------------------------------------------------------------------------------
 
