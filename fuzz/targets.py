@@ -252,6 +252,7 @@ def target_preamble(data: bytes) -> None:
     bounded and it ends in a known state."""
     from tlssniff.analysis.connection import TlsApp  # noqa: PLC0415
     from tlssniff.analysis.preamble import MAX_HELD  # noqa: PLC0415
+    from tlssniff.flow.limits import END_EOF  # noqa: PLC0415
     from tlssniff.flow.table import Flow  # noqa: PLC0415
 
     flow = Flow((b"\x7f\x00\x00\x01", 40000), (b"\x7f\x00\x00\x02", 443), 0.0, False, 1, 1 << 16)
@@ -261,7 +262,7 @@ def target_preamble(data: bytes) -> None:
             continue
         app.data(not d, chunk, i + 1)
         assert app.held() <= 2 * MAX_HELD + 2 * 64 * 1024 + 65535 + 64, app.held()
-    app.finish("eof")
+    app.finish(END_EOF)
     assert app.state in (0, 1, 2, 3, 4, 5), app.state
     if app.proxied_client is not None:
         assert app.proxied_client.rpartition(":")[2].isdigit()

@@ -288,7 +288,7 @@ def test_bad_options():
 def test_pcapng_writer_round_trip(tmp_path: Path):
     """Frames written by the evidence writer read back identically (and analyze the same)."""
     from tlssniff.capture.files import open_capture
-    from tlssniff.capture.pcapng_writer import PcapngWriter
+    from tlssniff.capture.pcapng import PcapngWriter
 
     src = REPO / "captures" / "demo.pcapng"
     with open_capture(src) as cap:

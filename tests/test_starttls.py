@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from tests.conftest import CAPTURES, PUBLIC, REPO, analyze_jsonl, assert_verdicts, run_tlssniff
-from tlssniff.analysis import starttls as st
+from tlssniff import starttls as st
 
 CH = bytes.fromhex("160301002f0100002b0303") + b"\x00" * 40  # a ClientHello's first bytes
 
@@ -141,3 +141,31 @@ def test_mixed_capture_one_table_with_correct_rates(tmp_path):
     assert any(s["starttls"] == "smtp" for s in servers.values())
     table = run_tlssniff("analyze", str(mixed)).stdout
     assert " quic" in table and " smtp" in table
+
+
+def test_one_registry_serves_detector_and_probe():
+    """Every protocol is one registry entry: the passive detectors are the entries', the
+    probe's --starttls choices and default ports are the entries with a negotiation."""
+    from tlssniff.probe import client
+    from tlssniff.probe.target import DEFAULT_PORTS
+
+    assert list(st.PROTOCOLS) == ["smtp", "imap", "pop3", "ftp", "nntp", "irc", "xmpp", "ldap",
+                                  "postgresql", "mysql"]
+    assert st.PROBE_PROTOCOLS == ("smtp", "imap", "pop3", "ftp")
+    assert DEFAULT_PORTS == {None: 443, "smtp": 25, "imap": 143, "pop3": 110, "ftp": 21}
+    greets = {b"220 mx\r\n": "smtp", b"* OK x\r\n": "imap", b"+OK\r\n": "pop3",
+              b"200 news\r\n": "nntp", b":irc NOTICE\r\n": "irc",
+              bytes.fromhex("4a0000000a382e30"): "mysql"}
+    opens = {bytes.fromhex("0000000804d2162f"): "postgresql", b"0\x1d\x02\x01\x01w": "ldap",
+             b"<?xml version='1.0'?>": "xmpp", b"NICK me\r\n": "irc"}
+    for data, name in greets.items():
+        assert st.server_greeting(data) == name
+        assert st.PROTOCOLS[name].greets(data)
+    for data, name in opens.items():
+        assert st.client_opening(data) == name
+    # Detectors are disjoint: no first bytes are claimed by two protocols.
+    for data in [*greets, *opens]:
+        assert sum(bool(p.greets and p.greets(data)) for p in st.PROTOCOLS.values()) <= 1
+        assert sum(bool(p.opens and p.opens(data)) for p in st.PROTOCOLS.values()) <= 1
+    with pytest.raises(ValueError):
+        client.negotiate_starttls(None, "xmpp", 0.0, "x")  # passive only: no negotiation

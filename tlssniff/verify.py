@@ -39,8 +39,9 @@ from dataclasses import dataclass, field
 
 from tlssniff.analysis.verdict import ConnectionVerdict
 from tlssniff.errors import ExitCode, TlssniffError
+from tlssniff.tls.wire import HRR_RANDOM
 
-_HRR_RANDOM = "cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c"
+_HRR_RANDOM = HRR_RANDOM.hex()  # tshark prints the random as colon-separated hex
 _FULL_NEXT = {11, 12, 13, 14}  # Certificate, ServerKeyExchange, CertificateRequest, SHDone
 _RESUMED_NEXT = {4}  # NewSessionTicket (TLS <= 1.2, before the server's ChangeCipherSpec)
 _VERSIONS = {"SSLv3": 0x0300, "TLSv1.0": 0x0301, "TLSv1.1": 0x0302, "TLSv1.2": 0x0303,

@@ -11,18 +11,29 @@ from typing import Callable, Final
 
 from tlssniff.analysis.verdict import ConnectionVerdict, EarlyData, Handshake, Note, Offered
 from tlssniff.tls.ciphers import cipher_name
-from tlssniff.tls.handshake import AFTER_SH_ALERT, AFTER_SH_CCS, HandshakeTracker
+from tlssniff.flow.limits import END_EVICTED, END_GAP
+from tlssniff.tls.handshake import HandshakeTracker
 from tlssniff.tls.ja4 import ja4_pair
-from tlssniff.tls.messages import HandshakeType, version_name
+from tlssniff.tls.wire import (
+    AFTER_SH_ALERT,
+    AFTER_SH_CCS,
+    HS_CERTIFICATE,
+    HS_CERTIFICATE_REQUEST,
+    HS_CERTIFICATE_STATUS,
+    HS_NEW_SESSION_TICKET,
+    HS_SERVER_HELLO_DONE,
+    HS_SERVER_KEY_EXCHANGE,
+    version_name,
+)
 
 # TLS <= 1.2 messages that can only follow the ServerHello of a full handshake (RFC 5246 §7.3).
 _FULL_HANDSHAKE_NEXT: Final = frozenset(
     {
-        HandshakeType.CERTIFICATE,
-        HandshakeType.SERVER_KEY_EXCHANGE,
-        HandshakeType.CERTIFICATE_REQUEST,
-        HandshakeType.SERVER_HELLO_DONE,
-        HandshakeType.CERTIFICATE_STATUS,
+        HS_CERTIFICATE,
+        HS_SERVER_KEY_EXCHANGE,
+        HS_CERTIFICATE_REQUEST,
+        HS_SERVER_HELLO_DONE,
+        HS_CERTIFICATE_STATUS,
     }
 )
 
@@ -36,7 +47,7 @@ def classify(
     t: HandshakeTracker,
     v: ConnectionVerdict,
     issued_session_id: Callable[[bytes], bool] = lambda sid: False,
-    end_reason: str | None = None,
+    end_reason: int | None = None,
     early_data_seen: bool = False,
 ) -> ConnectionVerdict:
     """Fill ``v``'s verdict fields from the tracker's facts; returns ``v``.
@@ -47,7 +58,7 @@ def classify(
     if not chs:
         # No complete ClientHello: evicted or cut by a gap before it was whole, else malformed.
         v.note = (_error_note(t) or _end_note(end_reason)
-                  or (Note.GAP if end_reason == "gap" else Note.MALFORMED))
+                  or (Note.GAP if end_reason == END_GAP else Note.MALFORMED))
         return v
     ch = chs[0]
     v.sni = ch.sni
@@ -102,7 +113,7 @@ def classify(
         v.handshake = Handshake.PSK if sh.psk_selected else Handshake.FULL
     else:
         nxt = t.after_sh
-        if nxt == AFTER_SH_CCS or nxt == HandshakeType.NEW_SESSION_TICKET:
+        if nxt == AFTER_SH_CCS or nxt == HS_NEW_SESSION_TICKET:
             # RFC 5246 §7.3 / RFC 5077 §3.1: the abbreviated handshake goes straight to
             # (NewSessionTicket and) ChangeCipherSpec.
             v.handshake = Handshake.TICKET if v.offered is Offered.TICKET else Handshake.SESSION_ID
@@ -115,7 +126,7 @@ def classify(
         elif nxt == AFTER_SH_ALERT:
             v.note = Note.SERVER_ALERT
         elif nxt is None:
-            v.note = _error_note(t) or (Note.GAP if end_reason == "gap" else _end_note(end_reason)) or Note.SERVER_HELLO_ONLY
+            v.note = _error_note(t) or (Note.GAP if end_reason == END_GAP else _end_note(end_reason)) or Note.SERVER_HELLO_ONLY
         else:
             v.note = Note.MALFORMED
     if t.ticket is not None:
@@ -160,18 +171,18 @@ def _error_note(t: HandshakeTracker) -> Note | None:
     return None
 
 
-def _end_note(end_reason: str | None) -> Note | None:
-    if end_reason == "evicted":
+def _end_note(end_reason: int | None) -> Note | None:
+    if end_reason == END_EVICTED:
         return Note.EVICTED
     return None
 
 
-def _unanswered_note(t: HandshakeTracker, end_reason: str | None) -> Note:
+def _unanswered_note(t: HandshakeTracker, end_reason: int | None) -> Note:
     err = _error_note(t)
     if err is not None:
         return err
     if t.alert is not None and t.alert_from_server:
         return Note.SERVER_ALERT
-    if end_reason == "gap":
+    if end_reason == END_GAP:
         return Note.GAP
     return _end_note(end_reason) or Note.NO_SERVER_HELLO

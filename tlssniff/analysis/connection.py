@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Final
 
 from tlssniff.analysis import preamble as pa
-from tlssniff.analysis import starttls as st
+from tlssniff import starttls as st
 from tlssniff.flow.table import Flow
 from tlssniff.tls.handshake import HandshakeTracker
 from tlssniff.tls.records import MAX_RECORD
@@ -14,7 +14,7 @@ DETECT: Final = 0
 TLS: Final = 1
 NOT_TLS: Final = 2
 MIDSTREAM_TLS: Final = 3
-PLAINTEXT: Final = 4  # a plaintext protocol that may upgrade to TLS (STARTTLS): analysis/starttls.py
+PLAINTEXT: Final = 4  # a plaintext protocol that may upgrade to TLS (STARTTLS): tlssniff/starttls/
 PREAMBLE: Final = 5  # a proxy, PROXY protocol, RDP or banner before the TLS: analysis/preamble.py
 
 
@@ -49,7 +49,7 @@ class TlsApp:
         self.state = DETECT
         self.head = b""  # the first few bytes, while too few to tell what they are
         self.done = False
-        self.end_reason: str | None = None
+        self.end_reason: int | None = None  # an END_* of flow/limits.py
         self.max_message = max_message
         self.plain: st.StartTls | None = None  # while in the plaintext phase of a STARTTLS candidate
         self.starttls: str | None = None  # the protocol upgraded to TLS
@@ -205,7 +205,7 @@ class TlsApp:
         return (len(self.head) + (t.client.held() + t.server.held() if t is not None else 0)
                 + (pre.held() if pre is not None else 0))
 
-    def finish(self, reason: str) -> None:
+    def finish(self, reason: int) -> None:
         self.end_reason = reason
         if self.tracker is not None:
             self.tracker.finish()

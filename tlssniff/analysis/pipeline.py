@@ -26,7 +26,7 @@ from tlssniff.capture.files import FrameSink, open_capture
 from tlssniff.flow.table import Flow, FlowTable, Limits, flow_key
 
 if TYPE_CHECKING:
-    from tlssniff.analysis.udp import UdpFlow, UdpTable
+    from tlssniff.flow.udp import UdpFlow, UdpTable
 
 # How many issued TLS <= 1.2 session ids are remembered for linking offers to issues.
 MAX_ISSUED_IDS: Final = 50_000
@@ -218,7 +218,7 @@ class Analyzer(FrameSink):
         """UDP transports (QUIC, DTLS) plug in here; returns True for handshake datagrams."""
         udp = self.udp
         if udp is None:
-            from tlssniff.analysis.udp import UdpTable
+            from tlssniff.flow.udp import UdpTable
 
             udp = self.udp = UdpTable(self._udp_done, self.limits)
         return udp.datagram(ts, d, frame_no)

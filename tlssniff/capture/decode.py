@@ -66,6 +66,16 @@ TCP_URG: Final = 0x20
 # (protocol, source ip, destination ip, source port, destination port, seq, ack, TCP flags,
 # payload); UDP has 0 for seq, ack and flags. A fixed-shape tuple: compiled, it is unboxed.
 Decoded = tuple[int, bytes, bytes, int, int, int, int, int, bytes]
+# The slots by name: compiled, d[FLAGS] is the same code as d[7] (a Final int is a literal).
+PROTO: Final = 0
+SRC: Final = 1
+DST: Final = 2
+SPORT: Final = 3
+DPORT: Final = 4
+SEQ: Final = 5
+ACK: Final = 6
+FLAGS: Final = 7
+PAYLOAD: Final = 8
 
 
 class MalformedFrame(ValueError):
@@ -149,7 +159,7 @@ def _decode(linktype: int, frame: bytes) -> Decoded | None:
     if linktype == 1 and frame[12:14] == _ETH_IPV4:
         off = 14
     else:
-        where = _l3_offset(linktype, frame)
+        where = l3_offset(linktype, frame)
         if where is None:
             return None
         off, end = where
@@ -259,22 +269,9 @@ def _ipv6(frame: bytes, off: int) -> Decoded | None:
     start = off + 40
     end = start + plen
     flen = len(frame)
-    while nxt in _IPV6_EXT or nxt == 44:
-        if start + 8 > flen or start + 8 > end:
-            raise MalformedFrame(f"IPv6 extension header {nxt} cut short")
-        if nxt == 44:
-            fragoff_m = _U16(frame, start + 2)[0]
-            if fragoff_m & 0xFFF9:
-                return None  # a real fragment; only atomic fragments (offset 0, M=0) pass
-            hlen = 8
-        elif nxt == 51:
-            hlen = (frame[start + 1] + 2) << 2  # AH counts 4-byte units, minus 2
-        else:
-            hlen = (frame[start + 1] + 1) << 3
-        nxt = frame[start]
-        start += hlen
-        if start > end:
-            raise MalformedFrame("IPv6 extension header past the payload length")
+    nxt, start = _ipv6_upper(frame, nxt, start, end)
+    if nxt < 0:
+        return None  # a real fragment; only atomic fragments (offset 0, M=0) pass
     if nxt == 6:
         try:
             sport, dport, seq, ack, doff, flags = _TCP(frame, start)
@@ -289,7 +286,59 @@ def _ipv6(frame: bytes, off: int) -> Decoded | None:
     return None
 
 
-def _l3_offset(linktype: int, frame: bytes) -> tuple[int, int] | None:
+def _ipv6_upper(frame: bytes, nxt: int, start: int, end: int) -> tuple[int, int]:
+    """The one IPv6 extension-header walk: ``(upper-layer protocol, its offset)`` from the
+    first next-header value; protocol -1 for a real fragment (only atomic fragments, offset 0
+    and M=0, pass). Raises :class:`MalformedFrame` for a header cut short or past ``end``."""
+    flen = len(frame)
+    while nxt in _IPV6_EXT or nxt == 44:
+        if start + 8 > flen or start + 8 > end:
+            raise MalformedFrame(f"IPv6 extension header {nxt} cut short")
+        if nxt == 44:
+            fragoff_m = _U16(frame, start + 2)[0]
+            if fragoff_m & 0xFFF9:
+                return -1, start
+            hlen = 8
+        elif nxt == 51:
+            hlen = (frame[start + 1] + 2) << 2  # AH counts 4-byte units, minus 2
+        else:
+            hlen = (frame[start + 1] + 1) << 3
+        nxt = frame[start]
+        start += hlen
+        if start > end:
+            raise MalformedFrame("IPv6 extension header past the payload length")
+    return nxt, start
+
+
+def l4_offset(frame: bytes, off: int) -> tuple[int, int, int] | None:
+    """``(transport protocol, transport offset, end of the IP payload)`` of the IPv4 or IPv6
+    packet at ``off`` (from :func:`l3_offset`), walking IPv6 extension headers exactly as the
+    decoder does; None for a fragment, a jumbogram or no IP. For code that rewrites frames
+    (report evidence); the decoder itself reads the same headers on its fast path."""
+    if off >= len(frame):
+        raise MalformedFrame("no IP header")
+    version = frame[off] >> 4
+    if version == 4:
+        if len(frame) < off + 20:
+            raise MalformedFrame("IPv4 header cut short")
+        hl = (frame[off] & 0x0F) << 2
+        tlen = (frame[off + 2] << 8) | frame[off + 3]
+        return frame[off + 9], off + hl, off + tlen if tlen >= hl else len(frame)
+    if version == 6:
+        try:
+            plen, nxt, _src, _dst = _IPV6(frame, off)
+        except struct.error:
+            raise MalformedFrame("IPv6 header cut short") from None
+        if plen == 0:
+            return None
+        proto, start = _ipv6_upper(frame, nxt, off + 40, off + 40 + plen)
+        if proto < 0:
+            return None
+        return proto, start, off + 40 + plen
+    return None
+
+
+def l3_offset(linktype: int, frame: bytes) -> tuple[int, int] | None:
     """``(offset, end)`` of the IPv4/IPv6 packet in ``frame``, or None when it carries neither."""
     if linktype == 1:
         if len(frame) < 14:

@@ -166,7 +166,7 @@ def live(
             out = stack.enter_context(_open(output, "w"))
         pcapng = None
         if write is not None:
-            from tlssniff.capture.pcapng_writer import PcapngWriter
+            from tlssniff.capture.pcapng import PcapngWriter
 
             wfile = stack.enter_context(_open(write, "wb"))
             pcapng = PcapngWriter(wfile, cap.linktype, snaplen, if_name=iface, if_filter=bpf)

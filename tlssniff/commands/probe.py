@@ -10,7 +10,10 @@ from typing import Annotated, Optional
 import typer
 
 from tlssniff import options
+from tlssniff.starttls import PROBE_PROTOCOLS
 from tlssniff.units import parse_rate
+
+_STARTTLS_NAMES = ", ".join(PROBE_PROTOCOLS[:-1]) + " or " + PROBE_PROTOCOLS[-1]
 
 _FORMATS = ("table", "json")
 
@@ -47,7 +50,7 @@ def probe(
         help="Session ages in seconds to bracket the effective timeout, e.g. 1,10,60,300 "
         "(the probe then lasts as long as the largest).", metavar="SECONDS")] = None,
     starttls: Annotated[Optional[str], typer.Option(
-        help="Upgrade a plain-text protocol first: smtp, imap, pop3 or ftp.",
+        help=f"Upgrade a plain-text protocol first: {_STARTTLS_NAMES}.",
         metavar="PROTOCOL")] = None,
     timeout: Annotated[float, typer.Option(
         help="Seconds for each connection and handshake.", metavar="SECONDS")] = 5.0,
@@ -108,8 +111,8 @@ def probe(
         raise UsageError("--attempts, --concurrency and --matrix-attempts must be at least 1")
     if timeout <= 0:
         raise UsageError("--timeout must be positive")
-    if starttls is not None and starttls not in ("smtp", "imap", "pop3", "ftp"):
-        raise UsageError(f"--starttls must be smtp, imap, pop3 or ftp, not {starttls!r}")
+    if starttls is not None and starttls not in PROBE_PROTOCOLS:
+        raise UsageError(f"--starttls must be {_STARTTLS_NAMES}, not {starttls!r}")
     age_list: list[float] = []
     for part in _split([ages] if ages else []):
         try:

@@ -10,9 +10,19 @@ from __future__ import annotations
 
 from tlssniff.tls import records as rec
 from tlssniff.tls.handshake import HandshakeTracker
-from tlssniff.tls.messages import DecodeError, HandshakeType
+from tlssniff.tls.messages import DecodeError
+from tlssniff.tls.wire import (
+    CT_ACK,
+    CT_ALERT,
+    CT_CHANGE_CIPHER_SPEC,
+    CT_HANDSHAKE,
+    DTLS10,
+    DTLS12,
+    DTLS13,
+    HS_CLIENT_HELLO,
+)
 
-DTLS_VERSIONS = frozenset({0xFEFF, 0xFEFD, 0xFEFC})  # 1.0, 1.2, 1.3 (1.3 records say 1.2)
+DTLS_VERSIONS = frozenset({DTLS10, DTLS12, DTLS13})  # 1.0, 1.2, 1.3 (1.3 records say 1.2)
 RECORD_HEADER = 13  # type, version, epoch, sequence_number(48), length
 HANDSHAKE_HEADER = 12  # type, length(24), message_seq, fragment_offset(24), fragment_length(24)
 MAX_OPEN_MESSAGES = 16  # messages being reassembled at once, per direction
@@ -22,11 +32,11 @@ def is_client_hello(data: bytes) -> bool:
     """A datagram that starts with a DTLS handshake record holding a ClientHello fragment."""
     return (
         len(data) >= RECORD_HEADER + HANDSHAKE_HEADER
-        and data[0] == 22
+        and data[0] == CT_HANDSHAKE
         and (data[1] << 8 | data[2]) in DTLS_VERSIONS
         and data[3] == 0
         and data[4] == 0  # epoch 0: in the clear
-        and data[RECORD_HEADER] == HandshakeType.CLIENT_HELLO
+        and data[RECORD_HEADER] == HS_CLIENT_HELLO
     )
 
 
@@ -85,7 +95,7 @@ class DtlsConnection:
         self.max_message = max_message
         self.sides = (_Direction(), _Direction())
         self.done = False
-        self.end_reason: str | None = None
+        self.end_reason: int | None = None  # an END_* of flow/limits.py
 
     def datagram(self, from_client: bool, data: bytes, frame: int) -> bool:
         if not data or not 20 <= data[0] <= 63:
@@ -120,7 +130,7 @@ class DtlsConnection:
             if n - pos < RECORD_HEADER:
                 raise DecodeError("truncated DTLS record header")
             version = data[pos + 1] << 8 | data[pos + 2]
-            if version not in DTLS_VERSIONS or not 20 <= first <= 26:  # 26: DTLS 1.3 ACK
+            if version not in DTLS_VERSIONS or not CT_CHANGE_CIPHER_SPEC <= first <= CT_ACK:
                 raise DecodeError(f"not a DTLS record header: {data[pos:pos + 3].hex()}")
             epoch = data[pos + 3] << 8 | data[pos + 4]
             length = data[pos + 11] << 8 | data[pos + 12]
@@ -128,15 +138,15 @@ class DtlsConnection:
             if len(body) != length:
                 raise DecodeError("DTLS record past the datagram's end")
             pos += RECORD_HEADER + length
-            if first == 22 and epoch == 0:
+            if first == CT_HANDSHAKE and epoch == 0:
                 self._handshake(from_client, body, events)
-            elif first == 20:
+            elif first == CT_CHANGE_CIPHER_SPEC:
                 events.append((rec.CCS, None, None))
-            elif first == 21 and epoch == 0 and length == 2:
+            elif first == CT_ALERT and epoch == 0 and length == 2:
                 events.append((rec.ALERT, body[0], body[1]))
-            elif first == 21:
+            elif first == CT_ALERT:
                 events.append((rec.ALERT, None, None))
-            elif first == 22:
+            elif first == CT_HANDSHAKE:
                 events.append((rec.ENCRYPTED_HANDSHAKE, length, None))  # epoch > 0: Finished
             else:
                 events.append((rec.APPLICATION_DATA, length, None))
@@ -174,13 +184,13 @@ class DtlsConnection:
                 del side.open[seq]
                 side.delivered.add(seq)
                 out = bytes(msg.buf)
-                if mtype == HandshakeType.CLIENT_HELLO:
+                if mtype == HS_CLIENT_HELLO:
                     out = strip_cookie(out)
                 events.append((rec.HANDSHAKE, mtype, out))
         if pos != len(body):
             raise DecodeError("trailing bytes in a DTLS handshake record")
 
-    def finish(self, reason: str) -> None:
+    def finish(self, reason: int) -> None:
         self.end_reason = reason
         self.tracker.finish()
         self.done = True

@@ -13,13 +13,36 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Final, Protocol
 
-from tlssniff.capture.decode import Decoded
+from tlssniff.capture.decode import (
+    DPORT,
+    DST,
+    FLAGS,
+    PAYLOAD,
+    SEQ,
+    SPORT,
+    SRC,
+    TCP_ACK,
+    TCP_FIN,
+    TCP_RST,
+    TCP_SYN,
+    Decoded,
+)
+from tlssniff.flow.eviction import clock_victim
+from tlssniff.flow.limits import (  # noqa: F401  (Limits and PENDING_COST: importable from here)
+    END_CLOSED,
+    END_EOF,
+    END_EVICTED,
+    END_GAP,
+    END_IDLE,
+    PENDING_COST,
+    Limits,
+)
 from tlssniff.flow.reassembly import StreamReassembler
 
-FIN: Final = 0x01
-SYN: Final = 0x02
-RST: Final = 0x04
-ACK: Final = 0x10
+FIN: Final = TCP_FIN
+SYN: Final = TCP_SYN
+RST: Final = TCP_RST
+ACK: Final = TCP_ACK
 
 _PORTS: Final = struct.Struct("!HH")
 
@@ -38,24 +61,6 @@ def flow_key(src: bytes, dst: bytes, sport: int, dport: int) -> bytes:
 CLOSED_GRACE: Final = 30.0
 
 
-@dataclass(slots=True)
-class Limits:
-    """Bounds that keep memory flat whatever the capture holds (see docs/robustness.md)."""
-
-    max_flows: int = 200_000  # connections tracked at once; the least recently active go first
-    idle_timeout: float = 300.0  # seconds of capture time without a packet
-    max_buffer: int = 256 * 1024  # out-of-order bytes held per direction before a verdict
-    max_message: int = 64 * 1024  # largest hello/ticket message buffered
-    # Memory charged to connections still waiting for a verdict, all together: a fixed cost per
-    # connection (PENDING_COST) plus every byte it buffers (out-of-order segments, a partial TLS
-    # record or handshake message). Beyond it the least recently active of them are evicted.
-    max_pending_memory: int = 96 * 1024 * 1024
-
-
-# What a connection without a verdict costs besides the bytes it buffers: Flow, two
-# reassemblers, keys and their dict entries, the TLS app, tracker and record streams (measured
-# with tracemalloc on partial ClientHellos: about 1,700 bytes; see bench/adversarial.py).
-PENDING_COST: Final = 1700
 
 
 class App(Protocol):
@@ -63,7 +68,7 @@ class App(Protocol):
 
     def data(self, from_client: bool, data: bytes, frame: int, ts: float = 0.0) -> None: ...
 
-    def finish(self, reason: str) -> None: ...
+    def finish(self, reason: int) -> None: ...  # an END_* of flow/limits.py
 
     # Optional: ``held() -> int``, the bytes the app buffers (charged to max_pending_memory).
 
@@ -165,9 +170,9 @@ class FlowTable:
     def segment(self, flow: Flow | None, key: bytes, ts: float, d: Decoded, frame: int) -> None:
         """One TCP segment: ``key`` from :func:`flow_key`, ``d`` the decoded tuple
         ``(proto, src, dst, sport, dport, seq, ack, flags, payload)``."""
-        seq = d[5]
-        flags = d[7]
-        payload = d[8]
+        seq = d[SEQ]
+        flags = d[FLAGS]
+        payload = d[PAYLOAD]
         if flow is not None and flow.done and flags & SYN and not flags & ACK:
             # A bare SYN on the 4-tuple of a finished connection: the client reused its port
             # (busy clients do within seconds); a new connection, not more of the old one.
@@ -210,7 +215,7 @@ class FlowTable:
                 flow.fins |= 1 if from_client else 2
             if flow.fins == 3:
                 flow.closed = True
-                self._end(flow, "closed", keep=True)
+                self._end(flow, END_CLOSED, keep=True)
 
     def closing(self, flow: Flow, flags: int) -> None:
         if flags & (FIN | RST):
@@ -230,8 +235,8 @@ class FlowTable:
             self._shed()
 
     def _new_flow(self, key: bytes, ts: float, d: Decoded, frame: int) -> Flow:
-        flags = d[7]
-        src, dst = (d[1], d[3]), (d[2], d[4])
+        flags = d[FLAGS]
+        src, dst = (d[SRC], d[SPORT]), (d[DST], d[DPORT])
         if flags & SYN and flags & ACK:
             src, dst = dst, src  # a SYN-ACK comes from the server
         while self.count >= self.limits.max_flows:
@@ -280,18 +285,18 @@ class FlowTable:
             if len(self._done_q) > 2 * (self.count - self.active) + 1024:
                 self._compact_done()
 
-    def _end(self, flow: Flow, reason: str, keep: bool = False) -> None:
+    def _end(self, flow: Flow, reason: int, keep: bool = False) -> None:
         """No more bytes will come for this connection: the app decides with what it has."""
         if flow.done:
             return
-        if reason == "evicted":
+        if reason == END_EVICTED:
             self.counters.evicted += 1
-        elif reason == "idle":
+        elif reason == END_IDLE:
             self.counters.idle_expired += 1
         c2s, s2c, app = flow.c2s, flow.s2c, flow.app
         assert c2s is not None and s2c is not None and app is not None
         gap = c2s.stuck or s2c.stuck
-        app.finish("gap" if gap and reason in ("closed", "eof") else reason)
+        app.finish(END_GAP if gap and (reason == END_CLOSED or reason == END_EOF) else reason)
         self._complete(flow, keep)
 
     def _drop(self, flow: Flow) -> None:
@@ -309,17 +314,7 @@ class FlowTable:
 
     def _victim(self, q: deque[Flow], pending: bool) -> Flow | None:
         """The least recently active live flow of a queue (CLOCK), or None when it is empty."""
-        flows = self.flows
-        while q:
-            flow = q.popleft()
-            if flows.get(flow.ckey) is not flow or flow.done == pending:
-                continue  # gone, or moved to the done queue: a stale entry
-            if flow.last > flow.stamp:
-                flow.stamp = flow.last  # active since it was queued: a second chance
-                q.append(flow)
-                continue
-            return flow
-        return None
+        return clock_victim(q, self._live, pending)
 
     def _evict_one(self) -> None:
         """At the flow limit: drop the least recently active flow, done ones first."""
@@ -330,7 +325,7 @@ class FlowTable:
             if flow is None:  # cannot happen while count > 0; never loop forever
                 self.count = len({id(f) for f in self.flows.values()})
                 return
-            self._end(flow, "evicted")
+            self._end(flow, END_EVICTED)
         self._drop(flow)
 
     def _shed(self) -> None:
@@ -343,7 +338,7 @@ class FlowTable:
                 break
             self.counters.evicted_memory += 1
             self.evictions += 1
-            self._end(flow, "evicted")
+            self._end(flow, END_EVICTED)
             self._drop(flow)
 
     def _compact_pending(self) -> None:
@@ -374,7 +369,7 @@ class FlowTable:
                 continue
             seen.add(id(flow))
             if flow.last < idle_before or (flow.closed and flow.done and flow.last < closed_before):
-                self._end(flow, "idle")
+                self._end(flow, END_IDLE)
                 self._drop(flow)
         self._compact_pending()
         self._compact_done()
@@ -385,7 +380,7 @@ class FlowTable:
         for flow in list(self.flows.values()):
             if id(flow) not in seen:
                 seen.add(id(flow))
-                self._end(flow, "eof")
+                self._end(flow, END_EOF)
         self.flows.clear()
         self.count = 0
         self._pending_q.clear()

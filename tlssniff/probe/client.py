@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from tlssniff.errors import ExitCode, TlssniffError
 from tlssniff.probe.target import Target, endpoint
+from tlssniff.starttls import PROTOCOLS, LineIO, StartTlsFailure
 
 #: The mechanisms, in the order they are probed, and what each makes the client present.
 MECHANISMS = ("id", "ticket", "psk")
@@ -313,92 +314,16 @@ def describe_bytes(data: bytes) -> str:
 # STARTTLS
 
 
-class _Lines:
-    def __init__(self, sock: socket.socket, deadline: float, label: str, proto: str):
-        self.sock, self.deadline, self.label, self.proto = sock, deadline, label, proto
-        self.buf = b""
-
-    def line(self) -> str:
-        while b"\n" not in self.buf:
-            remaining = self.deadline - time.monotonic()
-            if remaining <= 0:
-                raise self.fail("no answer in time" if not self.buf else "the answer is cut short")
-            self.sock.settimeout(remaining)
-            try:
-                data = self.sock.recv(4096)
-            except (socket.timeout, TimeoutError):
-                raise self.fail(
-                    "no greeting in time (an implicit-TLS port? then drop --starttls)"
-                    if not self.buf else "the answer is cut short"
-                ) from None
-            except OSError as err:
-                raise self.fail(err.strerror or str(err)) from None
-            if not data:
-                raise self.fail("the server closed the connection")
-            self.buf += data
-            if len(self.buf) > 65536:
-                raise self.fail("an endless answer line")
-        raw, self.buf = self.buf.split(b"\n", 1)
-        return raw.rstrip(b"\r").decode("utf-8", "replace")
-
-    def reply(self) -> tuple[int, str]:
-        """An SMTP/FTP reply: ``NNN-text`` lines then ``NNN text``; (code, all text)."""
-        lines = []
-        while True:
-            line = self.line()
-            lines.append(line)
-            if len(line) >= 3 and line[:3].isdigit() and line[3:4] != "-":
-                return int(line[:3]), "\n".join(lines)
-
-    def send(self, text: str) -> None:
-        self.sock.sendall(text.encode() + b"\r\n")
-
-    def fail(self, why: str) -> ProbeFailure:
-        return ProbeFailure("starttls", f"{self.label}: STARTTLS ({self.proto}) failed: {why}")
-
-
 def negotiate_starttls(sock: socket.socket, proto: str, deadline: float, label: str) -> None:
-    """Speak the plain-text protocol up to the point where the server expects a ClientHello."""
-    io = _Lines(sock, deadline, label, proto)
-    if proto in ("smtp", "ftp"):
-        code, text = io.reply()
-        if code != 220:
-            raise io.fail(f"greeting {text.splitlines()[0]!r}")
-        if proto == "smtp":
-            io.send("EHLO tlssniff-probe")
-            code, text = io.reply()
-            if code != 250:
-                raise io.fail(f"EHLO answered {text.splitlines()[-1]!r}")
-            if "STARTTLS" not in text.upper():
-                raise io.fail("the server does not offer STARTTLS in its EHLO answer")
-            io.send("STARTTLS")
-            want = 220
-        else:
-            io.send("AUTH TLS")
-            want = 234
-        code, text = io.reply()
-        if code != want:
-            raise io.fail(f"answered {text.splitlines()[-1]!r}")
-    elif proto == "imap":
-        greeting = io.line()
-        if not greeting.upper().startswith("* OK"):
-            raise io.fail(f"greeting {greeting!r}")
-        io.send("a1 STARTTLS")
-        while True:
-            line = io.line()
-            if line.startswith("a1 "):
-                break
-        if not line.upper().startswith("A1 OK"):
-            raise io.fail(f"answered {line!r}")
-    elif proto == "pop3":
-        greeting = io.line()
-        if not greeting.startswith("+OK"):
-            raise io.fail(f"greeting {greeting!r}")
-        io.send("STLS")
-        line = io.line()
-        if not line.startswith("+OK"):
-            raise io.fail(f"answered {line!r}")
-    else:
+    """Speak the plain-text protocol up to the point where the server expects a ClientHello
+    (the protocol's ``negotiate`` in :data:`tlssniff.starttls.PROTOCOLS`)."""
+    entry = PROTOCOLS.get(proto)
+    if entry is None or entry.negotiate is None:
         raise ValueError(f"unknown STARTTLS protocol {proto!r}")
-    if io.buf:
-        raise io.fail("the server sent data after agreeing to start TLS")
+    io = LineIO(sock, deadline)
+    try:
+        entry.negotiate(io)
+        if io.buf:
+            raise io.fail("the server sent data after agreeing to start TLS")
+    except StartTlsFailure as err:
+        raise ProbeFailure("starttls", f"{label}: STARTTLS ({proto}) failed: {err}") from None

@@ -296,20 +296,23 @@ def _disagreement(a, v, why: str) -> dict:
 
 
 def keep(pcap: Path, dest: Path) -> str:
-    """Keep the capture: pcapng (dpkt's writer) when the name says so, else the pcap as is
+    """Keep the capture: pcapng (tlssniff's writer) when the name says so, else the pcap as is
     (never through a link, 0600: :func:`tlssniff.output.files.open_output`)."""
+    from tlssniff.capture.files import open_capture
+    from tlssniff.capture.pcapng import DEFAULT_SNAPLEN, PcapngWriter
     from tlssniff.output.files import open_output
 
     try:
         if dest.suffix.lower() == ".pcapng":
-            import dpkt
-
-            with open(pcap, "rb") as src, open_output(dest, "wb") as out:
-                reader = dpkt.pcap.Reader(src)
-                writer = dpkt.pcapng.Writer(out, snaplen=reader.snaplen,
-                                            linktype=reader.datalink())
-                for ts, buf in reader:
-                    writer.writepkt(buf, ts=ts)
+            cap = open_capture(pcap)
+            with open_output(dest, "wb") as out:
+                writer = PcapngWriter(out, application="probe")
+                for ts, linktype, buf in cap.frames():
+                    if not writer.frames and cap.snaplen:
+                        writer.interface(linktype, cap.snaplen)  # the pcap's own snap length
+                    writer.write(ts, buf, writer.interface_for(linktype))
+                if not writer.frames:
+                    writer.interface(cap.linktype or 1, cap.snaplen or DEFAULT_SNAPLEN)
         else:
             with open(pcap, "rb") as src, open_output(dest, "wb") as out:
                 shutil.copyfileobj(src, out)

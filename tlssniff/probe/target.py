@@ -11,8 +11,10 @@ import socket
 from dataclasses import dataclass
 
 from tlssniff.errors import UsageError
+from tlssniff.starttls import PROBE_PROTOCOLS, PROTOCOLS
 
-DEFAULT_PORTS = {None: 443, "smtp": 25, "imap": 143, "pop3": 110, "ftp": 21}
+DEFAULT_PORTS: dict[str | None, int] = {None: 443}
+DEFAULT_PORTS.update((name, PROTOCOLS[name].default_port) for name in PROBE_PROTOCOLS)
 
 
 @dataclass(slots=True, frozen=True)

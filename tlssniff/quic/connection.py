@@ -12,6 +12,7 @@ from tlssniff.quic.crypto import DirectionKeys, initial_keys, initial_salt
 from tlssniff.tls import records as rec
 from tlssniff.tls.handshake import HandshakeTracker
 from tlssniff.tls.messages import DecodeError
+from tlssniff.tls.wire import ALERT_FATAL
 
 _ENCRYPTED = [(rec.ENCRYPTED_HANDSHAKE, 0, None)]
 MAX_OTHER_KEYS = 4  # Initial keys kept to try besides the current ones (several Retries)
@@ -94,7 +95,7 @@ class QuicConnection:
         self.opened = 0  # Initial packets decrypted
         self.undecryptable = 0
         self.done = False
-        self.end_reason: str | None = None
+        self.end_reason: int | None = None  # an END_* of flow/limits.py
 
     @property
     def early_data_seen(self) -> bool:
@@ -190,13 +191,13 @@ class QuicConnection:
             return
         if close is not None and 0x100 <= close <= 0x1FF:
             # RFC 9001 §4.8: a TLS alert travels as CONNECTION_CLOSE with error 0x100 + alert.
-            ev = [(rec.ALERT, 2, close & 0xFF)]
+            ev = [(rec.ALERT, ALERT_FATAL, close & 0xFF)]
             if from_client:
                 t.client_events(ev, frame)
             else:
                 t.server_events(ev, frame)
 
-    def finish(self, reason: str) -> None:
+    def finish(self, reason: int) -> None:
         self.end_reason = reason
         self.tracker.finish()
         self.done = True

@@ -13,7 +13,6 @@ from tlssniff.tls import records as rec
 from tlssniff.tls.messages import (
     ClientHello,
     DecodeError,
-    HandshakeType,
     NewSessionTicket,
     ServerHello,
     parse_client_hello,
@@ -21,51 +20,18 @@ from tlssniff.tls.messages import (
     parse_server_hello,
     parse_sslv2_client_hello,
 )
-
-# Message types compared per record, as plain ints (a compiled compare; see setup.py).
-_CLIENT_HELLO: Final = int(HandshakeType.CLIENT_HELLO)
-_SERVER_HELLO: Final = int(HandshakeType.SERVER_HELLO)
-_HELLO_RETRY_REQUEST_DRAFT: Final = int(HandshakeType.HELLO_RETRY_REQUEST_DRAFT)
-_NEW_SESSION_TICKET: Final = int(HandshakeType.NEW_SESSION_TICKET)
-
-# What the server sent right after the final ServerHello (besides handshake message types).
-AFTER_SH_CCS: Final = -20
-AFTER_SH_ALERT: Final = -21
-AFTER_SH_ENCRYPTED: Final = -23
-
-ALERT_NAMES: Final = {
-    0: "close_notify",
-    10: "unexpected_message",
-    20: "bad_record_mac",
-    21: "decryption_failed",
-    22: "record_overflow",
-    30: "decompression_failure",
-    40: "handshake_failure",
-    41: "no_certificate",
-    42: "bad_certificate",
-    43: "unsupported_certificate",
-    44: "certificate_revoked",
-    45: "certificate_expired",
-    46: "certificate_unknown",
-    47: "illegal_parameter",
-    48: "unknown_ca",
-    49: "access_denied",
-    50: "decode_error",
-    51: "decrypt_error",
-    70: "protocol_version",
-    71: "insufficient_security",
-    80: "internal_error",
-    86: "inappropriate_fallback",
-    90: "user_canceled",
-    100: "no_renegotiation",
-    109: "missing_extension",
-    110: "unsupported_extension",
-    112: "unrecognized_name",
-    113: "bad_certificate_status_response",
-    115: "unknown_psk_identity",
-    116: "certificate_required",
-    120: "no_application_protocol",
-}
+from tlssniff.tls.wire import (
+    AFTER_SH_ALERT,
+    AFTER_SH_CCS,
+    AFTER_SH_ENCRYPTED,
+    ALERT_FATAL,
+    ALERT_LEVEL_NAMES,
+    ALERT_NAMES,
+    HS_CLIENT_HELLO,
+    HS_HELLO_RETRY_REQUEST_DRAFT,
+    HS_NEW_SESSION_TICKET,
+    HS_SERVER_HELLO,
+)
 
 # A connection that has not finished its handshake this many records after the ServerHello (or
 # before one) is given up on: its facts are as complete as they will get.
@@ -147,7 +113,7 @@ class HandshakeTracker:
             return
         for kind, a, b in events:
             if kind == rec.HANDSHAKE:
-                if a == _CLIENT_HELLO and b is not None:
+                if a == HS_CLIENT_HELLO and b is not None:
                     if len(self.client_hellos) < 2:
                         self._client_hello(b, frame)
             elif kind == rec.CCS:
@@ -184,15 +150,15 @@ class HandshakeTracker:
             return
         for kind, a, b in events:
             if kind == rec.HANDSHAKE:
-                if a == _SERVER_HELLO and b is not None:
+                if a == HS_SERVER_HELLO and b is not None:
                     self._server_hello(b, frame)
-                elif a == _HELLO_RETRY_REQUEST_DRAFT:
+                elif a == HS_HELLO_RETRY_REQUEST_DRAFT:
                     self.hrr = True
                     self._set_tls13_rules()
                 elif self.server_hello is not None:
                     if self.after_sh is None:
                         self.after_sh = a
-                    if a == _NEW_SESSION_TICKET and b is not None:
+                    if a == HS_NEW_SESSION_TICKET and b is not None:
                         try:
                             self.ticket = parse_new_session_ticket(b)
                         except DecodeError as err:
@@ -277,7 +243,7 @@ class HandshakeTracker:
         if self.alert is None:
             self.alert = (level, desc)
             self.alert_from_server = from_server
-        if level == 2 or level is None and not self._handshake_complete():
+        if level == ALERT_FATAL or level is None and not self._handshake_complete():
             # A fatal alert (or an encrypted one mid-handshake) ends the handshake.
             self.done = True
 
@@ -310,7 +276,7 @@ class HandshakeTracker:
     @property
     def established(self) -> bool:
         """Both sides finished the handshake and no fatal alert came first."""
-        fatal = self.alert is not None and self.alert[0] == 2
+        fatal = self.alert is not None and self.alert[0] == ALERT_FATAL
         return self._handshake_complete() and not fatal
 
     def alert_text(self) -> str | None:
@@ -321,6 +287,6 @@ class HandshakeTracker:
         desc: int | None = alert[1]
         if level is None:
             return "encrypted"
-        lvl = {1: "warning", 2: "fatal"}.get(level, str(level))
+        lvl = ALERT_LEVEL_NAMES.get(level, str(level))
         name = ALERT_NAMES.get(desc, str(desc)) if desc is not None else str(desc)
         return f"{lvl}:{name}"

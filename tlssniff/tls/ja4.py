@@ -29,25 +29,36 @@ from hashlib import sha256
 from typing import Final
 
 from tlssniff.tls.messages import ClientHello
+from tlssniff.tls.wire import (
+    DTLS10,
+    DTLS12,
+    DTLS13,
+    EXT_EARLY_DATA,
+    EXT_PADDING,
+    EXT_PRE_SHARED_KEY,
+    EXT_SESSION_TICKET,
+    SSL2,
+    SSL3,
+    TLS10,
+    TLS11,
+    TLS12,
+    TLS13,
+    is_grease,
+)
 
 _VERSIONS: Final = {
-    0x0304: "13",
-    0x0303: "12",
-    0x0302: "11",
-    0x0301: "10",
-    0x0300: "s3",
-    0x0002: "s2",
-    0xFEFF: "d1",
-    0xFEFD: "d2",
-    0xFEFC: "d3",
+    TLS13: "13",
+    TLS12: "12",
+    TLS11: "11",
+    TLS10: "10",
+    SSL3: "s3",
+    SSL2: "s2",
+    DTLS10: "d1",
+    DTLS12: "d2",
+    DTLS13: "d3",
 }
 
 _EMPTY: Final = "000000000000"
-
-
-def is_grease(code: int) -> bool:
-    """RFC 8701 GREASE values: 0x0a0a, 0x1a1a, ... 0xfafa."""
-    return code & 0x0F0F == 0x0A0A and code >> 8 == code & 0xFF
 
 
 def _alnum(b: int) -> bool:
@@ -70,7 +81,7 @@ def _hash12(text: str) -> str:
 
 # Extensions a client adds or drops depending on whether it resumes (and padding, whose presence
 # depends on the hello's length, so on the ticket's): left out of :func:`ja4_base`.
-RESUMPTION_EXTENSIONS: Final = frozenset({0x0015, 0x0023, 0x0029, 0x002A})
+RESUMPTION_EXTENSIONS: Final = frozenset({EXT_PADDING, EXT_SESSION_TICKET, EXT_PRE_SHARED_KEY, EXT_EARLY_DATA})
 _NONE: Final[frozenset[int]] = frozenset()
 
 

@@ -6,95 +6,37 @@ raises :class:`DecodeError`; nothing here reads past the end of its input or tru
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass, field
-from enum import IntEnum
-from typing import Final
+
+from tlssniff.tls.wire import (
+    EXT_ALPN,
+    EXT_EARLY_DATA,
+    EXT_KEY_SHARE,
+    EXT_KEY_SHARE_DRAFT,
+    EXT_PRE_SHARED_KEY,
+    EXT_SERVER_NAME,
+    EXT_SESSION_TICKET,
+    EXT_SIGNATURE_ALGORITHMS,
+    EXT_SUPPORTED_VERSIONS,
+    HRR_RANDOM,
+    HS_CLIENT_HELLO,
+    HS_NEW_SESSION_TICKET,
+    HS_SERVER_HELLO,
+    SNI_HOST_NAME,
+    SSL2_MT_CLIENT_HELLO,
+    TLS13_DRAFT_HI,
+    TLS13_EXPERIMENT_HI,
+    TLS13_FB_HI,
+    is_tls13,
+)
+
+
+# (kind, start, end) of a secret inside a message body: see secret_spans.
+Spans = list[tuple[str, int, int]]
 
 
 class DecodeError(ValueError):
     """The peer's bytes do not parse as the TLS structure they claim to be (the remote's fault)."""
-
-
-class ContentType(IntEnum):
-    CHANGE_CIPHER_SPEC = 20
-    ALERT = 21
-    HANDSHAKE = 22
-    APPLICATION_DATA = 23
-    HEARTBEAT = 24
-
-
-class HandshakeType(IntEnum):
-    HELLO_REQUEST = 0
-    CLIENT_HELLO = 1
-    SERVER_HELLO = 2
-    HELLO_VERIFY_REQUEST = 3
-    NEW_SESSION_TICKET = 4
-    END_OF_EARLY_DATA = 5
-    HELLO_RETRY_REQUEST_DRAFT = 6  # TLS 1.3 drafts <= 21 had a message of its own
-    ENCRYPTED_EXTENSIONS = 8
-    CERTIFICATE = 11
-    SERVER_KEY_EXCHANGE = 12
-    CERTIFICATE_REQUEST = 13
-    SERVER_HELLO_DONE = 14
-    CERTIFICATE_VERIFY = 15
-    CLIENT_KEY_EXCHANGE = 16
-    FINISHED = 20
-    CERTIFICATE_STATUS = 22
-
-
-class ExtensionType(IntEnum):
-    SERVER_NAME = 0
-    SUPPORTED_GROUPS = 10
-    ALPN = 16
-    SESSION_TICKET = 35
-    PRE_SHARED_KEY = 41
-    EARLY_DATA = 42
-    SUPPORTED_VERSIONS = 43
-    KEY_SHARE = 51
-    KEY_SHARE_DRAFT = 40  # TLS 1.3 drafts <= 22
-
-
-# RFC 8446 §4.1.3: a ServerHello with this random is a HelloRetryRequest.
-HRR_RANDOM: Final = bytes.fromhex("cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c")
-
-TLS13: Final = 0x0304
-DTLS13: Final = 0xFEFC  # RFC 9147: DTLS 1.3 keeps TLS 1.3's resumption rules
-
-_VERSION_NAMES: Final = {
-    0x0002: "SSLv2",
-    0x0300: "SSLv3",
-    0x0301: "TLSv1.0",
-    0x0302: "TLSv1.1",
-    0x0303: "TLSv1.2",
-    0x0304: "TLSv1.3",
-    0xFEFF: "DTLSv1.0",  # RFC 4347 (DTLS versions count down)
-    0xFEFD: "DTLSv1.2",  # RFC 6347
-    0xFEFC: "DTLSv1.3",  # RFC 9147
-}
-
-
-def version_name(code: int) -> str:
-    """Wire version to the name users know; TLS 1.3 drafts and experiments keep their number."""
-    name = _VERSION_NAMES.get(code)
-    if name:
-        return name
-    if code >> 8 == 0x7F:
-        return f"TLSv1.3-draft{code & 0xFF}"
-    if code >> 8 == 0x7E:  # BoringSSL's pre-RFC "TLS 1.3 experiment" code points
-        return f"TLSv1.3-experiment{code & 0xFF}"
-    if code >> 8 == 0xFB:  # Facebook's pre-RFC code points (0xfb17: draft 23)
-        return f"TLSv1.3-fb{code & 0xFF}"
-    return f"0x{code:04x}"
-
-
-def is_tls13(code: int) -> bool:
-    """True for TLS 1.3 and its drafts and experiments (all share TLS 1.3's resumption rules)."""
-    return code == TLS13 or code == DTLS13 or code >> 8 in (0x7F, 0x7E, 0xFB)
-
-
-def _is_grease(code: int) -> bool:
-    return code & 0x0F0F == 0x0A0A and code >> 8 == code & 0xFF
 
 
 # Hello values are plain slotted dataclasses, not frozen ones: a frozen dataclass's __init__
@@ -264,32 +206,12 @@ class Reader:
         return r
 
 
-def _u16_list(r: Reader) -> tuple[int, ...]:
-    raw = r.take(r.remaining())
-    if len(raw) % 2:
-        raise DecodeError("odd length in a list of 16-bit values")
-    return struct.unpack(f">{len(raw) // 2}H", raw)
-
-
-def _parse_extensions(r: Reader) -> list[tuple[int, Reader]]:
-    if r.remaining() == 0:  # extensions are optional before TLS 1.3
-        return []
-    exts = r.sub(2)
-    out = []
-    while exts.remaining():
-        etype = exts.u16()
-        out.append((etype, exts.sub(2)))
-    if r.remaining():
-        raise DecodeError(f"{r.remaining()} bytes after the extensions")
-    return out
-
-
 def _parse_sni(r: Reader) -> str | None:
     names = r.sub(2)
     while names.remaining():
         kind = names.u8()
         name = names.vector(2)
-        if kind == 0:
+        if kind == SNI_HOST_NAME:
             return name.decode("ascii", "replace")
     return None
 
@@ -302,11 +224,15 @@ def _parse_alpn_list(r: Reader) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _parse_psk_identities(r: Reader) -> tuple[bytes, ...]:
+def _parse_psk_identities(r: Reader, spans: Spans | None = None) -> tuple[bytes, ...]:
     ids = r.sub(2)
     out = []
     while ids.remaining():
-        out.append(ids.vector(2))
+        start = ids.pos + 2
+        identity = ids.vector(2)
+        out.append(identity)
+        if spans is not None:
+            spans.append(("psk", start, start + len(identity)))
         ids.take(4)  # obfuscated_ticket_age
     if not out:
         raise DecodeError("pre_shared_key with no identity")
@@ -330,7 +256,7 @@ def _u16s(data: bytes, pos: int, length: int) -> tuple[int, ...]:
     return tuple([data[i] << 8 | data[i + 1] for i in range(pos, pos + length, 2)])
 
 
-def parse_client_hello(body: bytes) -> ClientHello:
+def parse_client_hello(body: bytes, spans: Spans | None = None) -> ClientHello:
     # Hand-written offset arithmetic rather than the Reader: this runs once per connection and
     # was the costliest function of a handshake-heavy capture (bench/bench.py, cProfile).
     # Every length is checked against the end of its enclosing structure.
@@ -343,6 +269,8 @@ def parse_client_hello(body: bytes) -> ClientHello:
     if sid_len > 32 or pos > n:
         raise DecodeError(f"session id of {sid_len} bytes")
     session_id = body[35:pos]
+    if spans is not None and sid_len:
+        spans.append(("sid", 35, pos))
     cs_len = _u16(body, pos, n)
     pos += 2
     if pos + cs_len > n:
@@ -378,7 +306,7 @@ def parse_client_hello(body: bytes) -> ClientHello:
             if eend > end:
                 raise DecodeError(f"extension {etype} runs past the extensions")
             types.append(etype)
-            if etype == 0:
+            if etype == EXT_SERVER_NAME:
                 # server_name_list<2>: one entry of type host_name(0) in practice (RFC 6066 §3)
                 if eend - pos >= 5 and body[pos + 2] == 0:
                     nlen = (body[pos + 3] << 8) | body[pos + 4]
@@ -387,7 +315,7 @@ def parse_client_hello(body: bytes) -> ClientHello:
                     sni = body[pos + 5 : pos + 5 + nlen].decode("ascii", "replace")
                 elif eend > pos:
                     sni = _parse_sni(Reader(body, pos, eend))
-            elif etype == 16:
+            elif etype == EXT_ALPN:
                 # protocol_name_list<2>: each name a <1..255> vector (RFC 7301 §3.1)
                 lend = pos + 2 + _u16(body, pos, eend)
                 if lend != eend:
@@ -403,21 +331,23 @@ def parse_client_hello(body: bytes) -> ClientHello:
                 alpn = tuple(names)
                 if alpn:
                     alpn_first = body[pos + 3 : pos + 3 + body[pos + 2]]
-            elif etype == 13 and pos + 2 <= eend:  # JA4 only: a bad list is not an error here
+            elif etype == EXT_SIGNATURE_ALGORITHMS and pos + 2 <= eend:  # JA4 only: a bad list is not an error here
                 slen = (body[pos] << 8) | body[pos + 1]
                 if pos + 2 + slen <= eend and not slen % 2:
                     sigalgs = _u16s(body, pos + 2, slen)
-            elif etype == 43:
+            elif etype == EXT_SUPPORTED_VERSIONS:
                 if pos >= eend or pos + 1 + body[pos] > eend:
                     raise DecodeError("supported_versions cut short")
                 versions = _u16s(body, pos + 1, body[pos])
-            elif etype == 35:
+            elif etype == EXT_SESSION_TICKET:
                 ticket = body[pos:eend]
-            elif etype == 41:
-                psk = _parse_psk_identities(Reader(body, pos, eend))
-            elif etype == 42:
+                if spans is not None and eend > pos:
+                    spans.append(("tkt", pos, eend))
+            elif etype == EXT_PRE_SHARED_KEY:
+                psk = _parse_psk_identities(Reader(body, pos, eend), spans)
+            elif etype == EXT_EARLY_DATA:
                 early = True
-            elif etype == 51 or etype == 40:
+            elif etype == EXT_KEY_SHARE or etype == EXT_KEY_SHARE_DRAFT:
                 kend = pos + 2 + _u16(body, pos, eend)
                 if kend > eend:
                     raise DecodeError("key_share list runs past its extension")
@@ -439,6 +369,7 @@ def parse_client_hello(body: bytes) -> ClientHello:
         extension_types=tuple(types),
         sni=sni,
         alpn=alpn,
+        # GREASE (RFC 8701) filtered by its low nibbles only, as the JSON output always has
         supported_versions=tuple(v for v in versions if v & 0x0F0F != 0x0A0A),
         ticket=ticket,
         psk_identities=psk,
@@ -452,7 +383,7 @@ def parse_client_hello(body: bytes) -> ClientHello:
 def parse_sslv2_client_hello(record: bytes) -> ClientHello:
     """An SSL 2.0-compatible ClientHello (RFC 5246 Appendix E.2); ``record`` excludes the 2-byte header."""
     r = Reader(record)
-    if r.u8() != 1:
+    if r.u8() != SSL2_MT_CLIENT_HELLO:
         raise DecodeError("SSLv2 record is not a CLIENT-HELLO")
     version = r.u16()
     spec_len, sid_len, challenge_len = r.u16(), r.u16(), r.u16()
@@ -473,14 +404,14 @@ def parse_sslv2_client_hello(record: bytes) -> ClientHello:
     )
 
 
-def parse_server_hello(body: bytes) -> ServerHello:
+def parse_server_hello(body: bytes, spans: Spans | None = None) -> ServerHello:
     # Offset arithmetic like parse_client_hello, for the same reason (once per connection).
     n = len(body)
     if n < 38:
         raise DecodeError(f"ServerHello of {n} bytes")
     legacy_version = (body[0] << 8) | body[1]
     random = body[2:34]
-    if (legacy_version >> 8 == 0x7F or legacy_version >> 8 == 0xFB) and (legacy_version & 0xFF) < 22:
+    if (legacy_version >> 8 == TLS13_DRAFT_HI or legacy_version >> 8 == TLS13_FB_HI) and (legacy_version & 0xFF) < 22:
         # TLS 1.3 drafts before 22 (0x7fNN, and Facebook's 0xfbNN numbered after the draft):
         # version field, no session id, no compression method
         session_id = b""
@@ -492,6 +423,8 @@ def parse_server_hello(body: bytes) -> ServerHello:
         if sid_len > 32 or pos + 3 > n:
             raise DecodeError(f"session id of {sid_len} bytes in a ServerHello of {n}")
         session_id = body[35:pos]
+        if spans is not None and sid_len:
+            spans.append(("sid", 35, pos))
         cipher = (body[pos] << 8) | body[pos + 1]
         pos += 3  # cipher suite and compression method
     selected = None
@@ -514,19 +447,20 @@ def parse_server_hello(body: bytes) -> ServerHello:
             if eend > end:
                 raise DecodeError(f"extension {etype} runs past the extensions")
             types.append(etype)
-            if etype == 43:
+            if etype == EXT_SUPPORTED_VERSIONS:
                 selected = _u16(body, pos, eend)
-            elif etype == 41:
+            elif etype == EXT_PRE_SHARED_KEY:
                 psk = True
-            elif etype == 16:
+            elif etype == EXT_ALPN:
                 protos = _parse_alpn_list(Reader(body, pos, eend))
                 alpn = protos[0] if protos else None
-            elif etype == 35:
+            elif etype == EXT_SESSION_TICKET:
                 ticket_ext = True
-            elif (etype == 51 or etype == 40) and eend - pos >= 2:
+            elif (etype == EXT_KEY_SHARE or etype == EXT_KEY_SHARE_DRAFT) and eend - pos >= 2:
                 group = (body[pos] << 8) | body[pos + 1]
             pos = eend
-    if selected is None and legacy_version >> 8 in (0x7F, 0x7E, 0xFB):
+    hi = legacy_version >> 8
+    if selected is None and (hi == TLS13_DRAFT_HI or hi == TLS13_EXPERIMENT_HI or hi == TLS13_FB_HI):
         selected = legacy_version
     return ServerHello(
         legacy_version=legacy_version,
@@ -543,9 +477,30 @@ def parse_server_hello(body: bytes) -> ServerHello:
     )
 
 
-def parse_new_session_ticket(body: bytes) -> NewSessionTicket:
+def parse_new_session_ticket(body: bytes, spans: Spans | None = None) -> NewSessionTicket:
     """TLS <= 1.2 NewSessionTicket (RFC 5077 §3.3), the only kind sent in the clear."""
     r = Reader(body)
     lifetime = r.u32()
     ticket = r.vector(2)
+    if spans is not None and ticket:
+        spans.append(("tkt", 6, 6 + len(ticket)))
     return NewSessionTicket(lifetime_hint=lifetime, ticket=ticket)
+
+
+def secret_spans(mtype: int, body: bytes) -> Spans:
+    """Where the values that identify a session lie in one handshake message's ``body``:
+    ``(kind, start, end)`` for the session id of a hello (``"sid"``), the session ticket
+    (``"tkt"``) and PSK identities (``"psk"``) of a ClientHello, the ticket of a
+    NewSessionTicket. Found by the parsers above on their own walk (report redaction uses it);
+    a malformed message gives the spans read before the fault."""
+    spans: Spans = []
+    try:
+        if mtype == HS_CLIENT_HELLO:
+            parse_client_hello(body, spans)
+        elif mtype == HS_SERVER_HELLO:
+            parse_server_hello(body, spans)
+        elif mtype == HS_NEW_SESSION_TICKET:
+            parse_new_session_ticket(body, spans)
+    except DecodeError:
+        pass
+    return spans

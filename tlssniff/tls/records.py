@@ -10,7 +10,18 @@ from __future__ import annotations
 
 from typing import Final
 
-from tlssniff.tls.messages import DecodeError, HandshakeType
+from tlssniff.tls.messages import DecodeError
+from tlssniff.tls.wire import (
+    CT_ALERT,
+    CT_APPLICATION_DATA,
+    CT_CHANGE_CIPHER_SPEC,
+    CT_HANDSHAKE,
+    CT_HEARTBEAT,
+    HS_CLIENT_HELLO,
+    HS_NEW_SESSION_TICKET,
+    HS_SERVER_HELLO,
+    SSL2_MT_CLIENT_HELLO,
+)
 
 # Event kinds; events are small tuples ``(kind, a, b)`` because they are made per record.
 HANDSHAKE: Final = 1  # (HANDSHAKE, msg_type, body or None when the body was skipped)
@@ -25,20 +36,9 @@ SSLV2_OTHER: Final = 7  # (SSLV2_OTHER, message type, None)
 MAX_RECORD: Final = 2**14 + 2048
 DEFAULT_MAX_MESSAGE: Final = 64 * 1024
 
-# Messages whose bodies the analysis reads; every other body is skipped unbuffered.
-WANTED: Final = frozenset(
-    {
-        HandshakeType.CLIENT_HELLO,
-        HandshakeType.SERVER_HELLO,
-        HandshakeType.NEW_SESSION_TICKET,
-    }
-)
-
-
-# The handshake messages whose bodies are read, as plain ints (compiled compares; == WANTED).
-_CLIENT_HELLO: Final = 1
-_SERVER_HELLO: Final = 2
-_NEW_SESSION_TICKET: Final = 4
+# Messages whose bodies the analysis reads; every other body is skipped unbuffered. The
+# per-message test compares the three Final ints (a compiled compare); WANTED is the same set.
+WANTED: Final = frozenset({HS_CLIENT_HELLO, HS_SERVER_HELLO, HS_NEW_SESSION_TICKET})
 
 
 def _record_need(held: bytearray) -> int:
@@ -121,18 +121,18 @@ class RecordStream:
                     continue
                 ctype = buf[pos]
                 length = (buf[pos + 3] << 8) | buf[pos + 4]
-                if ctype < 20 or ctype > 24 or buf[pos + 1] != 3 or buf[pos + 2] > 4:
+                if ctype < CT_CHANGE_CIPHER_SPEC or ctype > CT_HEARTBEAT or buf[pos + 1] != 3 or buf[pos + 2] > 4:
                     raise DecodeError(
                         f"not a TLS record header: {bytes(buf[pos:pos + 5]).hex()}"
                     )
                 if length > MAX_RECORD:
                     raise DecodeError(f"record of {length} bytes exceeds {MAX_RECORD}")
                 self._first = False
-                if ctype == 23 or ctype == 24 or (ctype == 22 and self.encrypted):
+                if ctype == CT_APPLICATION_DATA or ctype == CT_HEARTBEAT or (ctype == CT_HANDSHAKE and self.encrypted):
                     # Opaque to a passive observer: count it, skip the body without buffering.
                     self.records += 1
                     events.append(
-                        (APPLICATION_DATA if ctype != 22 else ENCRYPTED_HANDSHAKE, length, None)
+                        (APPLICATION_DATA if ctype != CT_HANDSHAKE else ENCRYPTED_HANDSHAKE, length, None)
                     )
                     avail = end - pos - 5
                     if avail >= length:
@@ -146,15 +146,15 @@ class RecordStream:
                 body = buf[pos + 5 : pos + 5 + length]
                 pos += 5 + length
                 self.records += 1
-                if ctype == 22:
+                if ctype == CT_HANDSHAKE:
                     if not length:
                         raise DecodeError("zero-length handshake record")
                     self._handshake(body, events)
-                elif ctype == 20:
+                elif ctype == CT_CHANGE_CIPHER_SPEC:
                     events.append((CCS, None, None))
                     if self.encrypt_after_ccs:
                         self.encrypted = True
-                elif ctype == 21:
+                elif ctype == CT_ALERT:
                     if self.encrypted or length != 2:
                         events.append((ALERT, None, None))
                     else:
@@ -188,7 +188,7 @@ class RecordStream:
         body = buf[pos + 2 : pos + 2 + length]
         self._first = False
         self.records += 1
-        if body[0] == 1:
+        if body[0] == SSL2_MT_CLIENT_HELLO:
             events.append((SSLV2_CLIENT_HELLO, body, None))
         else:
             events.append((SSLV2_OTHER, body[0], None))
@@ -217,7 +217,7 @@ class RecordStream:
             while end - pos >= 4:
                 mtype = hs[pos]
                 mlen = (hs[pos + 1] << 16) | (hs[pos + 2] << 8) | hs[pos + 3]
-                if mtype == _CLIENT_HELLO or mtype == _SERVER_HELLO or mtype == _NEW_SESSION_TICKET:
+                if mtype == HS_CLIENT_HELLO or mtype == HS_SERVER_HELLO or mtype == HS_NEW_SESSION_TICKET:
                     if mlen > self.max_message:
                         raise OversizedMessage(
                             f"handshake message type {mtype} declares {mlen} bytes "

@@ -23,19 +23,32 @@ import struct
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from tlssniff import __version__
 from tlssniff.analysis.verdict import ConnectionVerdict
-from tlssniff.capture.decode import MalformedFrame, _l3_offset, decode_frame
+from tlssniff.capture.decode import (
+    DPORT,
+    DST,
+    FLAGS,
+    PAYLOAD,
+    PROTO,
+    SPORT,
+    SRC,
+    TCP_ACK,
+    TCP_SYN,
+    MalformedFrame,
+    decode_frame,
+    l3_offset,
+    l4_offset,
+)
 from tlssniff.capture.files import open_capture
+from tlssniff.capture.pcapng import PcapngWriter
 from tlssniff.output.report.privacy import Anonymizer, Redactor, pack_ip, split_endpoint
+from tlssniff.tls.messages import secret_spans
+from tlssniff.tls.wire import CT_APPLICATION_DATA, CT_CHANGE_CIPHER_SPEC, CT_HANDSHAKE
 
 AFTER = 4  # packets kept after the last handshake bytes (the client's Finished, data, FIN)
 MAX_FRAMES_PER_CONNECTION = 200
 SLACK = 1e-6  # timestamps are rounded to the microsecond in verdicts
 
-_SHB, _IDB, _EPB = 0x0A0D0D0A, 0x00000001, 0x00000006
-_OPT_END, _OPT_COMMENT, _SHB_USERAPPL = 0, 1, 4
-_TCP_SYN, _TCP_ACK = 0x02, 0x10
 
 
 @dataclass(slots=True)
@@ -84,11 +97,11 @@ def collect(inputs: list[str], chosen: list[Chosen]) -> None:
                     continue
                 if d is None:
                     continue
-                group = by_key.get(_key(d[1], d[3], d[2], d[4]))
+                group = by_key.get(_key(d[SRC], d[SPORT], d[DST], d[DPORT]))
                 if group is None:
                     continue
                 for c in group:
-                    if _take(c, ts, d[7]):
+                    if _take(c, ts, d[FLAGS]):
                         c.frames.append((ts, linktype, frame))
                         break
 
@@ -97,7 +110,7 @@ def _take(c: Chosen, ts: float, flags: int) -> bool:
     v = c.verdict
     if c.done or ts < v.ts - SLACK:
         return False
-    if c.frames and flags & _TCP_SYN and not flags & _TCP_ACK and ts > c.frames[0][0]:
+    if c.frames and flags & TCP_SYN and not flags & TCP_ACK and ts > c.frames[0][0]:
         c.done = True  # the same ports again: a new connection
         return False
     end = max(x for x in (v.ts, v.client_hello_ts, v.server_hello_ts, v.handshake_end_ts)
@@ -127,40 +140,27 @@ def _csum_update(csum: int, old: bytes, new: bytes) -> int:
     return ~s & 0xFFFF
 
 
-def _l4_offset_v6(buf: bytearray, off: int) -> tuple[int, int] | None:
-    nxt = buf[off + 6]
-    start = off + 40
-    while nxt in (0, 43, 44, 50, 51, 60, 135, 139, 140):
-        if start + 8 > len(buf):
-            return None
-        if nxt == 44:
-            hlen = 8
-        elif nxt == 51:
-            hlen = (buf[start + 1] + 2) << 2
-        else:
-            hlen = (buf[start + 1] + 1) << 3
-        nxt = buf[start]
-        start += hlen
-    return nxt, start
-
-
 def _locate(linktype: int, frame: bytes) -> tuple[int, int, int, int] | None:
-    """(IP offset, IP version, transport protocol, transport offset) or None."""
+    """(IP offset, IP version, transport protocol, transport offset) or None, found by the
+    decoder's own walkers (:func:`~tlssniff.capture.decode.l3_offset`, ``l4_offset``);
+    protocol -1 when the transport header is not reached (the IP header is still rewritten)."""
     try:
-        where = _l3_offset(linktype, frame)
+        where = l3_offset(linktype, frame)
     except (MalformedFrame, IndexError):
         return None
     if where is None or where[0] >= len(frame):
         return None
     off = where[0]
     version = frame[off] >> 4
-    if version == 4 and len(frame) >= off + 20:
-        return off, 4, frame[off + 9], off + ((frame[off] & 0x0F) << 2)
-    if version == 6 and len(frame) >= off + 40:
-        r = _l4_offset_v6(bytearray(frame), off)
-        proto, l4 = r if r is not None else (-1, len(frame))
-        return off, 6, proto, l4
-    return None
+    if not (version == 4 and len(frame) >= off + 20 or version == 6 and len(frame) >= off + 40):
+        return None
+    try:
+        l4 = l4_offset(frame, off)
+    except MalformedFrame:
+        l4 = None
+    if l4 is None:
+        return off, version, -1, len(frame)
+    return off, version, l4[0], l4[1]
 
 
 def rewrite_address(linktype: int, frame: bytes, old: bytes, new: bytes) -> bytes:
@@ -212,9 +212,9 @@ def redact_payload(
         d = decode_frame(linktype, frame)
     except MalformedFrame:
         return frame, 0
-    if d is None or d[0] != 6 or not d[8]:
+    if d is None or d[PROTO] != 6 or not d[PAYLOAD]:
         return frame, 0
-    payload = d[8]
+    payload = d[PAYLOAD]
     start = frame.find(payload) if len(payload) > 8 else -1
     if start < 0:
         return frame, 0
@@ -247,90 +247,28 @@ def redact_payload(
 
 
 def _secret_spans(p: bytes) -> list[tuple[str, int, int]]:
-    """(kind, start, end) of secrets in the handshake messages wholly inside ``p``'s records."""
+    """(kind, start, end) of secrets in the handshake messages wholly inside ``p``'s records
+    (the record layer is walked here; each message is read by the TLS parsers themselves,
+    :func:`tlssniff.tls.messages.secret_spans`)."""
     out = []
     off = 0
-    while off + 5 <= len(p) and p[off] in (20, 21, 22, 23) and p[off + 1] == 3:
+    while (off + 5 <= len(p) and CT_CHANGE_CIPHER_SPEC <= p[off] <= CT_APPLICATION_DATA
+           and p[off + 1] == 3):
         rlen = int.from_bytes(p[off + 3:off + 5], "big")
         body_start, body_end = off + 5, min(off + 5 + rlen, len(p))
-        if p[off] == 22:
+        if p[off] == CT_HANDSHAKE:
             m = body_start
             while m + 4 <= body_end:
-                mtype = p[m]
                 mlen = int.from_bytes(p[m + 1:m + 4], "big")
                 if m + 4 + mlen > body_end:
                     break
-                try:
-                    out += _message_spans(mtype, p, m + 4, m + 4 + mlen)
-                except IndexError:
-                    pass
+                b = m + 4
+                out += [(k, b + x, b + y) for k, x, y in secret_spans(p[m], bytes(p[b:b + mlen]))]
                 m += 4 + mlen
         off = off + 5 + rlen
     return out
 
-
-def _message_spans(mtype: int, p: bytes, a: int, end: int) -> list[tuple[str, int, int]]:
-    out = []
-    if mtype in (1, 2):  # ClientHello / ServerHello: version, random, session id
-        sid = a + 34
-        n = p[sid]
-        if n:
-            out.append(("sid", sid + 1, sid + 1 + n))
-        pos = sid + 1 + n
-        if mtype == 1:
-            pos += 2 + int.from_bytes(p[pos:pos + 2], "big")  # cipher suites
-            pos += 1 + p[pos]  # compression methods
-        else:
-            pos += 3
-        if pos + 2 > end:
-            return out
-        ext_end = min(pos + 2 + int.from_bytes(p[pos:pos + 2], "big"), end)
-        pos += 2
-        while pos + 4 <= ext_end:
-            etype = int.from_bytes(p[pos:pos + 2], "big")
-            elen = int.from_bytes(p[pos + 2:pos + 4], "big")
-            body = pos + 4
-            if etype == 35 and elen and mtype == 1:
-                out.append(("tkt", body, body + elen))
-            elif etype == 41 and mtype == 1:
-                ids_end = body + 2 + int.from_bytes(p[body:body + 2], "big")
-                q = body + 2
-                while q + 2 <= ids_end:
-                    ilen = int.from_bytes(p[q:q + 2], "big")
-                    out.append(("psk", q + 2, q + 2 + ilen))
-                    q += 2 + ilen + 4
-            pos = body + elen
-    elif mtype == 4:  # NewSessionTicket: TLS 1.2 lifetime(4) ticket<2>
-        tlen = int.from_bytes(p[a + 4:a + 6], "big")
-        if a + 6 + tlen == end and tlen:
-            out.append(("tkt", a + 6, end))
-    return out
-
-
 # -- writing --------------------------------------------------------------------------------
-
-
-def _option(code: int, value: bytes) -> bytes:
-    return struct.pack("<HH", code, len(value)) + value + b"\0" * (-len(value) % 4)
-
-
-MAX_COMMENT = 8192  # bytes of a packet comment (the option length field holds 65535)
-
-
-def comment_bytes(comment: str, limit: int = MAX_COMMENT) -> bytes:
-    """A packet comment as pcapng stores it: UTF-8 (bytes that are not, escaped), no NUL (it
-    would end the comment in readers), at most ``limit`` bytes, cut on a character boundary
-    and saying how long it was."""
-    data = comment.encode("utf-8", "backslashreplace").replace(b"\0", b"\\x00")
-    if len(data) <= limit:
-        return data
-    tail = f"... ({len(data)} bytes)".encode()
-    return data[: limit - len(tail)].decode("utf-8", "ignore").encode() + tail
-
-
-def _block(btype: int, body: bytes) -> bytes:
-    length = 12 + len(body)
-    return struct.pack("<II", btype, length) + body + struct.pack("<I", length)
 
 
 def write_pcapng(
@@ -358,16 +296,11 @@ def write_pcapng(
         for ts, linktype, frame in c.frames:
             packets.append((ts, linktype, frame, c.comment, old, new))
     packets.sort(key=lambda p: p[0])
-    out.write(_block(_SHB, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1)
-                     + _option(_SHB_USERAPPL, f"tlssniff {__version__} report".encode())
-                     + _option(_OPT_END, b"")))
-    interfaces: dict[int, int] = {}
+    writer = PcapngWriter(out, application="report")
     known: dict[bytes, str] = {}
     leak = {pack_ip(a) for a in anon.leaks()} if anon is not None else set()
     for ts, linktype, frame, comment, old, new in packets:
-        if linktype not in interfaces:
-            interfaces[linktype] = len(interfaces)
-            out.write(_block(_IDB, struct.pack("<HHI", linktype, 0, 262144)))
+        iface = writer.interface_for(linktype)
         if new is not None:
             frame = rewrite_address(linktype, frame, old, new)
             # Anything left (a tunnel's inner header, a copy in the payload) is overwritten too.
@@ -377,10 +310,6 @@ def write_pcapng(
         if redactor is not None:
             frame, n = redact_payload(linktype, frame, redactor, known)
             stats.redacted_values += n
-        us = int(round(ts * 1_000_000))
-        n = len(frame)
-        opts = _option(_OPT_COMMENT, comment_bytes(comment)) + _option(_OPT_END, b"")
-        body = struct.pack("<IIIII", interfaces[linktype], us >> 32, us & 0xFFFFFFFF, n, n)
-        out.write(_block(_EPB, body + frame + b"\0" * (-n % 4) + opts))
+        writer.write(ts, frame, iface, comment)
         stats.packets += 1
     return stats

@@ -4,16 +4,22 @@ A UDP flow is its two endpoints. The first datagrams of a flow are looked at (a 
 Initial that opens with the keys of its own Destination Connection ID, or a DTLS ClientHello);
 the side that sent it is the client. A flow that shows neither within ``DETECT_DATAGRAMS``
 datagrams (DNS, RTP, ...) is marked done, and its later datagrams cost one dictionary lookup,
-as do those of a flow whose handshake verdict is known. Memory is bounded like the TCP table's:
-``max_flows`` flows, least recently active evicted first, idle flows expired.
+as do those of a flow whose handshake verdict is known. Memory is bounded like the TCP table's,
+with the same :class:`~tlssniff.flow.limits.Limits` and the same CLOCK victim search
+(:mod:`tlssniff.flow.eviction`): ``max_flows`` flows, done flows evicted before flows still
+in their handshake, least recently active first (down to 90% of the limit), idle flows expired.
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
+from collections import deque
+
+from tlssniff.capture.decode import DPORT, DST, PAYLOAD, SPORT, SRC
 from tlssniff.dtls.connection import DtlsConnection, is_client_hello
-from tlssniff.flow.table import Limits
+from tlssniff.flow.eviction import clock_victim
+from tlssniff.flow.limits import END_DONE, END_EOF, END_EVICTED, END_IDLE, Limits
 from tlssniff.quic.connection import QuicConnection, is_initial
 
 # Datagrams of an unrecognised flow looked at before it is given up on (WebRTC sends STUN
@@ -22,8 +28,8 @@ DETECT_DATAGRAMS = 16
 
 
 class UdpFlow:
-    __slots__ = ("a_ip", "a_port", "b_ip", "b_port", "client_is_a", "ts", "last", "app", "done",
-                 "tries", "frame")
+    __slots__ = ("a_ip", "a_port", "b_ip", "b_port", "client_is_a", "ts", "last", "stamp", "app",
+                 "done", "tries", "frame")
 
     def __init__(self, key: tuple, ts: float, frame: int = 0):
         self.a_ip, self.a_port, self.b_ip, self.b_port = key
@@ -31,6 +37,7 @@ class UdpFlow:
         self.client_is_a = True
         self.ts = ts
         self.last = ts
+        self.stamp = ts  # ``last`` when the flow last went to the back of its eviction queue
         self.app: QuicConnection | DtlsConnection | None = None
         self.done = False
         self.tries = 0
@@ -57,11 +64,13 @@ class UdpTable:
         self.evicted = 0
         self.idle_expired = 0
         self.evictions = 0  # _evict runs (flow-hash partitions are exact only without)
+        self._pending_q: deque[UdpFlow] = deque()  # flows not done (and stale entries)
+        self._done_q: deque[UdpFlow] = deque()  # done flows (and stale entries)
 
     def datagram(self, ts: float, d: tuple, frame_no: int) -> bool:
         """One decoded UDP datagram ``(proto, src, dst, sport, dport, ..., payload)``; True when it
         belonged to a handshake still being read."""
-        key = (d[1], d[3], d[2], d[4])
+        key = (d[SRC], d[SPORT], d[DST], d[DPORT])
         flow = self.flows.get(key)
         if flow is not None:
             flow.last = ts
@@ -70,11 +79,12 @@ class UdpTable:
         else:
             flow = UdpFlow(key, ts, frame_no)
             self.flows[key] = flow
-            self.flows[(d[2], d[4], d[1], d[3])] = flow
+            self.flows[(d[DST], d[DPORT], d[SRC], d[SPORT])] = flow
             self.count += 1
+            self._pending_q.append(flow)
             if len(self.flows) > 2 * self.limits.max_flows:
                 self._evict()
-        payload = d[8]
+        payload = d[PAYLOAD]
         if flow.app is not None:
             flow.app.tracker.last_ts = ts  # the tracker's clock (HandshakeTracker.last_ts)
         from_a = key[0] == flow.a_ip and key[1] == flow.a_port
@@ -87,7 +97,7 @@ class UdpTable:
         else:
             hs = app.datagram(from_a == flow.client_is_a, payload, frame_no)
         if app.done:
-            self._end(flow, "done")
+            self._end(flow, END_DONE)
         return hs
 
     def _detect(self, flow: UdpFlow, from_a: bool, payload: bytes, frame_no: int):
@@ -112,17 +122,22 @@ class UdpTable:
             self.dtls += 1
         if app is None:
             if flow.tries >= DETECT_DATAGRAMS:
-                flow.done = True
+                self._mark_done(flow)
             return None
         flow.client_is_a = from_a
         flow.ts = flow.last
         flow.app = app
         return app
 
-    def _end(self, flow: UdpFlow, reason: str) -> None:
+    def _mark_done(self, flow: UdpFlow) -> None:
+        flow.done = True
+        flow.stamp = flow.last
+        self._done_q.append(flow)
+
+    def _end(self, flow: UdpFlow, reason: int) -> None:
         if flow.done:
             return
-        flow.done = True
+        self._mark_done(flow)
         if flow.app is not None:
             flow.app.finish(reason)
             self.on_done(flow)
@@ -138,21 +153,36 @@ class UdpTable:
             if flow.last < limit:
                 if not flow.done and flow.app is not None:
                     self.idle_expired += 1
-                self._end(flow, "idle")
+                self._end(flow, END_IDLE)
                 self._drop(flow)
+        live = self._live
+        self._pending_q = deque(f for f in self._pending_q if not f.done and live(f))
+        self._done_q = deque(f for f in self._done_q if live(f))
+
+    def _live(self, flow: UdpFlow) -> bool:
+        return self.flows.get((flow.a_ip, flow.a_port, flow.b_ip, flow.b_port)) is flow
 
     def _evict(self) -> None:
+        """At the flow limit: down to 90% of it, done flows first, least recently active first
+        (CLOCK, as the TCP table)."""
         self.evictions += 1
-        uniq = {id(f): f for f in self.flows.values()}.values()
-        victims = sorted(uniq, key=lambda f: (not f.done, f.last))
         target = int(self.limits.max_flows * 0.9)
-        for flow in victims[: max(0, len(uniq) - target)]:
-            if not flow.done and flow.app is not None:
-                self.evicted += 1
-            self._end(flow, "evicted")
+        n = len(self.flows) // 2
+        while n > target:
+            flow = clock_victim(self._done_q, self._live, False)
+            if flow is None:
+                flow = clock_victim(self._pending_q, self._live, True)
+                if flow is None:
+                    break
+                if flow.app is not None:
+                    self.evicted += 1
+                self._end(flow, END_EVICTED)
             self._drop(flow)
+            n -= 1
 
     def finish_all(self) -> None:
         for flow in {id(f): f for f in self.flows.values()}.values():
-            self._end(flow, "end")
+            self._end(flow, END_EOF)
         self.flows.clear()
+        self._pending_q.clear()
+        self._done_q.clear()
