@@ -12,7 +12,8 @@ The layers, bottom up (a module may import its own layer and every layer below):
     5 analysis    verdicts, classification, aggregation, diagnostics (and, for now, the
                   engine: pipeline, connection, parallel)
     6 verify      the tshark cross-check (the report bundle runs it)
-    7 output      writers, table, dashboard, report bundle, the display rule, safe files
+    7 output      writers, table, dashboard, report bundle, the display rule, safe files;
+      sources     the verdict files analyze reads back (tlssniff's own JSONL and Parquet)
     7.5 probe     the active probe (prints through output's display rule and safe files)
     8 options commands cli   the command line
 
@@ -38,7 +39,7 @@ LAYERS = {
     "quic": 4, "dtls": 4, "starttls": 4,
     "analysis": 5,
     "verify": 6,
-    "output": 7,
+    "output": 7, "sources": 7,
     "probe": 7.5,
     "options": 8, "commands": 8, "cli": 8, "__main__": 8,
 }
