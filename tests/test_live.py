@@ -324,7 +324,7 @@ def test_dashboard_renders(tmp_path: Path):
     console.print(d.render(1234, Counters(tls_connections=30), KernelStats(5000, 7, 0)))
     console.file.close()
     text = (tmp_path / "d.txt").read_text()
-    assert "dropped 7" in text and "all servers" in text and "20 more servers" in text
+    assert "dropped 7" in text and "all servers" in text and "20 other servers" in text
 
 
 def test_reused_client_port_is_a_new_connection():

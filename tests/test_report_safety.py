@@ -348,11 +348,3 @@ def test_verify_on_the_evidence_of_the_demo(tmp_path):
     make_bundle(out, DEMO, verify=False)
     assert all(c for _, c in pcapng_packets(out / "evidence.pcapng"))
     verify_evidence(out)
-
-
-@needs_tshark
-def test_verify_on_a_cut_capture_is_one_line(tmp_path):
-    cut = tmp_path / "cut.pcap"
-    cut.write_bytes((CAPTURES / "openssl-tls12.pcap").read_bytes()[:40000])
-    proc = run_tlssniff("verify", str(cut), check=False)
-    _one_line_error(proc, str(cut), "cut short")

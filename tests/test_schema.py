@@ -45,7 +45,8 @@ DERIVED = {"resumed"}  # to_dict keys computed from fields (handshake)
 
 # Fields ECS lines carry (tlssniff.output.formats.to_ecs) and the ones they leave out.
 ECS_FIELDS = {"ts", "client", "server", "transport", "version", "cipher", "alpn", "sni",
-              "session_id", "established", "offered", "handshake", "hrr", "early_data", "note"}
+              "session_id", "established", "offered", "handshake", "hrr", "early_data", "note",
+              "preamble", "proxied_client"}
 NOT_IN_ECS = set(FIELDS) - ECS_FIELDS
 NOT_IN_CSV = set(FIELDS) - set(CSV_FIELDS)
 
@@ -57,7 +58,7 @@ def _values(name: str) -> tuple:
     if typing.get_origin(hint) is not list:  # X | None -> X
         args = set(typing.get_args(hint)) - {type(None)}
         kind = next(iter(args)) if args else hint
-    if name in ("client", "server"):
+    if name in ("client", "server", "proxied_client"):  # endpoints: ECS splits them
         return ("10.0.0.1:1000", "[fd00::2]:2000")
     if kind is float:
         return (1_700_000_001.25, 1_700_000_002.5)
