@@ -56,7 +56,7 @@ class _Recorder:
             self.chunks.append((0 if from_client else 1, data))
             self.size += len(data)
 
-    def finish(self, reason: str) -> None:
+    def finish(self, reason: int) -> None:
         self.done = True
 
 

@@ -26,6 +26,7 @@ import struct
 import tempfile
 
 from tlssniff.analysis.classify import classify
+from tlssniff.flow.limits import END_EOF, END_EVICTED
 from tlssniff.analysis.pipeline import Analyzer
 from tlssniff.analysis.verdict import ConnectionVerdict
 from tlssniff.capture import decode as _decode_mod
@@ -78,8 +79,8 @@ def target_tls(data: bytes) -> None:
             t.client_data(chunk, 1)
     t.finish()
     v = ConnectionVerdict(ts=0.0, client="c", server="s")
-    classify(t, v, lambda sid: len(sid) == 32, "eof")
-    classify(t, ConnectionVerdict(ts=0.0, client="c", server="s"), lambda sid: False, "evicted")
+    classify(t, v, lambda sid: len(sid) == 32, END_EOF)
+    classify(t, ConnectionVerdict(ts=0.0, client="c", server="s"), lambda sid: False, END_EVICTED)
     t.alert_text()
     assert t.error in (None, "malformed", "oversized"), t.error
 

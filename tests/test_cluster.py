@@ -269,10 +269,12 @@ def _live_missing() -> str | None:
         return "needs root: live capture on the loopback interface"
     if shutil.which("nginx") is None and not os.access("/usr/sbin/nginx", os.X_OK):
         return "nginx is not installed (scripts/install-system-deps.sh)"
+    from tlssniff.capture.live import LiveCaptureError, _find_libpcap
+
     try:
-        from scapy.libs import winpcapy  # noqa: F401
-    except (ImportError, OSError) as err:
-        return f"scapy with libpcap is needed for live capture: {err}"
+        _find_libpcap()  # live capture's one system requirement
+    except LiveCaptureError as err:
+        return str(err)
     return None
 
 

@@ -477,10 +477,12 @@ def test_verify_contradictions_quote_names_escaped(tmp_path: Path):
 def _live_reason() -> str | None:
     if not hasattr(os, "geteuid") or os.geteuid() != 0:
         return "needs root: live capture on the loopback interface"
+    from tlssniff.capture.live import LiveCaptureError, _find_libpcap
+
     try:
-        from scapy.libs import winpcapy  # noqa: F401
-    except (ImportError, OSError) as err:
-        return f"scapy with libpcap is needed for live capture: {err}"
+        _find_libpcap()  # live capture's one system requirement
+    except LiveCaptureError as err:
+        return str(err)
     return None
 
 

@@ -1028,7 +1028,7 @@ def _unprivileged_python(env: dict) -> list[str] | None:
     import site
 
     probe = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
-    code = "import prometheus_client, typer, rich, scapy, tlssniff.cli"
+    code = "import prometheus_client, typer, rich, tlssniff.cli"
     version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
     for python, extra in (([sys.executable], []),
                           ([f"/usr/bin/{version}"], site.getsitepackages())):
