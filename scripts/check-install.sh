@@ -19,7 +19,7 @@ install() {  # install VENV [PIP ARGS...]
     "$py" -m venv "$venv"
     TLSSNIFF_PURE=1 "$venv/bin/pip" install --quiet --disable-pip-version-check "$repo" "$@"
     "$venv/bin/pip" install --quiet --disable-pip-version-check pytest
-    echo "install: $venv: $("$venv/bin/pip" list 2>/dev/null | grep -iE '^(typer|click|rich|matplotlib|pyshark) ' | tr -s ' ' | tr '\n' ';')"
+    echo "install: $venv: $("$venv/bin/pip" list 2>/dev/null | grep -iE '^(typer|click|rich|matplotlib) ' | tr -s ' ' | tr '\n' ';')"
 }
 
 run_live() {  # run_live VENV: a handshake captured live, then report and verify on it
