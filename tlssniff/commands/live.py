@@ -110,7 +110,6 @@ def live(
 
       tlssniff live eth0 --metrics 127.0.0.1:9815
     """
-    import signal
 
     from tlssniff.analysis.aggregate import Aggregator
     from tlssniff.analysis.pipeline import Analyzer
@@ -205,13 +204,7 @@ def live(
             if done:
                 note(done)
 
-        stop: list[str] = []
-
-        def on_signal(signum, frame) -> None:
-            stop.append(signal.Signals(signum).name)
-
-        old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        stack.callback(lambda: [signal.signal(s, h) for s, h in old.items()])
+        stop = stop_on_signals(stack)
         note(f"listening on {iface} ({cap.backend}), link type {cap.linktype}, filter {bpf!r}")
 
         dash = None
@@ -333,6 +326,21 @@ def _metrics_tick(sink, analyzer, cap) -> None:
     table = analyzer.table
     sink.tick(analyzer.counters, cap.stats(), table.active, table.held,
               table.limits.max_pending_memory)
+
+
+def stop_on_signals(stack: contextlib.ExitStack) -> list[str]:
+    """SIGINT and SIGTERM append their name to the returned list (the capture loop stops at
+    its next turn and writes its summary); the old handlers come back when ``stack`` closes."""
+    import signal
+
+    stop: list[str] = []
+
+    def on_signal(signum, frame) -> None:
+        stop.append(signal.Signals(signum).name)
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    stack.callback(lambda: [signal.signal(s, h) for s, h in old.items()])
+    return stop
 
 
 def _open(path: Path, mode: str):

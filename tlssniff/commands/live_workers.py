@@ -197,7 +197,13 @@ def run(iface: str, bpf: str, *, duration: float | None, snaplen: int, promisc: 
 
     from tlssniff.analysis.aggregate import Aggregator
     from tlssniff.capture.live import drop_privileges as _drop
-    from tlssniff.commands.live import _kernel_line, _open, _summary_console, _warm_up
+    from tlssniff.commands.live import (
+        _kernel_line,
+        _open,
+        _summary_console,
+        _warm_up,
+        stop_on_signals,
+    )
     from tlssniff.output.formats import VerdictWriter
     from tlssniff.output.table import print_report
 
@@ -234,13 +240,7 @@ def run(iface: str, bpf: str, *, duration: float | None, snaplen: int, promisc: 
             done = _drop(user)
             if done:
                 note(done)
-        stop: list[str] = []
-
-        def on_signal(signum, frame) -> None:
-            stop.append(signal.Signals(signum).name)
-
-        old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        stack.callback(lambda: [signal.signal(s, h) for s, h in old.items()])
+        stop = stop_on_signals(stack)
         pool.start()
         note(f"listening on {iface} (ring, {workers} workers, PACKET_FANOUT_HASH), "
              f"link type {caps[0].linktype}, filter {bpf!r}")
