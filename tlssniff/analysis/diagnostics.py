@@ -26,6 +26,7 @@ under ``other``) and :data:`MAX_EVIDENCE` evidence connections per list (the ear
 
 from __future__ import annotations
 
+import bisect
 from collections import OrderedDict
 
 from tlssniff.analysis.findings import Evidence, Finding, Severity
@@ -38,6 +39,12 @@ MAX_KEY_NAMES = 32
 MAX_CLIENTS = 256
 MAX_POPULATIONS = 10_000
 MAX_EVIDENCE = 4
+# cross_server_refused by key name: a key name held by more servers of the name than this is
+# paired with the nearest holder only (the finding counts the others).
+MAX_PAIRED_HOLDERS = 4
+# cross_server_refused: pair findings per name (servers of one SNI); the others are counted in
+# one more finding.
+MAX_PAIR_FINDINGS = 10
 
 MIN_OFFERS_DISABLED = 2  # resumption_disabled: refused offers not issued by another server
 MIN_FULL_NOT_RESUMABLE = 2  # session_not_resumable: full TLS <= 1.2 handshakes, nothing issued
@@ -261,6 +268,35 @@ class Breakdown:
         }
 
 
+class _HolderWindows:
+    """The holders of one key name, for "which holder used the key nearest to this moment":
+    sorted by first use, with the running latest last use, so a query is a bisection plus a
+    short walk (at most :data:`_NEAREST_SCAN` holders)."""
+
+    __slots__ = ("firsts", "spans")
+
+    def __init__(self, holders, name: str) -> None:
+        spans = []
+        for h in holders:
+            k = h.key_names[name]
+            spans.append((k.first(), h.label, k.last(), h))
+        spans.sort(key=lambda t: (t[0], t[1]))
+        self.spans = spans
+        self.firsts = [t[0] for t in spans]
+
+    def nearest(self, t: float) -> ServerDiag | None:
+        """A holder whose use (first - FRESH .. last + FRESH) covers ``t``: of those that began
+        last before ``t + FRESH``, the first found walking back (deterministic)."""
+        i = bisect.bisect_right(self.firsts, t + FRESH)
+        for first, _label, last, h in reversed(self.spans[max(0, i - _NEAREST_SCAN):i]):
+            if first - FRESH <= t <= last + FRESH:
+                return h
+        return None
+
+
+_NEAREST_SCAN = 64
+
+
 class Diagnostics:
     """Collects verdicts; :meth:`findings` explains what the rates do not."""
 
@@ -280,6 +316,7 @@ class Diagnostics:
         self.concurrency: dict[str, dict] = {}
         self._ages: dict[str, tuple[list, list]] = {}
         self._cross_ages: dict[str, tuple[list, list]] = {}
+        self._key_holders: dict[tuple[str, str], int] = {}  # (holder, refuser) -> holders
 
     # -- input -------------------------------------------------------------------------------
 
@@ -524,12 +561,15 @@ class Diagnostics:
             f = self._lost_or_timeout(self.servers[label], acc, ref)
             if f:
                 out.append(f)
+        by_name: dict[str | None, list[Finding]] = {}
         for (a, b), (refused, accepted) in cross.items():
             if b in disabled:
                 continue  # b refuses its own sessions too: resumption_disabled says it
             f = self._cross_server(a, b, refused, accepted)
             if f:
-                out.append(f)
+                by_name.setdefault(self.servers[b].sni, []).append(f)
+        for name, found in by_name.items():
+            out.extend(self._cross_server_bounded(name, found))
         out.extend(self._keys_differ())
         out.extend(self._concurrent_refused(mixed_groups))
         if (f := self._limited()) is not None:
@@ -573,32 +613,66 @@ class Diagnostics:
             for c in sess.offers:
                 if c.resumed:
                     holders.setdefault(c.server, []).append(c)
+            if len(holders) > MAX_PAIRED_HOLDERS:
+                # One session accepted across a fleet: each offer is paired with the
+                # MAX_PAIRED_HOLDERS holders that accepted it nearest in time, not with all.
+                merged = sorted((c for acc in holders.values() for c in acc),
+                                key=lambda a: (a.start, a.order()))
+                starts = [a.start for a in merged]
+                for c in sess.offers:
+                    for near in _nearest_holders(merged, starts, c):
+                        pair(near, c, "same session accepted by")
+                continue
             for _label, accepted in sorted(holders.items()):
+                accepted.sort(key=lambda a: (a.start, a.order()))
+                starts = [a.start for a in accepted]
                 for c in sess.offers:
                     if c.sni != accepted[0].sni or c.endpoint == accepted[0].endpoint:
                         continue
-                    near = min(accepted, key=lambda a: (abs(a.start - c.start), a.order()))
+                    near = _nearest(accepted, starts, c.start)
                     if c.resumed or abs(near.start - c.start) <= FRESH:
                         pair(near, c, "same session accepted by")
         # Key names: a refused ticket whose key name another node of the name holds (issued
         # tickets under it, or accepted one), and the refusing server does not.
+        # A server that refuses a key name cannot hold it, and within one name the label fixes
+        # the address: every holder of (name, key name) is "another node" of a refuser.
         holders_by_name: dict[tuple, list[ServerDiag]] = {}
         for s in self.servers.values():
             for name, k in (s.key_names or {}).items():
                 if k.held():
                     holders_by_name.setdefault((s.sni, name), []).append(s)
+        windows: dict[tuple, _HolderWindows] = {}
+        self._key_holders = {}
         foreign_keyed: dict[str, int] = {}
         keyed_names: dict[str, set] = {}
         for b in self.servers.values():
             for name, k in sorted((b.key_names or {}).items()):
                 if not k.refused or k.held():
                     continue
-                others = [h for h in holders_by_name.get((b.sni, name), ())
-                          if h.endpoint != b.endpoint]
+                others = holders_by_name.get((b.sni, name), ())
                 if not others:
                     continue
                 foreign_keyed[b.label] = foreign_keyed.get(b.label, 0) + k.refused
                 keyed_names.setdefault(b.label, set()).add(name)
+                why = f"ticket key name {name} held by"
+                if len(others) > MAX_PAIRED_HOLDERS:
+                    # A key a whole fleet holds (a CDN name behind thousands of addresses): the
+                    # refusal is paired with the nearest holder only, and the finding counts
+                    # the others, so that the cost and the findings follow the refusers, not
+                    # refusers x holders (an egress capture's 50,000 servers of one name).
+                    w = windows.get((b.sni, name))
+                    if w is None:
+                        w = windows[(b.sni, name)] = _HolderWindows(others, name)
+                    for c in k.refused_examples:
+                        holder = w.nearest(c.start)
+                        if holder is None:
+                            continue
+                        pair_key = (holder.label, b.label)
+                        refused, _ = cross.setdefault(pair_key, ({}, {}))
+                        assert holder.key_names is not None
+                        refused.setdefault(id(c), (c, holder.key_names[name].example(), why))
+                        self._key_holders[pair_key] = len(others)
+                    continue
                 for holder in others:
                     refused, _ = cross.setdefault((holder.label, b.label), ({}, {}))
                     assert holder.key_names is not None
@@ -606,7 +680,7 @@ class Diagnostics:
                     ex = hk.example()
                     for c in k.refused_examples:
                         if hk.first() - FRESH <= c.start <= hk.last() + FRESH:
-                            refused.setdefault(id(c), (c, ex, f"ticket key name {name} held by"))
+                            refused.setdefault(id(c), (c, ex, why))
         # Refused offers another server issued or holds, per server (each offer once: those
         # counted by key name are not counted again by session).
         foreign: dict[str, int] = dict(foreign_keyed)
@@ -996,12 +1070,15 @@ class Diagnostics:
             ev.append(o.evidence(f"{why} {a}"))
             ev.append(c.evidence(f"offered to {b}, refused"))
         tls13 = any(c.tls13 for c, _, _ in pairs)
+        holders = self._key_holders.get((a, b), 0)
         return Finding(
             code="cross_server_refused",
             severity=Severity.WARNING,
             servers=[a, b],
             message=(
                 f"Sessions of {a} are refused by {b} (same name)"
+                + (f" (and {holders - 1} other servers of the name hold the key it lacks)"
+                   if holders else "")
                 + (", which accepts its own" if own else
                    " (whether it resumes its own sessions, the capture does not show)")
                 + (" (TLS 1.3 PSKs)" if tls13 else "")
@@ -1010,9 +1087,42 @@ class Diagnostics:
                 "or keep clients on one node."
             ),
             details={"from": a, "to": b, "offers": len(pairs), "accepted": 0,
-                     "target_accepts_own": own},
+                     "target_accepts_own": own, **({"key_holders": holders} if holders else {})},
             evidence=ev,
         )
+
+    def _cross_server_bounded(self, name: str | None, found: list[Finding]) -> list[Finding]:
+        """At most :data:`MAX_PAIR_FINDINGS` pairs of one name, those with the most refused
+        offers; the other pairs of the name as one finding that counts them. (A name behind
+        thousands of addresses gives a pair per refused offer: the list would follow the
+        offers, not the problem, which is one: the nodes do not share keys.)"""
+        if len(found) <= MAX_PAIR_FINDINGS:
+            return found
+        found.sort(key=lambda f: (-f.details["offers"], f.servers))
+        kept, rest = found[:MAX_PAIR_FINDINGS], found[MAX_PAIR_FINDINGS:]
+        refusers: dict[str, int] = {}
+        for f in rest:
+            b = f.details["to"]
+            refusers[b] = refusers.get(b, 0) + f.details["offers"]
+        offers = sum(refusers.values())
+        top = sorted(refusers, key=lambda b: (-refusers[b], b))
+        shown = top[:MAX_EVIDENCE]
+        ev = [e for f in rest[:MAX_EVIDENCE // 2] for e in f.evidence[:2]]
+        return kept + [Finding(
+            code="cross_server_refused",
+            severity=Severity.WARNING,
+            servers=shown,
+            message=(
+                f"{len(rest)} more pairs of servers answering for {name or 'no name'} refuse "
+                f"each other's sessions ({offers} refused offers at {len(top)} servers; the "
+                f"{len(shown)} that refuse the most are named): the nodes share neither "
+                f"session cache nor ticket keys. Share the ticket keys ({_KEY_FILES}) or a "
+                "session cache, or keep clients on one node."
+            ),
+            details={"name": name, "pairs": len(rest), "offers": offers,
+                     "refusing_servers": len(top), "accepted": 0},
+            evidence=ev,
+        )]
 
     def _keys_differ(self) -> list[Finding]:
         by_sni: dict[str, list[tuple[ServerDiag, set, float, float]]] = {}
@@ -1023,20 +1133,12 @@ class Diagnostics:
                     (s, {n for n, _ in held}, s.seen_first, s.seen_last))
         out = []
         for sni, group in sorted(by_sni.items()):
-            involved: dict[str, tuple] = {}
-            for i, (a, na, fa, la) in enumerate(group):
-                for b, nb, fb, lb in group[i + 1:]:
-                    if a.endpoint == b.endpoint or na & nb:
-                        continue
-                    if la < fb or lb < fa:
-                        continue  # not seen at the same time: could be one key handed on
-                    involved[a.label] = (a, na)
-                    involved[b.label] = (b, nb)
+            involved = _disjoint_at_once(group)
             if not involved:
                 continue
             servers = sorted(involved)
             ev = []
-            for label in servers:
+            for label in servers[:MAX_EVIDENCE]:
                 name, k = self._held(involved[label][0])[0]
                 ev.append(k.example().evidence(f"ticket key name {name}"))
             out.append(Finding(
@@ -1130,6 +1232,80 @@ class Diagnostics:
                        "key_names_dropped": sum(s.key_names_dropped
                                                 for s in self.servers.values())},
         }
+
+
+def _nearest(conns: list[Conn], starts: list[float], t: float) -> Conn:
+    """Of ``conns`` (sorted by start, then order; ``starts`` their starts), the one starting
+    nearest ``t``, the earliest by order among equals: a bisection, not a scan."""
+    i = bisect.bisect_left(starts, t)
+    candidates = []
+    for j in (i - 1, i):
+        if 0 <= j < len(conns):
+            k = j
+            while k > 0 and starts[k - 1] == starts[j]:
+                k -= 1
+            while k < len(conns) and starts[k] == starts[j]:
+                candidates.append(conns[k])
+                k += 1
+    return min(candidates, key=lambda a: (abs(a.start - t), a.order()))
+
+
+def _nearest_holders(merged: list[Conn], starts: list[float], c: Conn) -> list[Conn]:
+    """For the offer ``c``: the accepted offers (``merged``, sorted by start) of up to
+    :data:`MAX_PAIRED_HOLDERS` other servers of its name, the nearest in time of each, walking
+    out from ``c``'s moment (within FRESH s unless ``c`` was accepted itself)."""
+    i = bisect.bisect_left(starts, c.start)
+    lo, hi = i - 1, i
+    seen: set[str] = set()
+    out: list[Conn] = []
+    while len(out) < MAX_PAIRED_HOLDERS and (lo >= 0 or hi < len(merged)):
+        if hi >= len(merged) or (lo >= 0 and c.start - starts[lo] <= starts[hi] - c.start):
+            a, lo = merged[lo], lo - 1
+        else:
+            a, hi = merged[hi], hi + 1
+        if not c.resumed and abs(a.start - c.start) > FRESH:
+            break
+        if a.server in seen or a.sni != c.sni or a.endpoint == c.endpoint:
+            continue
+        seen.add(a.server)
+        out.append(a)
+    return out
+
+
+def _disjoint_at_once(group: list[tuple]) -> dict[str, tuple]:
+    """The servers of one name (``(server, key names, first seen, last seen)``) seen at the same
+    time as another server of the name holding none of their key names (seen apart, one key may
+    have been handed on), by label.
+
+    Servers are grouped by their set of key names: a class never conflicts with itself, and for
+    two disjoint classes a member of one conflicts iff a member of the other was seen while it
+    was (a bisection over the other class sorted by first sighting, with the running latest
+    last sighting). The cost is (classes^2 x members x log), not servers^2: a fleet sharing one
+    key is one class, and with per-node keys a server stops at the first node it overlaps.
+    """
+    classes: dict[frozenset, list[tuple]] = {}
+    for a, names, first, last in group:
+        classes.setdefault(frozenset(names), []).append((first, last, a))
+    index = []
+    for names, members in classes.items():
+        members.sort(key=lambda t: (t[0], t[2].label))
+        firsts = [m[0] for m in members]
+        latest, running = [], float("-inf")
+        for m in members:
+            running = max(running, m[1])
+            latest.append(running)
+        index.append((names, members, firsts, latest))
+    involved: dict[str, tuple] = {}
+    for names, members, _f, _l in index:
+        for first, last, a in members:
+            for other, _m, firsts, latest in index:
+                if other is names or names & other:
+                    continue
+                i = bisect.bisect_right(firsts, last)
+                if i and latest[i - 1] >= first:
+                    involved[a.label] = (a, set(names))
+                    break
+    return involved
 
 
 def _loss_window(acc: list, ref: list) -> tuple[float, float] | None:

@@ -11,6 +11,8 @@ from tlssniff.output.display import for_terminal, terminal_text
 
 # A finding's message quotes names (SNI); one holding a 64 KB name is shortened (JSON has it whole).
 MESSAGE_LIMIT = 4096
+FINDINGS_PER_CODE = 10  # findings of one code on the screen; -f json has them all
+SERVERS_PER_FINDING = 10  # servers named in a finding's header line
 TOP_SERVERS = 25  # rows of the table by default (--top); the rest are one row
 _MECH_SHORT = (("session_id", "id"), ("ticket", "tkt"), ("psk", "psk"), ("full", "full"))
 
@@ -162,15 +164,29 @@ _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 def print_findings(console: Console, findings: list) -> None:
     """Findings (tlssniff.analysis.findings.Finding), most severe first: one header line each
     (``SEVERITY code server...``), the message, and the connections that prove it by
-    ``client -> server @ ts`` as the JSONL output has them (docs/diagnostics.md)."""
+    ``client -> server @ ts`` as the JSONL output has them (docs/diagnostics.md).
+
+    A screen, not a record: at most :data:`FINDINGS_PER_CODE` findings of one code and
+    :data:`SERVERS_PER_FINDING` servers per header, the rest counted with where to see them
+    (``-f json``). An egress capture can hold a finding per server; printing 50,000 of them
+    took minutes and helped nobody."""
     console.print()
     console.print("[b]Findings[/b]")
+    shown: dict[str, int] = {}
+    hidden: dict[str, int] = {}
     for f in findings:
+        if shown.get(f.code, 0) >= FINDINGS_PER_CODE:
+            hidden[f.code] = hidden.get(f.code, 0) + 1
+            continue
+        shown[f.code] = shown.get(f.code, 0) + 1
         sev = f.severity.value
+        servers = ", ".join(for_terminal(s) for s in f.servers[:SERVERS_PER_FINDING])
+        if len(f.servers) > SERVERS_PER_FINDING:
+            servers += f" and {len(f.servers) - SERVERS_PER_FINDING} more servers"
         # Servers, messages and reasons quote captured names (SNI): Text, escaped, no markup.
         console.print(Text.assemble(
             (sev.upper(), _SEVERITY_STYLE.get(sev, "")), " ", (for_terminal(f.code), "bold"),
-            " ", ", ".join(for_terminal(s) for s in f.servers),
+            " ", servers,
         ))
         console.print(Text("  " + for_terminal(f.message, MESSAGE_LIMIT)))
         for e in f.evidence:
@@ -179,4 +195,8 @@ def print_findings(console: Console, findings: list) -> None:
                 f"  - {for_terminal(e.client)} -> {for_terminal(e.server)} @ {e.ts:.6f}{frames}"
                 + (f": {for_terminal(e.why, MESSAGE_LIMIT)}" if e.why else ""), style="dim",
             ))
-
+    if hidden:
+        console.print(Text(
+            "Not shown: " + ", ".join(f"{n} more {for_terminal(code)}"
+                                      for code, n in hidden.items())
+            + " (-f json lists every finding with its evidence).", style="dim"))
