@@ -22,6 +22,7 @@ from setuptools.command.build_ext import build_ext
 NATIVE_MODULES = [
     "tlssniff/capture/decode.py",
     "tlssniff/capture/files.py",
+    "tlssniff/capture/select.py",
     "tlssniff/flow/reassembly.py",
     "tlssniff/flow/limits.py",
     "tlssniff/flow/eviction.py",

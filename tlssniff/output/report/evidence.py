@@ -25,13 +25,8 @@ from typing import BinaryIO
 
 from tlssniff.analysis.verdict import ConnectionVerdict
 from tlssniff.capture.decode import (
-    DPORT,
-    DST,
-    FLAGS,
     PAYLOAD,
     PROTO,
-    SPORT,
-    SRC,
     TCP_ACK,
     TCP_SYN,
     MalformedFrame,
@@ -40,6 +35,7 @@ from tlssniff.capture.decode import (
     l4_offset,
 )
 from tlssniff.capture.files import open_capture
+from tlssniff.capture.select import FlowFrames, flow_key
 from tlssniff.capture.pcapng import PcapngWriter
 from tlssniff.output.report.privacy import Anonymizer, Redactor, pack_ip, split_endpoint
 from tlssniff.tls.messages import secret_spans
@@ -73,37 +69,35 @@ class EvidenceStats:
     redacted_values: int = 0
 
 
-def _key(src: bytes, sport: int, dst: bytes, dport: int) -> tuple:
-    return (src, sport, dst, dport)
-
-
 def collect(inputs: list[str], chosen: list[Chosen]) -> None:
-    """Read ``inputs`` again and attach to each chosen connection its frames."""
-    by_key: dict[tuple, list[Chosen]] = {}
+    """Read ``inputs`` again and attach to each chosen connection its frames (picked by
+    :class:`~tlssniff.capture.select.FlowFrames`: the frames of other connections cost about
+    what walking the records costs)."""
+    index: dict[bytes, int] = {}
+    groups: list[list[Chosen]] = []
     for c in chosen:
         cip, cport = split_endpoint(c.verdict.client)
         sip, sport = split_endpoint(c.verdict.server)
-        k = _key(pack_ip(cip), cport, pack_ip(sip), sport)
-        by_key.setdefault(k, []).append(c)
-        by_key.setdefault(_key(k[2], k[3], k[0], k[1]), []).append(c)
-    for group in by_key.values():
+        for k in (flow_key(pack_ip(cip), cport, pack_ip(sip), sport),
+                  flow_key(pack_ip(sip), sport, pack_ip(cip), cport)):
+            i = index.get(k)
+            if i is None:
+                i = index[k] = len(groups)
+                groups.append([])
+            groups[i].append(c)
+    for group in groups:
         group.sort(key=lambda c: c.verdict.ts)
+
+    def take(i: int, ts: float, linktype: int, flags: int, frame: bytes) -> None:
+        for c in groups[i]:
+            if _take(c, ts, flags):
+                c.frames.append((ts, linktype, frame))
+                break
+
+    sink = FlowFrames(index, take)
     for path in inputs:
         with open_capture(path) as cap:
-            for ts, linktype, frame in cap.frames():
-                try:
-                    d = decode_frame(linktype, frame)
-                except MalformedFrame:
-                    continue
-                if d is None:
-                    continue
-                group = by_key.get(_key(d[SRC], d[SPORT], d[DST], d[DPORT]))
-                if group is None:
-                    continue
-                for c in group:
-                    if _take(c, ts, d[FLAGS]):
-                        c.frames.append((ts, linktype, frame))
-                        break
+            cap.walk(sink)
 
 
 def _take(c: Chosen, ts: float, flags: int) -> bool:
