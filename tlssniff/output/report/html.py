@@ -12,7 +12,15 @@ import shlex
 from tlssniff import __version__
 from tlssniff.output.display import DOCUMENT_LIMIT, for_html
 from tlssniff.output.report import charts
-from tlssniff.output.report.bundle import _Context, iso, low_hit, stats_label
+from tlssniff.output.report.bundle import (
+    _Context,
+    iso,
+    listed_servers,
+    low_hit,
+    named,
+    shown_findings,
+    stats_label,
+)
 from tlssniff.output.report.markdown import MESSAGE_LIMIT, VERDICT_TEXT, mix, pct
 
 _CSS = """
@@ -120,10 +128,13 @@ def render(ctx: _Context) -> str:
     parts.append("<h2>Findings</h2>")
     if not ctx.findings:
         parts.append("<p>No findings: nothing in the capture explains a low resumption rate.</p>")
-    for f, d in zip(ctx.findings, ctx.finding_dicts()):
+    shown, hidden = shown_findings(ctx)
+    for _n, f, d in shown:
         sev = f.severity.value
+        servers, more = named(f.servers)
         parts.append(f"<div class='finding {sev}'><p><span class='sev-{sev}'>{sev.upper()}</span> "
-                     f"<code>{e(f.code)}</code> {', '.join(v(s) for s in f.servers)}</p>"
+                     f"<code>{e(f.code)}</code> {', '.join(v(s) for s in servers)}"
+                     f"{f' and {more} more servers' if more else ''}</p>"
                      f"<p>{e(f.message, MESSAGE_LIMIT)}</p>")
         if d["evidence"]:
             parts.append("<table><tr><th>client</th><th>server</th><th>time (UTC)</th>"
@@ -134,13 +145,18 @@ def render(ctx: _Context) -> str:
                              f"</td><td>{e(x['why'], MESSAGE_LIMIT)}</td></tr>")
             parts.append("</table>")
         parts.append("</div>")
+    if hidden:
+        parts.append("<p class='muted'>Not shown here: " + e(", ".join(
+            f"{k} more {code}" for code, k in hidden.items()))
+            + " (summary.json has every finding with its evidence).</p>")
 
     parts.append("<h2>Resumption per server</h2><table><tr><th>server</th><th>SNI</th>"
                  "<th>handshakes</th><th>classified</th><th>resumed</th><th>offered</th>"
                  "<th>accepted</th><th>refused</th><th>hit rate</th><th>mix</th>"
                  "<th>versions</th></tr>")
     flagged = {stats_label(s) for s in ctx.failing} | set(ctx.problems)
-    for s in ctx.agg.sorted_servers():
+    rows, left_out = listed_servers(ctx)
+    for s in rows:
         fail = stats_label(s) in flagged
         low = not fail and low_hit(s)
         mark = " (fails)" if fail else " (low hit rate)" if low else ""
@@ -153,6 +169,9 @@ def render(ctx: _Context) -> str:
             f"<td class=n>{pct(s.hit_rate)}</td><td>{e(mix(s.by_handshake))}</td>"
             f"<td>{e(', '.join(f'{k} {n}' for k, n in sorted(s.by_version.items())))}</td></tr>")
     parts.append("</table>")
+    if left_out:
+        parts.append(f"<p class='muted'>{left_out} other servers are not listed here; "
+                     "summary.json lists every server.</p>")
 
     parts.append("<h2>What the verdicts mean</h2>" + _verdict_html())
 

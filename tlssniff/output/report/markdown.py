@@ -7,9 +7,21 @@ that prove it, the per-server table, what the verdicts mean, and how the capture
 from __future__ import annotations
 
 from tlssniff.output.display import for_markdown, for_markdown_code
-from tlssniff.output.report.bundle import LOW_HIT_RATE, _Context, iso, low_hit, stats_label
+from tlssniff.output.report.bundle import (
+    LOW_HIT_RATE,
+    _Context,
+    iso,
+    listed_servers,
+    low_hit,
+    named,
+    shown_findings,
+    stats_label,
+)
 
 MAX_NAMED = 8  # servers named one by one in the headline's "also refused" line
+# Servers given a bullet of their own in the headline, per kind (a problem, below --fail-under,
+# refusing unexplained); the others are counted in one more bullet.
+HEADLINE_SERVERS = 20
 
 # Finding messages quote captured names; longer ones are shortened (summary.json has them whole).
 MESSAGE_LIMIT = 4096
@@ -62,25 +74,41 @@ def headline(ctx: _Context, val=esc) -> list[str]:
         if f.severity.value in ("error", "warning"):
             for s in f.servers:
                 errors.setdefault(s, []).append(f)
-    for s, fs in errors.items():
+    for s, fs in list(errors.items())[:HEADLINE_SERVERS]:
         codes = ", ".join(f"`{code}`" for code in dict.fromkeys(f.code for f in fs))
         lines.append(f"- **{val(s)}** has a problem ({codes}): {val(fs[0].message, MESSAGE_LIMIT)}")
-    for s in ctx.failing:
+    if len(errors) > HEADLINE_SERVERS:
+        codes = ", ".join(f"`{code}`" for code in dict.fromkeys(
+            f.code for fs in list(errors.values())[HEADLINE_SERVERS:] for f in fs))
+        lines.append(f"- And {len(errors) - HEADLINE_SERVERS} more servers with a problem "
+                     f"({codes}): see the findings below and summary.json.")
+    for s in ctx.failing[:HEADLINE_SERVERS]:
         lines.append(
             f"- **{val(stats_label(s))}** resumes {pct(s.resumption_rate)} of {s.classified} "
             f"classified handshakes, below the required {pct(ctx.fail_under)} "
             f"(--fail-under, servers with at least {ctx.min_handshakes} handshakes).")
+    if len(ctx.failing) > HEADLINE_SERVERS:
+        lines.append(f"- And {len(ctx.failing) - HEADLINE_SERVERS} more servers below the "
+                     f"required {pct(ctx.fail_under)}: see summary.json's failing_servers.")
     named = set(errors) | {stats_label(s) for s in ctx.failing}
     # Refused offers are named even when no finding explains them: a reader must not be told
     # all is well while a server turns clients away.
+    unexplained = 0
     for s in ctx.agg.sorted_servers():
         label = stats_label(s)
         if low_hit(s) and label not in named:
             named.add(label)
+            unexplained += 1
+            if unexplained > HEADLINE_SERVERS:
+                continue
             lines.append(
                 f"- **{label}** refuses {s.refused} of {s.offered} resumption offers (hit rate "
                 f"{pct(s.hit_rate)}, under {pct(LOW_HIT_RATE)}); no finding explains it: see "
                 "its row in the per-server table and its connections in `handshakes.jsonl`.")
+    if unexplained > HEADLINE_SERVERS:
+        lines.append(f"- And {unexplained - HEADLINE_SERVERS} more servers refuse most offers "
+                     f"(hit rate under {pct(LOW_HIT_RATE)}) with no finding to explain it: see "
+                     "summary.json's low_hit_rate_servers.")
     also = [s for s in ctx.agg.sorted_servers() if s.refused and stats_label(s) not in named]
     if also:
         shown = ", ".join(f"**{stats_label(s)}** ({s.refused} of {s.offered})"
@@ -120,10 +148,12 @@ def render(ctx: _Context) -> str:
     out += ["## Findings", ""]
     if not ctx.findings:
         out += ["No findings: nothing in the capture explains a low resumption rate.", ""]
-    for n, (f, d) in enumerate(zip(ctx.findings, ctx.finding_dicts()), 1):
+    shown, hidden = shown_findings(ctx)
+    for n, f, d in shown:
+        servers, more = named(f.servers)
         out += [
             f"### {n}. {f.severity.value.upper()} `{f.code}`: "
-            + ", ".join(esc(s) for s in f.servers),
+            + ", ".join(esc(s) for s in servers) + (f" and {more} more servers" if more else ""),
             "",
             esc(f.message, MESSAGE_LIMIT),
             "",
@@ -139,12 +169,16 @@ def render(ctx: _Context) -> str:
                            f"{','.join(map(str, e['frames'])) or '-'} | "
                            f"{esc(e['why'] or '', MESSAGE_LIMIT)} |")
             out.append("")
+    if hidden:
+        out += ["Not shown here: " + ", ".join(f"{k} more `{code}`" for code, k in hidden.items())
+                + " (summary.json has every finding with its evidence).", ""]
     out += ["## Resumption per server", "",
             "| server | SNI | handshakes | classified | resumed | offered | accepted | refused "
             "| hit rate | mix | versions |",
             "|---|---|--:|--:|--:|--:|--:|--:|--:|---|---|"]
     flagged = {stats_label(s) for s in ctx.failing} | set(ctx.problems)
-    for s in ctx.agg.sorted_servers():
+    rows, left_out = listed_servers(ctx)
+    for s in rows:
         mark = " **(fails)**" if stats_label(s) in flagged else \
             " **(low hit rate)**" if low_hit(s) else ""
         kind = s.starttls or (s.transport if s.transport != "tcp" else "")
@@ -154,6 +188,9 @@ def render(ctx: _Context) -> str:
             f"{s.offered} | {s.accepted} | {s.refused} | {pct(s.hit_rate)} | {mix(s.by_handshake)} "
             f"| {esc(', '.join(f'{k} {n}' for k, n in sorted(s.by_version.items())))} |")
     t = ctx.agg.total
+    if left_out:
+        out.append(f"| *{left_out} other servers* (every server is in summary.json) | | | | | "
+                   "| | | | | |")
     if len(ctx.agg.servers) > 1:
         out.append(f"| **all servers** | | {t.handshakes} | {t.classified} | {t.resumed} "
                    f"({pct(t.resumption_rate)}) | {t.offered} | {t.accepted} | {t.refused} | "
