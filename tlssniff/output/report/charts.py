@@ -106,17 +106,17 @@ def too_few_note(busiest: int) -> str:
             "the rates.")
 
 
-def rate_over_time_binned(binned: dict[str, dict[int, list[int]]], width: float,
+def rate_over_time_binned(binned: dict[str, dict[int, list[int]] | None], width: float,
                           counts: dict[str, int]) -> tuple[str | None, list[str]]:
     """The chart from counts already binned (label -> bin -> [classified, resumed], busiest
-    first; ``counts``: classified handshakes per label), so that a caller streaming its
-    verdicts keeps only the bins. A bin holding fewer than :data:`MIN_PER_BIN` handshakes is
+    first; ``counts``: classified handshakes per label; None: too few to bin), so that a
+    caller streaming its verdicts keeps only the bins. A bin holding fewer than :data:`MIN_PER_BIN` handshakes is
     not a rate worth a point (it is left as a gap); servers that end up with fewer than two
     points, and those beyond :data:`MAX_SERVERS`, are named in the notes."""
     drawn: list[tuple[str, list[float], list[float]]] = []
     thin: list[str] = []
     for label, bins in binned.items():
-        if sum(1 for b in bins.values() if b[0] >= MIN_PER_BIN) < 2:
+        if bins is None or sum(1 for b in bins.values() if b[0] >= MIN_PER_BIN) < 2:
             thin.append(f"{label} ({counts.get(label, 0)})")
             continue
         xs, ys = [], []

@@ -227,7 +227,11 @@ def _charts(ctx: _Context):
         if width is None:
             yield None, [charts.too_few_note(busiest)]
         else:
-            binned: dict[str, dict[int, list[int]]] = {k: {} for k in order if k in classified}
+            # A server with fewer classified handshakes than two full bins cannot get a line:
+            # it is named as thin without bins (an egress capture's 20,000 table rows).
+            two_bins = 2 * charts.MIN_PER_BIN
+            binned: dict[str, dict[int, list[int]] | None] = {
+                k: {} if classified[k] >= two_bins else None for k in order if k in classified}
             for v in ctx.verdicts:
                 if v.handshake.value == "unknown":
                     continue
