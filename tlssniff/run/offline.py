@@ -80,19 +80,21 @@ def progress_bar(enabled: bool, console):
 
 
 def run_files(session: Session, captures: list[Path], *, jobs: int = 1, one_stream: bool = False,
-              dask: str | None = None, progress=None, split: Split | None = None) -> Session:
+              dask: str | None = None, progress=None, split: Split | None = None,
+              verdict_files: bool = True) -> Session:
     """Analyze ``captures`` into ``session``: the capture files by the engine (``jobs`` 0: one
     per core), then tlssniff's verdict files (recognised by content, sources.py). With
     ``split`` the workers write the streamed lines themselves and ``session``'s sinks must do
-    nothing else (analysis/parallel.py)."""
+    nothing else (analysis/parallel.py). Without ``verdict_files`` every input is a capture.
+    """
     from tlssniff.sources import read_verdict_files, split_inputs
 
-    pcaps, verdict_files = split_inputs(captures)  # the one place inputs are sorted
+    pcaps, verdicts = split_inputs(captures) if verdict_files else (captures, [])
     totals = analyze_captures([str(p) for p in pcaps], session.add, session.limits,
                               jobs or os.cpu_count() or 1, progress, one_stream, split, dask)
-    read, warnings = read_verdict_files(verdict_files, session.add)
+    read, warnings = read_verdict_files(verdicts, session.add)
     totals.warnings.extend(warnings)
-    if verdict_files:
+    if verdicts:
         session.verdicts_read = read
     session.done(totals)
     return session

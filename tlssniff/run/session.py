@@ -21,6 +21,7 @@ from tlssniff.analysis.verdict import ConnectionVerdict
 from tlssniff.errors import CaptureError, ExitCode
 from tlssniff.flow.table import Limits
 from tlssniff.output import display
+from tlssniff.output.report import fail_under, fail_under_lines  # imported as root (live)
 
 Sink = Callable[[ConnectionVerdict], None]
 
@@ -85,8 +86,6 @@ class FailUnder:
     def failing(self, agg: Aggregator) -> list:
         if self.rate is None:
             return []
-        from tlssniff.output.report import fail_under
-
         return fail_under(agg, self.rate, self.min_handshakes)
 
 
@@ -116,8 +115,6 @@ def conclude(err_console, *, warnings: Iterable[str] = (), errors: Iterable[str]
     if failing is None:
         assert agg is not None
         failing = policy.failing(agg)
-    from tlssniff.output.report import fail_under_lines
-
     for line in fail_under_lines(failing, policy.rate):
         say(err_console, line)
     if failing:
