@@ -21,7 +21,7 @@ from tlssniff.analysis.aggregate import MAX_SERVERS
 from tlssniff import options
 from tlssniff.errors import ExitCode, TlssniffError, UsageError
 from tlssniff.output import display
-from tlssniff.output.formats import FORMATS
+from tlssniff.run.outputs import OUTPUTS
 from tlssniff.output.table import TOP_SERVERS
 
 app = typer.Typer(
@@ -64,7 +64,7 @@ Captures = Annotated[list[Path], typer.Argument(
     "analyzed on its own (see --one-stream); findings follow time, not file order.",
     show_default=False)]
 Format = Annotated[str, typer.Option(
-    "--format", "-f", parser=options.choice(*FORMATS), metavar="FORMAT",
+    "--format", "-f", parser=options.choice(*OUTPUTS), metavar="FORMAT",
     help="table (default): per-server table; json: summary and every connection; "
     "jsonl: one object per TLS connection, streamed; csv: one row per connection; "
     "ecs: JSON lines in Elastic Common Schema names; parquet: one typed row per "

@@ -268,6 +268,13 @@ class LiveRun:
     metrics_window: float
     workers: int
 
+    @property
+    def filter(self) -> str:
+        """The BPF filter (--filter, else the default one; see :meth:`check`)."""
+        from tlssniff.capture.live import DEFAULT_FILTER
+
+        return DEFAULT_FILTER if self.bpf is None else self.bpf
+
     def note(self, message: str) -> None:
         if not self.quiet:
             display.console(stderr=True).print(f"tlssniff: {display.for_terminal(message, 0)}",
@@ -275,10 +282,8 @@ class LiveRun:
 
     def check(self):
         """The combinations the parser cannot refuse; returns --metrics' (host, port)."""
-        from tlssniff.capture.live import DEFAULT_FILTER
-
         listen = metrics_listen(self.metrics, self.metrics_top, self.metrics_window)
-        self.bpf = DEFAULT_FILTER if self.bpf is None else self.bpf
+        self.bpf = self.filter
         if self.drop_privileges and os.geteuid() == 0:
             import pwd
 
@@ -329,7 +334,7 @@ class LiveRun:
         from tlssniff.capture.live import drop_privileges as _drop
         from tlssniff.output.formats import VerdictWriter
 
-        cap = LiveCapture(self.iface, self.bpf, snaplen=self.snaplen, promisc=self.promisc,
+        cap = LiveCapture(self.iface, self.filter, snaplen=self.snaplen, promisc=self.promisc,
                           buffer_mb=self.buffer_mb, backend=self.backend)
         cap.open()
         stack.callback(cap.close)
@@ -378,10 +383,10 @@ class LiveRun:
         if self._dashboard_on():
             from tlssniff.output.dashboard import Dashboard
 
-            dash = Dashboard(display.console(), self.iface, self.bpf, agg)
+            dash = Dashboard(display.console(), self.iface, self.filter, agg)
             dash.start()
             stack.callback(dash.stop)
-            dash.active = lambda: analyzer.table.active
+            dash.active = lambda: analyzer.table.active  # type: ignore[assignment]
             dash.tick(0, analyzer.counters, cap.stats(), force=True)
 
         def tick(frames: int) -> None:

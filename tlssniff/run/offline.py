@@ -23,10 +23,6 @@ from tlssniff.errors import CaptureError
 from tlssniff.output.formats import VerdictWriter
 from tlssniff.run.session import Session
 
-#: The formats whose lines stand alone, which --jobs workers may write themselves.
-SPLIT_FORMATS = ("jsonl", "ecs")
-
-
 def check_inputs(captures: list[Path]) -> None:
     """Every input exists, is a file and is readable (``analyze``'s messages)."""
     for path in captures:
@@ -50,9 +46,10 @@ def line_writer(fmt: str) -> Callable[[IO[str]], VerdictWriter]:
     return functools.partial(VerdictWriter, fmt)
 
 
-def stream_split(fmt: str, agg: Aggregator, out: IO[str]) -> Split | None:
-    """The workers' share of a streamed output, None when the format needs every verdict."""
-    return Split(line_writer(fmt), agg, out) if fmt in SPLIT_FORMATS else None
+def stream_split(fmt: str, agg: Aggregator, out: IO[str]) -> Split:
+    """The workers' share of a streamed output in ``fmt`` (a format whose lines stand alone:
+    run/outputs.py ``stream``): they aggregate and write their own verdicts."""
+    return Split(line_writer(fmt), agg, out)
 
 
 @contextlib.contextmanager

@@ -20,6 +20,7 @@ from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Callable
 
 from tlssniff.capture.live import KernelStats, LiveCapture
+from tlssniff.run.session import Session
 
 if TYPE_CHECKING:
     from tlssniff.run.live import LiveRun
@@ -201,7 +202,7 @@ def run(live: "LiveRun") -> None:
 
     note, iface, fmt, workers = live.note, live.iface, live.fmt, live.workers
     with contextlib.ExitStack() as stack:
-        caps = open_rings(iface, live.bpf or "", live.snaplen, live.promisc, live.buffer_mb,
+        caps = open_rings(iface, live.filter, live.snaplen, live.promisc, live.buffer_mb,
                           workers)
         for cap in caps:
             stack.callback(cap.close)
@@ -214,13 +215,14 @@ def run(live: "LiveRun") -> None:
         writer = VerdictWriter(fmt, out) if fmt == "jsonl" else None
         broken: list[bool] = []
 
-        def on_verdict(v) -> None:
-            agg.add(v)
+        def stream(v) -> None:  # flushed once a second by the loop
             if writer is not None and not broken:
                 try:
                     writer.write(v)
                 except BrokenPipeError:
                     broken.append(True)
+
+        session = Session(live.limits, [agg.add, stream], source="live")
 
         dashboard_on = fmt == "table" and sys.stdout.isatty()
         summary = summary_console(fmt, live.output, out)
@@ -228,7 +230,7 @@ def run(live: "LiveRun") -> None:
         import tlssniff.analysis.parallel  # noqa: F401  (merge_counters, before the drop)
         import tlssniff.analysis.pipeline  # noqa: F401
 
-        pool = Workers(caps, live.limits, f"live:{iface}", on_verdict)
+        pool = Workers(caps, live.limits, f"live:{iface}", session.add)
         stack.callback(pool.finish)
         if live.drop_privileges:
             done = _drop(live.user)
@@ -237,17 +239,18 @@ def run(live: "LiveRun") -> None:
         stop = stop_on_signals(stack)
         pool.start()
         note(f"listening on {iface} (ring, {workers} workers, PACKET_FANOUT_HASH), "
-             f"link type {caps[0].linktype}, filter {live.bpf!r}")
+             f"link type {caps[0].linktype}, filter {live.filter!r}")
         dash = _dashboard(stack, live, agg, pool) if dashboard_on else None
         started = time.monotonic()
         _loop(pool, stop, broken, live.duration, writer, out, dash)
         pool.finish()
+        session.done(pool.total_counters())
         elapsed = time.monotonic() - started
         if dash is not None:
             dash.stop()
         if not broken:
             if summary is not None:
-                _summary(summary, live, agg, pool, elapsed,
+                _summary(summary, live, agg, session, pool, elapsed,
                          stop[0] if stop else ("closed output" if broken else "duration"))
             out.flush()
 
@@ -256,10 +259,10 @@ def _dashboard(stack, live: "LiveRun", agg, pool: Workers):
     from tlssniff.output import display
     from tlssniff.output.dashboard import Dashboard
 
-    dash = Dashboard(display.console(), live.iface, live.bpf, agg)
+    dash = Dashboard(display.console(), live.iface, live.filter, agg)
     dash.start()
     stack.callback(dash.stop)
-    dash.active = lambda: sum(pool.active.values())
+    dash.active = lambda: sum(pool.active.values())  # type: ignore[assignment]
     dash.tick(0, pool.total_counters(), pool.total_kernel(), force=True)
     return dash
 
@@ -287,14 +290,16 @@ def _loop(pool: Workers, stop: list[str], broken: list[bool], duration: float | 
                 dash.tick(pool.frames(), pool.total_counters(), pool.total_kernel())
 
 
-def _summary(console, live: "LiveRun", agg, pool: Workers, elapsed: float, why: str) -> None:
+def _summary(console, live: "LiveRun", agg, session: Session, pool: Workers, elapsed: float,
+             why: str) -> None:
     """The summary of all workers: counters and kernel counts summed, each worker's share."""
     from tlssniff.output.table import print_report
     from tlssniff.run.live import kernel_line
 
-    counters = pool.total_counters()
-    print_report(console, agg, counters.to_dict())
-    line = kernel_line(live.iface, pool.total_kernel(), elapsed, counters.frames, why, None, None)
+    counters = session.counter_dict()
+    print_report(console, agg, counters)
+    line = kernel_line(live.iface, pool.total_kernel(), elapsed, counters["frames"], why, None,
+                       None)
     split = " + ".join(str(pool.counters[i].tls_connections)  # type: ignore[attr-defined]
                        for i in sorted(pool.counters))
     console.print(f"{line} {live.workers} workers (PACKET_FANOUT_HASH): "
