@@ -67,8 +67,9 @@ class CaptureLoop:
             drain_quiet: float = DRAIN_QUIET) -> LoopEnd:
         """Read until ``stop`` (a signal's name) or ``broken`` (the stream's reader went away)
         holds something, ``duration`` seconds passed or ``count`` frames were read; then, but
-        after --count (it is exact), drain what the ring holds for at most DRAIN_SECONDS,
-        until it stayed empty ``drain_quiet`` seconds. Then finish the engine."""
+        after --count (it is exact), the same loop drains what the ring holds, for at most
+        DRAIN_SECONDS, until it stayed empty ``drain_quiet`` seconds. ``on_tick(frames)`` once
+        a second while capturing. :meth:`finish` then decides the open connections."""
         cap, feed = self.cap, self.analyzer.feed_frame
         pw = pcapng.write if pcapng is not None else None
         started = time.monotonic()
