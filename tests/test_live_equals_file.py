@@ -32,8 +32,9 @@ SHIPPED = sorted(p for p in CAPTURES.rglob("*")
 
 class CaptureAsInterface:
     """A capture file as a live source: ``read`` hands out up to ``limit`` frames in batches
-    of varying size (as ring blocks come), ``wait`` returns at once; after the last frame the
-    run is stopped as SIGINT stops it, and the loop's drain finds the ring empty."""
+    of varying size (as ring blocks come), ``wait`` returns at once. Half-way through the run
+    is stopped as SIGINT stops it: the other half is what the ring still holds, which the
+    loop's drain must read (it ends at the first empty read, ``drain_quiet`` 0)."""
 
     def __init__(self, path: Path, stop: list[str]) -> None:
         with open_capture(path) as cap:
@@ -48,7 +49,7 @@ class CaptureAsInterface:
         n = min(limit, (1, 7, 64, 4096)[self.turn % 4])
         batch = self.frames[self.at:self.at + n]
         self.at += len(batch)
-        if self.at >= len(self.frames) and not self.stop:
+        if self.at >= len(self.frames) // 2 and not self.stop:
             self.stop.append("SIGINT")
         return batch
 
@@ -67,15 +68,19 @@ def _file_entry(path: Path) -> tuple[list[str], dict]:
     return [v.to_json_line() for v in verdicts], session.counter_dict()
 
 
-def _live_entry(path: Path) -> tuple[list[str], dict, CaptureAsInterface]:
+def _live_entry(path: Path, count: int | None = None
+                ) -> tuple[list[str], dict, CaptureAsInterface]:
     verdicts: list = []
     session = Session(Limits(), [verdicts.append], source="live")
     stop: list[str] = []
     source = CaptureAsInterface(path, stop)
+    if count is not None:
+        source.stop = []  # --count alone stops the run
     loop = CaptureLoop(source, session, str(path))
-    end = loop.run(stop, [], drain_quiet=0.0)
+    end = loop.run(stop, [], count=count, drain_quiet=0.0)
     loop.finish()
-    assert (end.frames, end.why) == (len(source.frames), "SIGINT")
+    assert end.frames == len(source.frames)
+    assert end.why == ("SIGINT" if count is None else "count")
     return [v.to_json_line() for v in verdicts], session.counter_dict(), source
 
 
@@ -102,3 +107,16 @@ def test_live_entry_equals_file_entry(path: Path):
     assert file_counters["bytes"] == os.path.getsize(path)
     assert live_counters["bytes"] == sum(len(f) for _, _, f in source.frames)
     assert file_counters["bytes"] > live_counters["bytes"] or not source.frames
+
+
+@pytest.mark.parametrize("name", ["nginx.pcap", "openssl-tls13.pcap"])
+def test_live_entry_with_count_equals_file_entry(name: str):
+    """``--count`` (every frame of the capture) ends the loop itself, without the drain."""
+    path = CAPTURES / name
+    with open_capture(path) as cap:
+        frames = sum(1 for _ in cap.frames())
+    file_verdicts, file_counters = _file_entry(path)
+    live_verdicts, live_counters, _ = _live_entry(path, count=frames)
+    assert live_verdicts == file_verdicts != []
+    assert {k: v for k, v in live_counters.items() if k != "bytes"} == \
+        {k: v for k, v in file_counters.items() if k != "bytes"}
