@@ -46,7 +46,7 @@ class CaptureAsInterface:
 
     def read(self, limit: int = 4096) -> list[tuple[float, int, bytes]]:
         self.turn += 1
-        n = min(limit, (1, 7, 64, 4096)[self.turn % 4])
+        n = min(limit, (1, 7, 64, 3)[self.turn % 4])
         batch = self.frames[self.at:self.at + n]
         self.at += len(batch)
         if self.at >= len(self.frames) // 2 and not self.stop:
