@@ -9,5 +9,6 @@ A command (``tlssniff/cli.py``, ``tlssniff/commands/``) parses its options and h
 - :mod:`.live`: the live source (one capture loop, its drain at the stop included) and the
   ``live`` command's sinks (stream, dashboard, metrics, ``--write`` evidence, summary);
 - :mod:`.workers`: ``live --workers N``, N processes fed by the kernel's flow hashing;
-- :mod:`.analyze` and :mod:`.report`: the ``analyze`` outputs and the ``report`` bundle.
+- :mod:`.outputs`: ``analyze``'s output formats, one registry line each (``OUTPUTS``);
+- :mod:`.analyze` and :mod:`.report`: the ``analyze`` run and the ``report`` bundle.
 """
