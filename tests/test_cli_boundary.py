@@ -209,7 +209,7 @@ def test_ctrl_c_is_status_130(tmp_path):
         f"    open({str(marker)!r}, 'w').close()\n"
         "    time.sleep(60)\n"
         "    return real(*a, **k)\n"
-        "import tlssniff.cli as c\n"
+        "import tlssniff.run.offline as c\n"
         "c.analyze_captures = slow\n"))
     script = SCRIPTS[0]
     proc = subprocess.Popen([script, "analyze", str(TLS12)], stdout=subprocess.PIPE,

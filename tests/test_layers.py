@@ -15,6 +15,8 @@ The layers, bottom up (a module may import its own layer and every layer below):
     7 output      writers, table, dashboard, report bundle, the display rule, safe files;
       sources     the verdict files analyze reads back (tlssniff's own JSONL and Parquet)
     7.5 probe     the active probe (prints through output's display rule and safe files)
+    7.7 run       the one place where sources, the engine and the sinks meet: sessions, the
+                  file and live sources, the exit policy
     8 options commands cli   the command line
 
 ``tlssniff/testing`` (real-handshake generators for tests, scripts and benchmarks) is outside
@@ -41,15 +43,12 @@ LAYERS = {
     "verify": 6,
     "output": 7, "sources": 7,
     "probe": 7.5,
+    "run": 7.7,
     "options": 8, "commands": 8, "cli": 8, "__main__": 8,
 }
 
 # (importing module, imported module): why it is still here.
 ALLOWED: dict[tuple[str, str], str] = {
-    # The engine (frame dispatch, the TCP app, the process pool) still lives in analysis/; it
-    # moves to an engine/run layer above analysis with the run-layer work (issue 14, item 1).
-    ("tlssniff.analysis.parallel", "tlssniff.output.formats"):
-        "parallel.py writes verdict lines itself; moves to run/offline.py",
     # The UDP table picks the app of a new flow itself (QUIC Initial or DTLS ClientHello);
     # the TCP table takes an app factory from the engine instead. Giving the UDP table one
     # too needs the Analyzer (analysis/pipeline.py) to pass it.

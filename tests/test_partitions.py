@@ -14,6 +14,7 @@ from tlssniff.analysis.aggregate import Aggregator
 from tlssniff.analysis.pipeline import Analyzer, partition_of
 from tlssniff.errors import TlssniffError
 from tlssniff.flow.table import Limits, flow_key
+from tlssniff.run.offline import line_writer
 
 ALL = sorted(p for p in CAPTURES.rglob("*") if p.suffix in (".pcap", ".pcapng", ".gz"))
 
@@ -42,11 +43,12 @@ def _partitioned(path: str, parts: int, tmp, limits: Limits | None = None):
 
 def _partitioned_lines(path: str, parts: int, tmp, fmt: str = "jsonl"):
     spools = [str(tmp / f"l{i}.spool") for i in range(parts)]
-    results = [parallel.analyze_part(path, Limits(), i, parts, s, fmt)
+    results = [parallel.analyze_part(path, Limits(), i, parts, s, line_writer(fmt))
                for i, s in enumerate(spools)]
     out = io.StringIO()
     agg = Aggregator()
-    parallel.merge_part_lines(spools, [r[1] for r in results], parallel.Split(fmt, agg, out))
+    parallel.merge_part_lines(spools, [r[1] for r in results],
+                              parallel.Split(line_writer(fmt), agg, out))
     return out.getvalue(), agg
 
 
@@ -178,7 +180,7 @@ def test_streamed_lines_fall_back_to_one_process_on_eviction():
         gw = VerdictWriter("jsonl", got)
         counters = parallel.analyze_partitioned(
             path, lambda v, agg=agg, gw=gw: (agg.add(v), gw.write(v)), limits, 2,
-            split=parallel.Split("jsonl", agg, got))
+            split=parallel.Split(line_writer("jsonl"), agg, got))
         assert got.getvalue() == want.getvalue()
         assert counters.to_dict() == a.counters.to_dict()
         assert [s.to_dict() for s in agg.servers.values()] == [

@@ -17,13 +17,12 @@ from typing import Annotated, Optional
 
 import typer
 from tlssniff import __version__
-from tlssniff.analysis.aggregate import MAX_SERVERS, Aggregator
-from tlssniff.analysis.parallel import Split, analyze_captures
+from tlssniff.analysis.aggregate import MAX_SERVERS
 from tlssniff import options
-from tlssniff.errors import CaptureError, ExitCode, TlssniffError, UsageError
+from tlssniff.errors import ExitCode, TlssniffError, UsageError
 from tlssniff.output import display
-from tlssniff.output.formats import FORMATS, VerdictWriter
-from tlssniff.output.table import TOP_SERVERS, print_report
+from tlssniff.run.outputs import OUTPUTS
+from tlssniff.output.table import TOP_SERVERS
 
 app = typer.Typer(
     name="tlssniff",
@@ -57,103 +56,58 @@ def _main(
     TLS 1.3 PSK; offers refused; HelloRetryRequest; 0-RTT) and reports resumption per server."""
 
 
-def _check_inputs(captures: list[Path]) -> None:
-    for path in captures:
-        if not path.exists():
-            raise CaptureError(f"{path}: no such file")
-        if path.is_dir():
-            raise CaptureError(f"{path}: is a directory, not a capture file")
-        if not os.access(path, os.R_OK):
-            raise CaptureError(f"{path}: permission denied")
-
-
-@contextlib.contextmanager
-def _progress(enabled: bool, total_files: int):
-    """A progress bar on stderr for long files, only when stderr is a terminal."""
-    if not enabled or not sys.stderr.isatty():
-        yield None
-        return
-    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
-
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        DownloadColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-        transient=True,
-    ) as bar:
-        task = bar.add_task("reading", total=None)
-
-        def update(position: int, size: int | None) -> None:
-            bar.update(task, completed=position, total=size)
-
-        yield update
+# analyze's own options (the shared ones are in tlssniff.options)
+Captures = Annotated[list[Path], typer.Argument(
+    metavar="CAPTURE",
+    help="pcap or pcapng files (optionally .gz), or tlssniff's own JSONL verdict files "
+    "(-f jsonl output, e.g. of each node's sensor), recognised by content. Each file is "
+    "analyzed on its own (see --one-stream); findings follow time, not file order.",
+    show_default=False)]
+Format = Annotated[str, typer.Option(
+    "--format", "-f", parser=options.choice(*OUTPUTS), metavar="FORMAT",
+    help="table (default): per-server table; json: summary and every connection; "
+    "jsonl: one object per TLS connection, streamed; csv: one row per connection; "
+    "ecs: JSON lines in Elastic Common Schema names; parquet: one typed row per "
+    "connection (needs --output FILE and pyarrow).")]
+Output = Annotated[Optional[Path], typer.Option(
+    "--output", "-o", metavar="FILE", help="Write to FILE instead of stdout.")]
+ShowProgress = Annotated[bool, typer.Option(
+    help="Show a progress bar on stderr (only when it is a terminal).")]
+Dask = Annotated[Optional[str], typer.Option(
+    "--dask", metavar="ADDRESS",
+    help="Run the analysis on the Dask cluster whose scheduler is ADDRESS "
+    "(tcp://HOST:8786); the captures must be readable by every worker under the same "
+    "name (shared path or fsspec URL). The output is identical to a local run. "
+    "--jobs N: flow-hash partitions per capture (default: one capture over every "
+    "worker thread, several captures one task each). Needs 'tlssniff[dask]'.")]
+Top = Annotated[int, typer.Option(
+    "--top", metavar="N", min=0,
+    help="The table shows the N busiest servers and the rest as one row; "
+    "0: every server (-f json lists every server too).")]
+MaxServers = Annotated[int, typer.Option(
+    "--max-servers", metavar="N", min=0,
+    help="Servers with figures of their own; beyond, the busiest are kept "
+    "(a space-saving summary) and the others counted together as "
+    "'other servers', exactly. 0: no bound (memory grows with the servers).")]
 
 
 def analyze(
-    captures: Annotated[
-        list[Path],
-        typer.Argument(
-            metavar="CAPTURE",
-            help="pcap or pcapng files (optionally .gz), or tlssniff's own JSONL verdict files "
-            "(-f jsonl output, e.g. of each node's sensor), recognised by content. Each file is "
-            "analyzed on its own (see --one-stream); findings follow time, not file order.",
-            show_default=False,
-        ),
-    ],
-    fmt: Annotated[
-        str,
-        typer.Option(
-            "--format",
-            "-f",
-            parser=options.choice(*FORMATS),
-            metavar="FORMAT",
-            help="table (default): per-server table; json: summary and every connection; "
-            "jsonl: one object per TLS connection, streamed; csv: one row per connection; "
-            "ecs: JSON lines in Elastic Common Schema names; parquet: one typed row per "
-            "connection (needs --output FILE and pyarrow).",
-        ),
-    ] = "table",
-    output: Annotated[
-        Optional[Path], typer.Option("--output", "-o", metavar="FILE",
-                                     help="Write to FILE instead of stdout.")
-    ] = None,
+    captures: Captures,
+    fmt: Format = "table",
+    output: Output = None,
     max_flows: options.MaxFlows = options.LIMITS.max_flows,
     idle_timeout: options.IdleTimeout = options.LIMITS.idle_timeout,
     max_buffer: options.MaxBuffer = options.LIMITS.max_buffer,
     max_pending_memory: options.MaxPendingMemory = options.LIMITS.max_pending_memory,
-    progress: Annotated[
-        bool, typer.Option(help="Show a progress bar on stderr (only when it is a terminal).")
-    ] = True,
+    progress: ShowProgress = True,
     quiet: options.Quiet = False,
     jobs: options.Jobs = 1,
     one_stream: options.OneStream = False,
-    dask: Annotated[
-        Optional[str],
-        typer.Option(
-            "--dask", metavar="ADDRESS",
-            help="Run the analysis on the Dask cluster whose scheduler is ADDRESS "
-            "(tcp://HOST:8786); the captures must be readable by every worker under the same "
-            "name (shared path or fsspec URL). The output is identical to a local run. "
-            "--jobs N: flow-hash partitions per capture (default: one capture over every "
-            "worker thread, several captures one task each). Needs 'tlssniff[dask]'.",
-        ),
-    ] = None,
+    dask: Dask = None,
     fail_under: options.FailUnder = None,
     min_handshakes: options.MinHandshakes = 10,
-    top: Annotated[
-        int, typer.Option("--top", metavar="N", min=0,
-                          help="The table shows the N busiest servers and the rest as one row; "
-                          "0: every server (-f json lists every server too).")
-    ] = TOP_SERVERS,
-    max_servers: Annotated[
-        int, typer.Option("--max-servers", metavar="N", min=0,
-                          help="Servers with figures of their own; beyond, the busiest are kept "
-                          "(a space-saving summary) and the others counted together as "
-                          "'other servers', exactly. 0: no bound (memory grows with the "
-                          "servers).")
-    ] = MAX_SERVERS,
+    top: Top = TOP_SERVERS,
+    max_servers: MaxServers = MAX_SERVERS,
 ) -> None:
     """Classify every TLS handshake in capture files and report resumption per server.
 
@@ -173,85 +127,14 @@ def analyze(
 
     Exit status: 0 done; 2 bad usage or unusable input; 3 a server is under --fail-under.
     """
-    if fmt == "parquet" and output is None:
-        raise UsageError("--format parquet is a binary file: write it with --output FILE")
-    jobs = jobs or os.cpu_count() or 1
-    from tlssniff.output.report import fail_under_lines
-    from tlssniff.output.report import fail_under as _fail_under
+    from tlssniff.run.analyze import AnalyzeRun
+    from tlssniff.run.session import FailUnder
 
-    if dask is not None and one_stream:
-        raise UsageError("--dask and --one-stream cannot be combined (one stream is sequential)")
-    if dask is None:
-        _check_inputs(captures)
-    from tlssniff.sources import read_verdict_files, split_inputs
-
-    pcaps, verdict_files = split_inputs(captures)  # the one place inputs are sorted
-    limits = options.limits(max_flows, idle_timeout, max_buffer, max_pending_memory)
-
-    with contextlib.ExitStack() as stack:
-        table_out = None
-        if fmt == "parquet":
-            from tlssniff.output.parquet import ParquetVerdictWriter
-
-            assert output is not None
-            table_out = ParquetVerdictWriter(str(output))
-            stack.callback(table_out.close)
-            out = sys.stdout
-        elif output is not None:
-            from tlssniff.output.files import open_output
-
-            out = stack.enter_context(open_output(output, "w"))
-        else:
-            out = sys.stdout
-        agg = Aggregator(max_servers)
-        writer = VerdictWriter(fmt, out, [str(p) for p in captures])
-        # Findings (docs/diagnostics.md) for the summary outputs; streams stay as they were.
-        diag = None
-        if fmt in ("table", "json"):
-            from tlssniff.analysis.diagnostics import Diagnostics
-
-            diag = Diagnostics()
-
-        write = table_out.write if table_out is not None else writer.write
-
-        def on_verdict(v) -> None:
-            agg.add(v)
-            write(v)
-            if diag is not None:
-                diag.add(v)
-
-        with _progress(progress, len(captures)) as update:
-            # Streamed lines: --jobs workers aggregate and write their own (parallel.Split).
-            split = Split(fmt, agg, out) if fmt in ("jsonl", "ecs") else None
-            totals = analyze_captures(
-                [str(p) for p in pcaps], on_verdict, limits, jobs, update, one_stream, split,
-                dask,
-            )
-        read, warnings = read_verdict_files(verdict_files, on_verdict)
-        totals.warnings.extend(warnings)
-        counters = totals.to_dict()
-        if verdict_files:
-            counters["verdicts_read"] = read
-        if fmt == "json":
-            writer.finish(agg, counters, diag)
-        elif fmt == "table":
-            console = display.console(file=out) if output is not None else display.console()
-            print_report(console, agg, counters, diag.findings(), top=top)
-        out.flush()
-    if not quiet:
-        for warning in totals.warnings:
-            err_console.print(f"tlssniff: warning: {display.for_terminal(warning, 0)}",
-                              markup=False, soft_wrap=True)
-    if totals.errors:
-        # What came before the damage was reported above; the run still failed.
-        raise CaptureError("; ".join(totals.errors))
-    if fail_under is not None:
-        failing = _fail_under(agg, fail_under, min_handshakes)
-        for line in fail_under_lines(failing, fail_under):
-            err_console.print(f"tlssniff: {display.for_terminal(line, 0)}", markup=False,
-                              soft_wrap=True)
-        if failing:
-            raise typer.Exit(ExitCode.BELOW_THRESHOLD)
+    AnalyzeRun(captures, fmt, output,
+               options.limits(max_flows, idle_timeout, max_buffer, max_pending_memory),
+               FailUnder(fail_under, min_handshakes), progress=progress, quiet=quiet,
+               jobs=jobs, one_stream=one_stream, dask=dask, top=top,
+               max_servers=max_servers).run(err_console)
 
 
 # -- the boundary: every exception becomes one line on stderr and an ExitCode ------------------

@@ -48,7 +48,7 @@ def _local_copy(name: str, directory: str) -> str:
 
 
 def part_task(
-    name: str, limits: Limits, part: int, parts: int, fmt: str | None
+    name: str, limits: Limits, part: int, parts: int, fmt: parallel.LineWriters | None
 ) -> tuple[Counters, parallel.OrderedAggregate | None, bool, TlssniffError | None, bytes]:
     """On a worker: :func:`parallel.analyze_part` of one capture, its spool returned as bytes."""
     with tempfile.TemporaryDirectory(prefix="tlssniff-dask-") as tmp:
@@ -133,7 +133,7 @@ def _size(name: str) -> int:
 
 
 def _merge_file(client, name: str, got: list[tuple], limits: Limits, parts: int,
-                fmt: str | None, tmp: str, on_verdict, split) -> Counters:
+                fmt: parallel.LineWriters | None, tmp: str, on_verdict, split) -> Counters:
     for *_, error, _ in got:
         if error is not None:
             raise error

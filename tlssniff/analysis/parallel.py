@@ -30,13 +30,18 @@ import tempfile
 from concurrent.futures import ProcessPoolExecutor
 import shutil
 from dataclasses import dataclass, fields
-from typing import IO, Callable, Iterator
+from typing import IO, Any, Callable, Iterator
 
 from tlssniff.analysis.aggregate import Aggregator, ServerStats
 from tlssniff.analysis.pipeline import MAX_ISSUED_IDS, Analyzer, Counters
 from tlssniff.analysis.verdict import ConnectionVerdict
 from tlssniff.errors import TlssniffError
 from tlssniff.flow.table import Limits
+
+# A factory of line writers (run/offline.py line_writer: a VerdictWriter of a format whose lines
+# stand alone, jsonl or ecs), called with the file the lines go to; it is picklable, so workers
+# get it as an argument and the engine imports no output module.
+LineWriters = Callable[[IO[str]], Any]
 
 # Verdicts are pickled in batches: one pickle per verdict costs more than the analysis.
 _BATCH = 512
@@ -84,24 +89,23 @@ def _analyze_to_spool(
 
 @dataclass
 class Split:
-    """Per-verdict work the workers can do themselves: aggregate, and write lines in ``fmt``
-    (a VerdictWriter format whose lines stand alone: jsonl, ecs) to ``out``."""
+    """Per-verdict work the workers can do themselves: aggregate, and write lines with ``fmt``
+    (a :data:`LineWriters` factory, of a format whose lines stand alone: jsonl, ecs) to
+    ``out``."""
 
-    fmt: str
+    fmt: LineWriters
     aggregator: Aggregator
     out: IO[str]
 
 
 def _analyze_split(
-    path: str, limits: Limits, fmt: str, spool: str, max_servers: int
+    path: str, limits: Limits, fmt: LineWriters, spool: str, max_servers: int
 ) -> tuple[Counters, Aggregator, TlssniffError | None]:
     """Worker: analyze one capture, aggregating it and writing its lines to ``spool``."""
-    from tlssniff.output.formats import VerdictWriter
-
     agg = Aggregator(max_servers)
     try:
         with open(spool, "w", encoding="utf-8", newline="") as out:
-            writer = VerdictWriter(fmt, out)
+            writer = fmt(out)
 
             def keep(v: ConnectionVerdict) -> None:
                 agg.add(v)
@@ -208,7 +212,7 @@ class IssuedIds:
 
 def analyze_part(
     path: str, limits: Limits, part: int, parts: int, spool: str | Callable[[list], None],
-    fmt: str | None = None, capture_name: str | None = None,
+    fmt: LineWriters | None = None, capture_name: str | None = None,
 ) -> tuple[Counters, OrderedAggregate | None, bool, TlssniffError | None]:
     """Worker: analyze partition ``part`` of ``parts`` of one capture, pickling its records in
     order into ``spool``. Without ``fmt`` a record is ``(order, verdict, alternative)``, the
@@ -236,10 +240,8 @@ def analyze_part(
 
             analyzer: Analyzer
             if fmt is not None:
-                from tlssniff.output.formats import VerdictWriter
-
                 line = _Line()
-                writer = VerdictWriter(fmt, line)  # type: ignore[arg-type]
+                writer = fmt(line)  # type: ignore[arg-type]
 
                 def keep(v: ConnectionVerdict) -> None:
                     alt = analyzer.alternative
@@ -338,7 +340,8 @@ def _order(record: tuple) -> Order:
     return record[0]
 
 
-def _part_to_pipe(path: str, limits: Limits, part: int, parts: int, fmt: str, conn) -> None:
+def _part_to_pipe(path: str, limits: Limits, part: int, parts: int, fmt: LineWriters,
+                  conn) -> None:
     """Worker process: analyze_part with its batches sent down ``conn`` as they are made, then
     its result."""
 

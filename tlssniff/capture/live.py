@@ -534,7 +534,7 @@ class LiveCapture:
         fanout: int | None = None,
     ):
         """``fanout``: join PACKET_FANOUT group ``fanout`` (ring backend only; see
-        tlssniff/commands/live_workers.py): the kernel splits the frames by flow hash among the
+        tlssniff/run/workers.py): the kernel splits the frames by flow hash among the
         group's sockets."""
         self.iface = iface
         self.fanout = fanout

@@ -375,7 +375,7 @@ class MetricsSink(Collector):
     def warm_up(self) -> None:
         """Build every answer a scrape may get (both formats, gzip) once, while the process
         may still read every file: the modules they need are imported now (see
-        commands/live.py: privileges drop after the capture is open)."""
+        run/live.py: privileges drop after the capture is open)."""
         import gzip
 
         self.evaluate(force=True)

@@ -17,9 +17,13 @@ import os
 import signal
 import time
 from multiprocessing.connection import Connection, wait
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from tlssniff.capture.live import KernelStats, LiveCapture
+from tlssniff.run.session import Session
+
+if TYPE_CHECKING:
+    from tlssniff.run.live import LiveRun
 
 _SEND_SECONDS = 0.2  # a worker sends its verdicts at least this often (the JSONL latency)
 _WAIT_SECONDS = 0.25
@@ -186,102 +190,118 @@ class Workers:
                 proc.join()
 
 
-def run(iface: str, bpf: str, *, duration: float | None, snaplen: int, promisc: bool,
-        fmt: str, output, buffer_mb: int, limits, workers: int, user: str,
-        drop_privileges: bool, note: Callable[[str], None]) -> None:
+def run(live: "LiveRun") -> None:
     """``live`` with ``--workers N`` (N > 1): the same outputs as one process, from N."""
     import contextlib
     import sys
 
-    from tlssniff.output import display
-
     from tlssniff.analysis.aggregate import Aggregator
     from tlssniff.capture.live import drop_privileges as _drop
-    from tlssniff.commands.live import (
-        _kernel_line,
-        _open,
-        _summary_console,
-        _warm_up,
-        stop_on_signals,
-    )
     from tlssniff.output.formats import VerdictWriter
-    from tlssniff.output.table import print_report
+    from tlssniff.run.live import open_file, stop_on_signals, summary_console, warm_up
 
+    note, iface, fmt, workers = live.note, live.iface, live.fmt, live.workers
     with contextlib.ExitStack() as stack:
-        caps = open_rings(iface, bpf, snaplen, promisc, buffer_mb, workers)
+        caps = open_rings(iface, live.filter, live.snaplen, live.promisc, live.buffer_mb,
+                          workers)
         for cap in caps:
             stack.callback(cap.close)
         out = sys.stdout
-        if output is not None:
-            out = stack.enter_context(_open(output, "w"))
+        if live.output is not None:
+            out = stack.enter_context(open_file(live.output, "w"))
         if caps[0].warning:
             note(f"warning: {caps[0].warning}")
         agg = Aggregator()
         writer = VerdictWriter(fmt, out) if fmt == "jsonl" else None
         broken: list[bool] = []
 
-        def on_verdict(v) -> None:
-            agg.add(v)
+        def stream(v) -> None:  # flushed once a second by the loop
             if writer is not None and not broken:
                 try:
                     writer.write(v)
                 except BrokenPipeError:
                     broken.append(True)
 
+        session = Session(live.limits, [agg.add, stream], source="live")
+
         dashboard_on = fmt == "table" and sys.stdout.isatty()
-        summary_console = _summary_console(fmt, output, out)
-        _warm_up(summary_console, dashboard_on)
+        summary = summary_console(fmt, live.output, out)
+        warm_up(summary, dashboard_on)
         import tlssniff.analysis.parallel  # noqa: F401  (merge_counters, before the drop)
         import tlssniff.analysis.pipeline  # noqa: F401
 
-        pool = Workers(caps, limits, f"live:{iface}", on_verdict)
+        pool = Workers(caps, live.limits, f"live:{iface}", session.add)
         stack.callback(pool.finish)
-        if drop_privileges:
-            done = _drop(user)
+        if live.drop_privileges:
+            done = _drop(live.user)
             if done:
                 note(done)
         stop = stop_on_signals(stack)
         pool.start()
         note(f"listening on {iface} (ring, {workers} workers, PACKET_FANOUT_HASH), "
-             f"link type {caps[0].linktype}, filter {bpf!r}")
-        dash = None
-        if dashboard_on:
-            from tlssniff.output.dashboard import Dashboard
-
-            dash = Dashboard(display.console(), iface, bpf, agg)
-            dash.start()
-            stack.callback(dash.stop)
-            dash.active = lambda: sum(pool.active.values())
-            dash.tick(0, pool.total_counters(), pool.total_kernel(), force=True)
+             f"link type {caps[0].linktype}, filter {live.filter!r}")
+        dash = _dashboard(stack, live, agg, pool) if dashboard_on else None
         started = time.monotonic()
-        deadline = None if duration is None else started + duration
-        last_flush = started
-        while not stop and not broken:
-            pool.poll(_WAIT_SECONDS)
-            now = time.monotonic()
-            if deadline is not None and now >= deadline:
-                break
-            if now - last_flush >= 1.0:
-                last_flush = now
-                if writer is not None and not broken:
-                    with contextlib.suppress(BrokenPipeError):
-                        out.flush()
-                if dash is not None:
-                    dash.tick(pool.frames(), pool.total_counters(), pool.total_kernel())
+        _loop(pool, stop, broken, live.duration, writer, out, dash)
         pool.finish()
+        session.done(pool.total_counters())
         elapsed = time.monotonic() - started
         if dash is not None:
             dash.stop()
-        counters = pool.total_counters()
-        kernel = pool.total_kernel()
-        why = stop[0] if stop else ("closed output" if broken else "duration")
         if not broken:
-            if summary_console is not None:
-                print_report(summary_console, agg, counters.to_dict())
-                line = _kernel_line(iface, kernel, elapsed, counters.frames, why, None, None)
-                split = " + ".join(str(pool.counters[i].tls_connections)  # type: ignore[attr-defined]
-                                   for i in sorted(pool.counters))
-                summary_console.print(f"{line} {workers} workers (PACKET_FANOUT_HASH): "
-                                      f"{split} TLS connections.", soft_wrap=True, markup=False)
-                summary_console.file.flush()
+            if summary is not None:
+                _summary(summary, live, agg, session, pool, elapsed,
+                         stop[0] if stop else ("closed output" if broken else "duration"))
             out.flush()
+
+
+def _dashboard(stack, live: "LiveRun", agg, pool: Workers):
+    from tlssniff.output import display
+    from tlssniff.output.dashboard import Dashboard
+
+    dash = Dashboard(display.console(), live.iface, live.filter, agg)
+    dash.start()
+    stack.callback(dash.stop)
+    dash.active = lambda: sum(pool.active.values())  # type: ignore[assignment]
+    dash.tick(0, pool.total_counters(), pool.total_kernel(), force=True)
+    return dash
+
+
+def _loop(pool: Workers, stop: list[str], broken: list[bool], duration: float | None, writer,
+          out, dash) -> None:
+    """The parent's loop: the workers' verdicts in, the stream flushed and the dashboard drawn
+    once a second, until a signal, a closed stream or ``duration``."""
+    import contextlib
+
+    started = time.monotonic()
+    deadline = None if duration is None else started + duration
+    last_flush = started
+    while not stop and not broken:
+        pool.poll(_WAIT_SECONDS)
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:
+            break
+        if now - last_flush >= 1.0:
+            last_flush = now
+            if writer is not None and not broken:
+                with contextlib.suppress(BrokenPipeError):
+                    out.flush()
+            if dash is not None:
+                dash.tick(pool.frames(), pool.total_counters(), pool.total_kernel())
+
+
+def _summary(console, live: "LiveRun", agg, session: Session, pool: Workers, elapsed: float,
+             why: str) -> None:
+    """The summary of all workers: counters and kernel counts summed, each worker's share."""
+    from tlssniff.output.table import print_report
+    from tlssniff.run.live import kernel_line
+
+    counters = session.counter_dict()
+    print_report(console, agg, counters)
+    line = kernel_line(live.iface, pool.total_kernel(), elapsed, counters["frames"], why, None,
+                       None)
+    split = " + ".join(str(pool.counters[i].tls_connections)  # type: ignore[attr-defined]
+                       for i in sorted(pool.counters))
+    console.print(f"{line} {live.workers} workers (PACKET_FANOUT_HASH): "
+                  f"{split} TLS connections.", soft_wrap=True, markup=False)
+    console.file.flush()
