@@ -42,6 +42,11 @@ def test_a_fleet_report_bounds_what_it_lists_and_counts_the_rest(tmp_path, monke
     assert md.count("\n### ") == 4 and html.count("<div class='finding") == 4
     assert "Not shown here: 7 more `cross_server_refused` (summary.json has every" in md
     assert "Not shown here: 7 more cross_server_refused (summary.json has every" in html
+    # evidence.pcapng: the connections the four findings shown cite, not all eleven's.
+    cited = {(e.client, e.server, e.ts) for f in b.findings[:4] for e in f.evidence}
+    every = {(e.client, e.server, e.ts) for f in b.findings for e in f.evidence}
+    assert len(cited) < len(every)
+    assert doc["counts"]["evidence"]["cited"] == len(cited)
 
 
 def test_write_json_document_is_json_dump():

@@ -318,7 +318,7 @@ def listed_servers(ctx: _Context) -> tuple[list[ServerStats], int]:
 
 class _Chooser:
     """The connections evidence.pcapng shows, chosen in one pass over the verdicts: every
-    connection a finding cites (the first one of its client and server within 2 µs of the
+    connection a finding the documents show in full cites (the first one of its client and server within 2 µs of the
     cited time), then up to :data:`SAMPLE_PER_KIND` uncited ones per (server, transport,
     handshake, offered), :data:`MAX_SAMPLE` in all. Memory: the findings' citations and the
     chosen verdicts, not the verdicts seen."""
@@ -329,7 +329,13 @@ class _Chooser:
         # (client, server) -> [[ts, why, taken]] in finding order: matched with ``findings``,
         # the comment quoting ``public`` (the findings as the bundle shows them, scrubbed)
         self.wanted: dict[tuple[str, str], list[list]] = {}
+        per_code: dict[str, int] = {}
         for f, shown in zip(findings, public):
+            # The findings summary.md and report.html show in full (shown_findings): a fleet's
+            # thousands of findings would otherwise put their every citation in memory.
+            per_code[f.code] = per_code.get(f.code, 0) + 1
+            if per_code[f.code] > REPORT_FINDINGS_PER_CODE:
+                continue
             for e, e_shown in zip(f.evidence, shown.evidence):
                 why = f"{f.code} ({f.severity.value})" + (f": {e_shown.why}" if e_shown.why
                                                           else "")
