@@ -7,6 +7,7 @@ raw frames (``feed_frame``) or whole files (``analyze_file``), and every verdict
 
 from __future__ import annotations
 
+import gc
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Callable, Final, Iterable
@@ -27,6 +28,9 @@ from tlssniff.flow.table import Flow, FlowTable, Limits, flow_key
 
 if TYPE_CHECKING:
     from tlssniff.flow.udp import UdpFlow, UdpTable
+
+# The collector's young-generation threshold while a capture file is walked (see analyze_file).
+GC_THRESHOLD: Final = 50_000
 
 # How many issued TLS <= 1.2 session ids are remembered for linking offers to issues.
 MAX_ISSUED_IDS: Final = 50_000
@@ -251,7 +255,17 @@ class Analyzer(FrameSink):
                 def on_chunk() -> None:
                     progress(cap.position, size)
 
-            cap.walk(self, on_chunk)
+            # Each connection allocates ~70 tracked objects and leaves no cycle behind (the
+            # flow drops its app at its verdict), so the collector's default (a young pass
+            # every 700 allocations, the whole heap of flows whenever it grew by a quarter)
+            # mostly walks live flows: 2.1% of the instructions of the first 500,000 frames of
+            # the handshake capture (callgrind, 4.04 G against 3.95 G with this threshold).
+            thresholds = gc.get_threshold()
+            gc.set_threshold(max(thresholds[0], GC_THRESHOLD), *thresholds[1:])
+            try:
+                cap.walk(self, on_chunk)
+            finally:
+                gc.set_threshold(*thresholds)
             ts = self._last_ts if self._frame_no else None
             c.frames += self._frame_no
             c.bytes += cap.position
