@@ -69,14 +69,22 @@ def merge_records(sources: list[Iterator[list]]) -> Iterator[tuple]:
     return _merge2(sources[0], sources[1])
 
 
+def _next_batch(batches: Iterator[list]) -> list:
+    """The next batch that holds a record, or [] at the end."""
+    for batch in batches:
+        if batch:
+            return batch
+    return []
+
+
 def _merge2(left: Iterator[list], right: Iterator[list]) -> Iterator[tuple]:
-    a: list = next(left, [])
-    b: list = next(right, [])
+    a: list = _next_batch(left)
+    b: list = _next_batch(right)
     i = 0
     j = 0
     while True:
         if i == len(a):
-            a = next(left, [])
+            a = _next_batch(left)
             i = 0
             if not a:
                 yield from b[j:]
@@ -84,7 +92,7 @@ def _merge2(left: Iterator[list], right: Iterator[list]) -> Iterator[tuple]:
                     yield from rest
                 return
         if j == len(b):
-            b = next(right, [])
+            b = _next_batch(right)
             j = 0
             if not b:
                 yield from a[i:]
