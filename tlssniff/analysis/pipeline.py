@@ -57,9 +57,10 @@ def partition_at(buf: bytes, start: int, n: int, parts: int) -> int:
     Every worker of ``--jobs N`` on one capture runs this on every frame, so it is kept to
     twelve byte reads: the last four bytes of each address and both ports (all of an IPv4
     4-tuple), summed (symmetric), times a multiplier small enough that the product stays a
-    machine int in the compiled build. 10 ns a frame compiled, against 90 ns for a sum of all
-    the bytes times 2654435761 (a product past 2**62 is a Python int): measured with a mypyc
-    build of both on one frame, 5 million calls each."""
+    machine int in the compiled build. Compiled, 45 ns a frame against 175 ns (IPv4) and 260 ns
+    (IPv6) for the former sum of every byte times 2654435761 (a product that is no longer a
+    machine int): a mypyc build of both, 5 million calls each on one frame, on the busy 2-core
+    machine (load average 8)."""
     if n < 12:
         total = 0
         for i in range(start, start + n):
