@@ -207,8 +207,10 @@ def analyze_part(
                     writer.write(v)
                     return line.text
 
-                # JSONL lines straight from the verdict: no writer call per verdict.
-                text_of = ConnectionVerdict.to_json_line if fmt == "jsonl" else line_of
+                # JSONL lines straight from the verdict (what VerdictWriter writes for them): no
+                # writer call per verdict.
+                jsonl = getattr(writer, "fmt", None) == "jsonl"
+                text_of = ConnectionVerdict.to_json_line if jsonl else line_of
                 add = agg.add if agg is not None else None
 
                 def keep(v: ConnectionVerdict) -> None:
