@@ -32,11 +32,13 @@ NATIVE_MODULES = [
     "tlssniff/tls/messages.py",
     "tlssniff/tls/handshake.py",
     "tlssniff/tls/ja4.py",
+    "tlssniff/tls/ciphers.py",
     "tlssniff/analysis/connection.py",
     "tlssniff/analysis/classify.py",
     "tlssniff/analysis/pipeline.py",
     "tlssniff/analysis/verdict.py",
     "tlssniff/analysis/aggregate.py",
+    "tlssniff/analysis/merge.py",
 ]
 STAMP = "tlssniff/_native.json"
 

@@ -63,8 +63,9 @@ print(n)
 """
 
 
-def measured(cmd: list[str], out_path: str | None = None) -> tuple[float, float]:
-    """Wall time and peak RSS (MB) of one run, measured in a fresh wrapper process."""
+def measured(cmd: list[str], out_path: str | None = None) -> tuple[float, float, float]:
+    """Wall time, peak RSS (MB) and CPU time (user + system of the run and every process it
+    started, seconds) of one run, measured in a fresh wrapper process."""
     wrapper = (
         "import resource, subprocess, sys, time\n"
         "out = open(sys.argv[1], 'w') if sys.argv[1] != '-' else subprocess.DEVNULL\n"
@@ -72,15 +73,16 @@ def measured(cmd: list[str], out_path: str | None = None) -> tuple[float, float]
         "p = subprocess.run(sys.argv[2:], stdout=out, stderr=subprocess.PIPE)\n"
         "w = time.perf_counter() - t\n"
         "if p.returncode: sys.exit(p.stderr.decode()[-500:])\n"
-        "print(w, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)\n"
+        "r = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+        "print(w, r.ru_maxrss / 1024, r.ru_utime + r.ru_stime)\n"
     )
     proc = subprocess.run(
         [sys.executable, "-c", wrapper, out_path or "-", *cmd], capture_output=True, text=True
     )
     if proc.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed: {proc.stderr.strip()[-500:]}")
-    wall, rss = proc.stdout.split()
-    return float(wall), float(rss)
+    wall, rss, cpu = proc.stdout.split()
+    return float(wall), float(rss), float(cpu)
 
 
 def tlssniff_cmd(path: str, *extra: str) -> list[str]:
@@ -142,7 +144,7 @@ def bench_file(path: str, rounds: int, tshark: bool) -> None:
             runs.append(("tshark", tshark_cmd(path), None))
         for name, cmd, dest in runs:
             warm(path)
-            wall, rss = measured(cmd, dest)
+            wall, rss, _ = measured(cmd, dest)
             if wall < best[name][0]:
                 best[name] = (wall, max(rss, best[name][1]))
             else:
@@ -167,9 +169,15 @@ def bench_file(path: str, rounds: int, tshark: bool) -> None:
 
 def jobs_check(paths: list[str], rounds: int) -> None:
     """``--jobs 1`` against ``--jobs 2``, alternating within each round (machine noise hits both
-    alike); with one capture ``--jobs 2`` splits it by flow hash (analysis/parallel.py)."""
+    alike); with one capture ``--jobs 2`` splits it by flow hash (analysis/parallel.py).
+
+    Besides wall time it prints the CPU time (user + system, all processes) of each: on a
+    machine whose cores are busy with other sessions' work the wall time of ``--jobs 2`` shows
+    little of the split (the scheduler gives each session its share, however many processes it
+    runs), while the CPU time shows what the split costs."""
     outs: dict[str, bytes] = {}
     times = {"1": 1e9, "2": 1e9}
+    cpus = {"1": 1e9, "2": 1e9}
     same = True
     for _ in range(rounds):
         for jobs in ("1", "2"):
@@ -177,8 +185,9 @@ def jobs_check(paths: list[str], rounds: int) -> None:
             warm(*paths)
             cmd = [sys.executable, "-m", "tlssniff", "analyze", *paths, "--format", "jsonl",
                    "--no-progress", "--jobs", jobs]
-            wall, _ = measured(cmd, dest)
+            wall, _, cpu = measured(cmd, dest)
             times[jobs] = min(times[jobs], wall)
+            cpus[jobs] = min(cpus[jobs], cpu)
             data = Path(dest).read_bytes()
             if jobs in outs and outs[jobs] != data:
                 same = False
@@ -190,6 +199,8 @@ def jobs_check(paths: list[str], rounds: int) -> None:
     print(f"\n{' '.join(paths)} (best of {rounds}, alternating)")
     print(f"--jobs 1: {times['1']:.2f} s, --jobs 2: {times['2']:.2f} s, "
           f"speed-up {times['1'] / times['2']:.2f}x, outputs identical: {same}")
+    print(f"  CPU time: --jobs 1 {cpus['1']:.2f} s, --jobs 2 {cpus['2']:.2f} s (all processes; "
+          f"{cpus['2'] / cpus['1']:.2f}x the CPU of one process)")
     if len(paths) == 1:
         print(f"  {truth}")
 

@@ -7,9 +7,11 @@ import io
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.conftest import CAPTURES, assert_verdicts, run_tlssniff
-from tlssniff.analysis import parallel
+from tlssniff.analysis import merge, parallel
 from tlssniff.analysis.aggregate import Aggregator
 from tlssniff.analysis.pipeline import Analyzer, partition_of
 from tlssniff.errors import TlssniffError
@@ -185,3 +187,41 @@ def test_streamed_lines_fall_back_to_one_process_on_eviction():
         assert counters.to_dict() == a.counters.to_dict()
         assert [s.to_dict() for s in agg.servers.values()] == [
             s.to_dict() for s in want_agg.servers.values()]
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 50), st.integers(0, 2), st.integers(0, 50)), unique=True,
+             max_size=60),
+    st.integers(1, 4),
+    st.lists(st.integers(0, 7), max_size=11).map(lambda sizes: [*sizes, 1]),  # empty ones too
+    st.randoms(use_true_random=False),
+)
+def test_merge_records_is_the_one_process_order(orders, parts, sizes, rnd) -> None:
+    """The parent's merge (analysis/merge.py: a two-way merge over batches for two partitions,
+    heapq beyond) gives every record once, in order, whatever the batch sizes (empty batches
+    included) and however the records fall to the partitions."""
+    own: list[list[tuple]] = [[] for _ in range(parts)]
+    for order in sorted(orders):
+        own[rnd.randrange(parts)].append((order, f"line {order}"))
+
+    def batches(records: list[tuple]):
+        i = k = 0
+        while i < len(records):
+            n = sizes[k % len(sizes)]
+            k += 1
+            yield records[i:i + n]
+            i += n
+
+    got = list(merge.merge_records([batches(r) for r in own]))
+    assert got == [(o, f"line {o}") for o in sorted(orders)]
+
+
+def test_partition_of_spreads_ipv4_and_ipv6_clients() -> None:
+    """The flow hash reads only twelve bytes (the low four of each address and the ports): both
+    partitions still get a fair share of clients on consecutive ports, over IPv4 and IPv6."""
+    for a, b in ((bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])),
+                 (bytes(15) + b"\x01", bytes(15) + b"\x02")):
+        counts = [0, 0]
+        for port in range(40000, 42000):
+            counts[partition_of(flow_key(a, b, port, 443), 2)] += 1
+        assert min(counts) > 800, counts

@@ -21,11 +21,9 @@ Two ways home, both giving the bytes ``--jobs 1`` gives:
 from __future__ import annotations
 
 import contextlib
-import heapq
 import multiprocessing
 import os
 import pickle
-from collections import OrderedDict
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
 import shutil
@@ -33,7 +31,8 @@ from dataclasses import dataclass, fields
 from typing import IO, Any, Callable, Iterator
 
 from tlssniff.analysis.aggregate import Aggregator, ServerStats
-from tlssniff.analysis.pipeline import MAX_ISSUED_IDS, Analyzer, Counters
+from tlssniff.analysis.merge import IssuedIds, OrderedAggregate, merge_records, write_merged
+from tlssniff.analysis.pipeline import Analyzer, Counters
 from tlssniff.analysis.verdict import ConnectionVerdict
 from tlssniff.errors import TlssniffError
 from tlssniff.flow.table import Limits
@@ -148,26 +147,6 @@ class _Line:
         self.text = text
 
 
-class OrderedAggregate:
-    """An Aggregator plus what merging several of them in the one-process order needs: where
-    each server was first seen and where its starttls was last set (the last one wins)."""
-
-    def __init__(self) -> None:
-        self.agg = Aggregator()
-        self.first: dict[tuple, Order] = {}
-        self.starttls_at: dict[tuple, Order] = {}
-        self.total_starttls_at: Order | None = None
-
-    def add(self, order: Order, v: ConnectionVerdict) -> None:
-        key = (v.server, v.sni, v.transport)
-        if key not in self.first:
-            self.first[key] = order
-        if v.starttls:
-            self.starttls_at[key] = order
-            self.total_starttls_at = order
-        self.agg.add(v)
-
-
 _NEVER: Order = (-1, -1, -1)
 
 
@@ -190,24 +169,6 @@ def merge_ordered(target: Aggregator, parts: list[OrderedAggregate]) -> None:
             mine.merge(pa.agg.servers[key])
     for pa in sorted(parts, key=lambda pa: pa.total_starttls_at or _NEVER):
         target.total.merge(pa.agg.total)
-
-
-class IssuedIds:
-    """The session ids full handshakes issued, as one process remembers them (the last
-    MAX_ISSUED_IDS), fed verdicts in the one-process order: settles the alternative verdicts
-    of partitions (Analyzer.alternative)."""
-
-    def __init__(self) -> None:
-        self._ids: OrderedDict[bytes, None] = OrderedDict()
-
-    def __contains__(self, session_id: bytes) -> bool:
-        return session_id in self._ids
-
-    def remember(self, issued_hex: str | None) -> None:
-        if issued_hex:
-            self._ids[bytes.fromhex(issued_hex)] = None
-            if len(self._ids) > MAX_ISSUED_IDS:
-                self._ids.popitem(last=False)
 
 
 def analyze_part(
@@ -243,6 +204,16 @@ def analyze_part(
                 line = _Line()
                 writer = fmt(line)  # type: ignore[arg-type]
 
+                def line_of(v: ConnectionVerdict) -> str:
+                    writer.write(v)
+                    return line.text
+
+                # JSONL lines straight from the verdict (what VerdictWriter writes for them): no
+                # writer call per verdict.
+                jsonl = getattr(writer, "fmt", None) == "jsonl"
+                text_of = ConnectionVerdict.to_json_line if jsonl else line_of
+                add = agg.add if agg is not None else None
+
                 def keep(v: ConnectionVerdict) -> None:
                     alt = analyzer.alternative
                     order = analyzer.order
@@ -251,16 +222,13 @@ def analyze_part(
                         if alt is not None:
                             alt[1].capture = capture_name
                     if alt is None:
-                        assert agg is not None
-                        agg.add(order, v)
-                        writer.write(v)
-                        batch.append((order, line.text, v.issued_session_id, None))
+                        assert add is not None
+                        add(order, v)
+                        batch.append((order, text_of(v), v.issued_session_id, None))
                     else:
                         analyzer.alternative = None
-                        writer.write(v)
-                        text = line.text
-                        writer.write(alt[1])
-                        batch.append((order, None, None, (alt[0], v, text, alt[1], line.text)))
+                        batch.append((order, None, None,
+                                      (alt[0], v, text_of(v), alt[1], text_of(alt[1]))))
                     if len(batch) >= _BATCH:
                         dump(batch)
                         batch.clear()
@@ -309,7 +277,7 @@ def merge_parts(spools: list[str], on_verdict: Callable[[ConnectionVerdict], Non
     """Replay the partitions' records (analyze_part without ``fmt``) into ``on_verdict`` in
     the one-process order."""
     issued = IssuedIds()
-    for _, v, alt in heapq.merge(*(_records(s) for s in spools), key=_order):
+    for _, v, alt in merge_records([_batches(s) for s in spools]):
         if alt is not None and alt[0] in issued:
             v = alt[1]
         issued.remember(v.issued_session_id)
@@ -323,21 +291,21 @@ def merge_part_lines(
     one-process order and merge their aggregates into ``split.aggregator``."""
     issued = IssuedIds()
     settled = OrderedAggregate()
-    write = split.out.write
-    for order, text, issued_hex, alt in heapq.merge(*(_records(s) for s in spools), key=_order):
-        if alt is not None:
-            sid, v, text, alt_v, alt_text = alt
-            if sid in issued:
-                v, text = alt_v, alt_text
-            issued_hex = v.issued_session_id
-            settled.add(order, v)
-        issued.remember(issued_hex)
-        write(text)
+    write_merged(merge_records([_batches(s) for s in spools]), issued, settled, split.out.write)
     merge_ordered(split.aggregator, [*aggs, settled])
 
 
 def _order(record: tuple) -> Order:
     return record[0]
+
+
+def _batches(spool: str) -> Iterator[list]:
+    with open(spool, "rb") as f:
+        while True:
+            try:
+                yield pickle.load(f)
+            except EOFError:
+                return
 
 
 def _part_to_pipe(path: str, limits: Limits, part: int, parts: int, fmt: LineWriters,
@@ -357,7 +325,7 @@ def _part_to_pipe(path: str, limits: Limits, part: int, parts: int, fmt: LineWri
     conn.close()
 
 
-def _piped_records(conn, results: dict, i: int) -> Iterator[tuple]:
+def _piped_batches(conn, results: dict, i: int) -> Iterator[list]:
     while True:
         obj = pickle.loads(conn.recv_bytes())
         if isinstance(obj, tuple):
@@ -365,7 +333,7 @@ def _piped_records(conn, results: dict, i: int) -> Iterator[tuple]:
                 raise RuntimeError(f"partition {i} failed: {obj[1]}")
             results[i] = obj[1]
             return
-        yield from obj
+        yield obj
 
 
 def _stream_partitioned(
@@ -389,19 +357,9 @@ def _stream_partitioned(
     merged = os.path.join(tmp, "merged")
     try:
         with open(merged, "w", encoding="utf-8", newline="") as out:
-            streams = [_piped_records(c, results, i) for i, c in enumerate(conns)]
-            issued = IssuedIds()
+            streams = [_piped_batches(c, results, i) for i, c in enumerate(conns)]
             settled = OrderedAggregate()
-            write = out.write
-            for order, text, issued_hex, alt in heapq.merge(*streams, key=_order):
-                if alt is not None:
-                    sid, v, text, alt_v, alt_text = alt
-                    if sid in issued:
-                        v, text = alt_v, alt_text
-                    issued_hex = v.issued_session_id
-                    settled.add(order, v)
-                issued.remember(issued_hex)
-                write(text)
+            write_merged(merge_records(streams), IssuedIds(), settled, out.write)
         for proc in procs:
             proc.join()
     finally:

@@ -7,6 +7,7 @@ raw frames (``feed_frame``) or whole files (``analyze_file``), and every verdict
 
 from __future__ import annotations
 
+import gc
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Callable, Final, Iterable
@@ -28,6 +29,9 @@ from tlssniff.flow.table import Flow, FlowTable, Limits, flow_key
 if TYPE_CHECKING:
     from tlssniff.flow.udp import UdpFlow, UdpTable
 
+# The collector's young-generation threshold while a capture file is walked (see analyze_file).
+GC_THRESHOLD: Final = 50_000
+
 # How many issued TLS <= 1.2 session ids are remembered for linking offers to issues.
 MAX_ISSUED_IDS: Final = 50_000
 
@@ -48,11 +52,26 @@ def partition_of(key: bytes, parts: int) -> int:
 
 def partition_at(buf: bytes, start: int, n: int, parts: int) -> int:
     """:func:`partition_of` of ``buf[start:start + n]``, read in place (the frame fast path:
-    no slice for a frame of another partition)."""
-    total = 0
-    for i in range(start, start + n):
-        total += buf[i]
-    return ((total * 2654435761) >> 16) % parts
+    no slice for a frame of another partition).
+
+    Every worker of ``--jobs N`` on one capture runs this on every frame, so it is kept to
+    twelve byte reads: the last four bytes of each address and both ports (all of an IPv4
+    4-tuple), summed (symmetric), times a multiplier small enough that the product stays a
+    machine int in the compiled build. Compiled, 45 ns a frame against 175 ns (IPv4) and 260 ns
+    (IPv6) for the former sum of every byte times 2654435761 (a product that is no longer a
+    machine int): a mypyc build of both, 5 million calls each on one frame, on the busy 2-core
+    machine (load average 8)."""
+    if n < 12:
+        total = 0
+        for i in range(start, start + n):
+            total += buf[i]
+        return (total * 40503 >> 8) % parts
+    p = start + n - 4  # the ports
+    a = start + (n - 4) // 2 - 4  # the source address's last four bytes
+    b = p - 4  # the destination address's
+    total = (buf[a] + buf[a + 1] + buf[a + 2] + buf[a + 3] + buf[b] + buf[b + 1] + buf[b + 2]
+             + buf[b + 3] + buf[p] + buf[p + 1] + buf[p + 2] + buf[p + 3])
+    return (total * 40503 >> 8) % parts
 
 
 @dataclass(slots=True)
@@ -237,7 +256,17 @@ class Analyzer(FrameSink):
                 def on_chunk() -> None:
                     progress(cap.position, size)
 
-            cap.walk(self, on_chunk)
+            # Each connection allocates ~70 tracked objects and leaves no cycle behind (the
+            # flow drops its app at its verdict), so the collector's default (a young pass
+            # every 700 allocations, the whole heap of flows whenever it grew by a quarter)
+            # mostly walks live flows: 2.1% of the instructions of the first 500,000 frames of
+            # the handshake capture (callgrind, 4.04 G against 3.95 G with this threshold).
+            thresholds = gc.get_threshold()
+            gc.set_threshold(max(thresholds[0], GC_THRESHOLD), *thresholds[1:])
+            try:
+                cap.walk(self, on_chunk)
+            finally:
+                gc.set_threshold(*thresholds)
             ts = self._last_ts if self._frame_no else None
             c.frames += self._frame_no
             c.bytes += cap.position
