@@ -33,12 +33,12 @@ NATIVE_MODULES = [
     "tlssniff/tls/handshake.py",
     "tlssniff/tls/ja4.py",
     "tlssniff/tls/ciphers.py",
-    "tlssniff/analysis/connection.py",
+    "tlssniff/engine/connection.py",
     "tlssniff/analysis/classify.py",
-    "tlssniff/analysis/pipeline.py",
+    "tlssniff/engine/pipeline.py",
     "tlssniff/analysis/verdict.py",
     "tlssniff/analysis/aggregate.py",
-    "tlssniff/analysis/merge.py",
+    "tlssniff/engine/merge.py",
 ]
 STAMP = "tlssniff/_native.json"
 

@@ -169,7 +169,7 @@ def bench_file(path: str, rounds: int, tshark: bool) -> None:
 
 def jobs_check(paths: list[str], rounds: int) -> None:
     """``--jobs 1`` against ``--jobs 2``, alternating within each round (machine noise hits both
-    alike); with one capture ``--jobs 2`` splits it by flow hash (analysis/parallel.py).
+    alike); with one capture ``--jobs 2`` splits it by flow hash (engine/parallel.py).
 
     Besides wall time it prints the CPU time (user + system, all processes) of each: on a
     machine whose cores are busy with other sessions' work the wall time of ``--jobs 2`` shows

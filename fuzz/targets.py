@@ -27,7 +27,7 @@ import tempfile
 
 from tlssniff.analysis.classify import classify
 from tlssniff.flow.limits import END_EOF, END_EVICTED
-from tlssniff.analysis.pipeline import Analyzer
+from tlssniff.engine.pipeline import Analyzer
 from tlssniff.analysis.verdict import ConnectionVerdict
 from tlssniff.capture import decode as _decode_mod
 from tlssniff.capture.decode import MalformedFrame, decode_frame
@@ -249,10 +249,10 @@ def target_decode(data: bytes) -> None:
 
 def target_preamble(data: bytes) -> None:
     """One TCP connection's two directions (``tls`` layout) through the TLS app: preamble
-    detection (analysis/preamble.py), STARTTLS, then the tracker; the app's buffers stay
+    detection (preamble.py), STARTTLS, then the tracker; the app's buffers stay
     bounded and it ends in a known state."""
-    from tlssniff.analysis.connection import TlsApp  # noqa: PLC0415
-    from tlssniff.analysis.preamble import MAX_HELD  # noqa: PLC0415
+    from tlssniff.engine.connection import TlsApp  # noqa: PLC0415
+    from tlssniff.preamble import MAX_HELD  # noqa: PLC0415
     from tlssniff.flow.limits import END_EOF  # noqa: PLC0415
     from tlssniff.flow.table import Flow  # noqa: PLC0415
 

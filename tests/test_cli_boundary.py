@@ -203,7 +203,7 @@ def test_reader_that_stops_early_is_status_0(fmt):
 def test_ctrl_c_is_status_130(tmp_path):
     marker = tmp_path / "running"
     env = _sitecustomize(tmp_path, (
-        "import time, tlssniff.analysis.parallel as p\n"
+        "import time, tlssniff.engine.parallel as p\n"
         "real = p.analyze_captures\n"
         "def slow(*a, **k):\n"
         f"    open({str(marker)!r}, 'w').close()\n"

@@ -376,7 +376,7 @@ def test_servers_are_bounded_and_the_rest_counted():
 
 
 def _findings_of_every_capture() -> dict:
-    from tlssniff.analysis.parallel import analyze_captures
+    from tlssniff.engine.parallel import analyze_captures
 
     out = {}
     root = CAPTURES.parent

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tlssniff.analysis.pipeline import Analyzer
+from tlssniff.engine.pipeline import Analyzer
 from tlssniff.capture.decode import decode_frame
 from tlssniff.capture.files import open_capture
 from tlssniff.flow.limits import Limits

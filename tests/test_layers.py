@@ -38,8 +38,9 @@ LAYERS = {
     "capture": 1,
     "flow": 2,
     "tls": 3,
-    "quic": 4, "dtls": 4, "starttls": 4,
+    "quic": 4, "dtls": 4, "starttls": 4, "preamble": 4,
     "analysis": 5,
+    "engine": 5.5,
     "verify": 6,
     "output": 7, "sources": 7,
     "probe": 7.5,
@@ -51,7 +52,7 @@ LAYERS = {
 ALLOWED: dict[tuple[str, str], str] = {
     # The UDP table picks the app of a new flow itself (QUIC Initial or DTLS ClientHello);
     # the TCP table takes an app factory from the engine instead. Giving the UDP table one
-    # too needs the Analyzer (analysis/pipeline.py) to pass it.
+    # too needs the Analyzer (engine/pipeline.py) to pass it.
     ("tlssniff.flow.udp", "tlssniff.quic.connection"): "UDP app detection inside the table",
     ("tlssniff.flow.udp", "tlssniff.dtls.connection"): "UDP app detection inside the table",
 }

@@ -310,7 +310,7 @@ def test_dashboard_renders(tmp_path: Path):
     from rich.console import Console
 
     from tlssniff.analysis.aggregate import Aggregator
-    from tlssniff.analysis.pipeline import Counters
+    from tlssniff.engine.pipeline import Counters
     from tlssniff.analysis.verdict import ConnectionVerdict
     from tlssniff.capture.live import KernelStats
     from tlssniff.output.dashboard import Dashboard
@@ -331,7 +331,7 @@ def test_reused_client_port_is_a_new_connection():
     """A busy client reuses a 4-tuple within seconds: the bare SYN on the 4-tuple of a finished
     connection starts a new one (live path), and FIN marks the finished one closed so the table
     forgets it after CLOSED_GRACE instead of the idle timeout."""
-    from tlssniff.analysis.pipeline import Analyzer
+    from tlssniff.engine.pipeline import Analyzer
     from tlssniff.capture.decode import decode_frame
     from tlssniff.capture.files import open_capture
 

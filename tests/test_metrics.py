@@ -68,7 +68,7 @@ def _sink(**kw):
 
 def _verdicts(path: Path) -> list:
     """The verdicts of a capture, in the order the pipeline decides them (as live gets them)."""
-    from tlssniff.analysis.pipeline import Analyzer
+    from tlssniff.engine.pipeline import Analyzer
     from tlssniff.capture.files import open_capture
 
     out: list = []
@@ -438,7 +438,7 @@ def test_a_diagnostics_failure_is_counted_not_fatal(monkeypatch):
 
 
 def test_health_metrics():
-    from tlssniff.analysis.pipeline import Counters
+    from tlssniff.engine.pipeline import Counters
     from tlssniff.capture.live import KernelStats
 
     sink = _sink()

@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import CAPTURES, PUBLIC, REPO
 from tlssniff import _native
-from tlssniff.analysis.pipeline import analyze_paths
+from tlssniff.engine.pipeline import analyze_paths
 from tlssniff.analysis.verdict import ConnectionVerdict, EarlyData, Handshake, Note, Offered
 
 COMPILED = bool(_native.built())

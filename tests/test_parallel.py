@@ -37,7 +37,7 @@ def test_merged_aggregates_equal_one_pass():
     import pickle
 
     from tlssniff.analysis.aggregate import Aggregator
-    from tlssniff.analysis.pipeline import analyze_paths
+    from tlssniff.engine.pipeline import analyze_paths
 
     whole, merged = Aggregator(), Aggregator()
     for path in TLS:

@@ -14,7 +14,7 @@ pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 duckdb = pytest.importorskip("duckdb")
 
-from tlssniff.analysis.pipeline import Analyzer  # noqa: E402
+from tlssniff.engine.pipeline import Analyzer  # noqa: E402
 from tlssniff.output import parquet  # noqa: E402
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "scale.md"

@@ -11,9 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.conftest import CAPTURES, assert_verdicts, run_tlssniff
-from tlssniff.analysis import merge, parallel
+from tlssniff.engine import merge, parallel
 from tlssniff.analysis.aggregate import Aggregator
-from tlssniff.analysis.pipeline import Analyzer, partition_of
+from tlssniff.engine.pipeline import Analyzer, partition_of
 from tlssniff.errors import TlssniffError
 from tlssniff.flow.table import Limits, flow_key
 from tlssniff.run.offline import line_writer
@@ -197,7 +197,7 @@ def test_streamed_lines_fall_back_to_one_process_on_eviction():
     st.randoms(use_true_random=False),
 )
 def test_merge_records_is_the_one_process_order(orders, parts, sizes, rnd) -> None:
-    """The parent's merge (analysis/merge.py: a two-way merge over batches for two partitions,
+    """The parent's merge (engine/merge.py: a two-way merge over batches for two partitions,
     heapq beyond) gives every record once, in order, whatever the batch sizes (empty batches
     included) and however the records fall to the partitions."""
     own: list[list[tuple]] = [[] for _ in range(parts)]

@@ -14,7 +14,7 @@ import dpkt
 import pytest
 
 from tests.conftest import CAPTURES, analyze_jsonl, assert_verdicts, run_tlssniff
-from tlssniff.analysis import preamble as pa
+from tlssniff import preamble as pa
 
 PREAMBLE = CAPTURES / "preamble"
 TRUTHS = sorted(PREAMBLE.glob("*.truth.jsonl"))

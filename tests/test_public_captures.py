@@ -3,7 +3,7 @@
 The expected answers (tests/data/public_truth.json) were derived from the captures themselves,
 the RFCs and Zeek's published baselines, independently of tlssniff (tests/data/PUBLIC_TRUTH.md).
 TLS after a plaintext phase is included: STARTTLS (``starttls``) and the proxies, RDP and
-banners of analysis/preamble.py (``preamble``). ``not_analyzed`` lists TLS that tlssniff does
+banners of preamble.py (``preamble``). ``not_analyzed`` lists TLS that tlssniff does
 not read (none left); such connections must not be reported at all: counted, never misclassified.
 """
 

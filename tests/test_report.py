@@ -278,7 +278,7 @@ def test_fail_under_report_exit_3(tmp_path):
 def test_write_bundle_in_memory(tmp_path):
     """What `live --report DIR` calls: verdicts in memory, no capture file to re-read."""
     from tlssniff.analysis.aggregate import Aggregator
-    from tlssniff.analysis.parallel import analyze_captures
+    from tlssniff.engine.parallel import analyze_captures
     from tlssniff.output.report import fail_under, write_bundle
 
     verdicts = []

@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import CAPTURES
 from tlssniff.analysis.aggregate import Aggregator
 from tlssniff.analysis.diagnostics import Diagnostics
-from tlssniff.analysis.parallel import analyze_captures
+from tlssniff.engine.parallel import analyze_captures
 from tlssniff.output.report import write_bundle
 from tlssniff.output.report.spool import BATCH, VerdictSpool
 

@@ -137,7 +137,7 @@ def test_cluster_report_plots_the_cross_node_refusals(tmp_path):
     assert "#9467bd" in charts_part  # both nodes refuse the other's sessions: marked apart
     assert "issued by another node" in charts_part
     from tlssniff.analysis.diagnostics import Diagnostics
-    from tlssniff.analysis.parallel import analyze_captures
+    from tlssniff.engine.parallel import analyze_captures
 
     verdicts: list = []
     analyze_captures([str(DIAG / "cluster-separate-keys.pcap")], verdicts.append)

@@ -17,7 +17,7 @@ from rich.console import Console
 
 from tests.conftest import CAPTURES, run_tlssniff
 from tlssniff.analysis.aggregate import Aggregator
-from tlssniff.analysis.pipeline import Analyzer, analyze_paths
+from tlssniff.engine.pipeline import Analyzer, analyze_paths
 from tlssniff.capture.decode import decode_frame, format_endpoint
 from tlssniff.capture.files import open_capture
 from tlssniff.flow.reassembly import MAX_SEGMENTS, StreamReassembler

@@ -412,7 +412,7 @@ def verify_captures(paths: list[str], verdicts: list[dict] | None = None) -> Ver
     result = VerifyResult(tshark=tshark_version())
     for path in paths:
         if verdicts is None:
-            from tlssniff.analysis.parallel import analyze_captures
+            from tlssniff.engine.parallel import analyze_captures
 
             mine: list[dict] = []
             analyze_captures([str(path)], lambda v, mine=mine: mine.append(v.to_dict()))

@@ -1,7 +1,7 @@
 """Live capture: raw frames from an interface, the BPF filter in the kernel, no dissection.
 
 :class:`LiveCapture` hands out ``(ts, linktype, frame)`` tuples of raw bytes, exactly what
-:meth:`tlssniff.analysis.pipeline.Analyzer.feed_frame` takes. libpcap is loaded with ctypes
+:meth:`tlssniff.engine.pipeline.Analyzer.feed_frame` takes. libpcap is loaded with ctypes
 (``ctypes.util.find_library("pcap")``, else its usual sonames); it is the only system requirement.
 Two readers, chosen by ``backend="auto"``:
 

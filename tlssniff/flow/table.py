@@ -3,7 +3,7 @@
 The table is protocol-agnostic: each new connection gets an *application* from a factory
 (the TLS analysis), which receives reassembled bytes and says when it is ``done``. A done
 connection keeps only a light entry so that its remaining packets (usually almost all of them)
-are skipped with one dict lookup in the caller's loop; see :func:`tlssniff.analysis.pipeline`.
+are skipped with one dict lookup in the caller's loop; see :func:`tlssniff.engine.pipeline`.
 """
 
 from __future__ import annotations
@@ -173,7 +173,7 @@ class FlowTable:
         self._closed_q: deque[tuple[float, Flow]] = deque()
         self._next_idle_scan = -1.0  # capture time of the next full scan; armed by sweep()
         # Limit evictions of any flow (done ones included): flow-hash partitions of one capture
-        # (analysis/parallel.py) are exact only while none happens.
+        # (engine/parallel.py) are exact only while none happens.
         self.evictions = 0
 
     # The caller's loop handles done flows itself (the fast path); everything else comes here.

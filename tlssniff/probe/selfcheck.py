@@ -214,7 +214,7 @@ def check(result, capture: Capture | None, pcap: Path | None) -> SelfCheck:
     """Run the passive analyzer over the capture; put each verdict beside its attempt."""
     if capture is None or pcap is None:
         return SelfCheck(ran=False, reason=_unavailable)
-    from tlssniff.analysis.pipeline import analyze_paths
+    from tlssniff.engine.pipeline import analyze_paths
 
     verdicts = {}
 

@@ -1,7 +1,7 @@
 """The live source and ``live``'s run: one capture loop into one :class:`~.session.Session`.
 
 :class:`CaptureLoop` is single-threaded: read what the kernel ring holds, feed every frame to
-the same :class:`~tlssniff.analysis.pipeline.Analyzer` as offline analysis, write the handshake
+the same :class:`~tlssniff.engine.pipeline.Analyzer` as offline analysis, write the handshake
 frames to ``--write``, call ``on_tick`` once a second (dashboard, metrics), check the stop
 conditions. SIGINT and SIGTERM only set a flag (:func:`stop_on_signals`); the loop then drains
 the ring (the same loop, draining), decides every open connection with what was seen

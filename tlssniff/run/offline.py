@@ -1,9 +1,9 @@
 """The file sources: capture files (one by one, ``--one-stream``, ``--jobs`` pools and flow-hash
 partitions, ``--dask``) and tlssniff's own verdict files, into one :class:`~.session.Session`.
 
-The engine's parallel parts (analysis/parallel.py, analysis/distributed.py) write streamed
+The engine's parallel parts (engine/parallel.py, engine/distributed.py) write streamed
 lines themselves when the output allows it (``-f jsonl``/``ecs``: each worker writes and
-aggregates its own verdicts, see :class:`~tlssniff.analysis.parallel.Split`); the writer they
+aggregates its own verdicts, see :class:`~tlssniff.engine.parallel.Split`); the writer they
 use is handed to them from here (:func:`line_writer`), so the engine imports no output.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO
 
 from tlssniff.analysis.aggregate import Aggregator
-from tlssniff.analysis.parallel import Split, analyze_captures
+from tlssniff.engine.parallel import Split, analyze_captures
 from tlssniff.errors import CaptureError
 from tlssniff.output.formats import VerdictWriter
 from tlssniff.run.session import Session
@@ -82,7 +82,7 @@ def run_files(session: Session, captures: list[Path], *, jobs: int = 1, one_stre
     """Analyze ``captures`` into ``session``: the capture files by the engine (``jobs`` 0: one
     per core), then tlssniff's verdict files (recognised by content, sources.py). With
     ``split`` the workers write the streamed lines themselves and ``session``'s sinks must do
-    nothing else (analysis/parallel.py). Without ``verdict_files`` every input is a capture.
+    nothing else (engine/parallel.py). Without ``verdict_files`` every input is a capture.
     """
     from tlssniff.sources import read_verdict_files, split_inputs
 

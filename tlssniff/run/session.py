@@ -2,7 +2,7 @@
 
 Every source (capture files, verdict files, a live interface, ``--jobs`` workers, a Dask
 cluster) feeds :meth:`Session.add` with verdicts and ends with :meth:`Session.done` and the
-:class:`~tlssniff.analysis.pipeline.Counters` it counted; every sink (a verdict writer, the
+:class:`~tlssniff.engine.pipeline.Counters` it counted; every sink (a verdict writer, the
 aggregation, diagnostics, the report spool, the dashboard's aggregate, metrics) is a callable
 taking one verdict. :func:`conclude` is the exit policy of every command that analyzes: the
 warnings (unless ``--quiet``), the errors (exit 2, after the output), ``--fail-under`` (exit 3).
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import typer
 
 from tlssniff.analysis.aggregate import Aggregator
-from tlssniff.analysis.pipeline import Analyzer, Counters
+from tlssniff.engine.pipeline import Analyzer, Counters
 from tlssniff.analysis.verdict import ConnectionVerdict
 from tlssniff.errors import CaptureError, ExitCode
 from tlssniff.flow.table import Limits

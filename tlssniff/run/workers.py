@@ -4,7 +4,7 @@ The parent opens N AF_PACKET rings on the interface, all members of one ``PACKET
 group: the kernel gives every frame to one ring by a symmetric hash of its flow, so both
 directions of a connection reach the same worker (as Suricata's and Zeek's AF_PACKET workers
 do). Each worker (a forked process, privileges already dropped) runs its own
-:class:`~tlssniff.analysis.pipeline.Analyzer` on its ring and sends its verdicts, in batches, and
+:class:`~tlssniff.engine.pipeline.Analyzer` on its ring and sends its verdicts, in batches, and
 its counters to the parent, which alone aggregates, writes the JSONL stream, draws the one
 dashboard and prints the one summary (counters and kernel counts summed over the workers).
 At the stop each worker drains its ring, decides its open connections and sends the rest.
@@ -53,7 +53,7 @@ def open_rings(iface: str, bpf: str, snaplen: int, promisc: bool, buffer_mb: int
 
 def _worker(index: int, cap: LiveCapture, conn: Connection, stop, limits, name: str) -> None:
     """One worker: its ring into its Analyzer; batches of verdicts and its counters home."""
-    from tlssniff.analysis.pipeline import Analyzer
+    from tlssniff.engine.pipeline import Analyzer
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -157,8 +157,8 @@ class Workers:
                 self._ended.add(i)
 
     def total_counters(self):
-        from tlssniff.analysis.parallel import merge_counters
-        from tlssniff.analysis.pipeline import Counters
+        from tlssniff.engine.parallel import merge_counters
+        from tlssniff.engine.pipeline import Counters
 
         total = Counters()
         for i in sorted(self.counters):
@@ -227,8 +227,8 @@ def run(live: "LiveRun") -> None:
         dashboard_on = fmt == "table" and sys.stdout.isatty()
         summary = summary_console(fmt, live.output, out)
         warm_up(summary, dashboard_on)
-        import tlssniff.analysis.parallel  # noqa: F401  (merge_counters, before the drop)
-        import tlssniff.analysis.pipeline  # noqa: F401
+        import tlssniff.engine.parallel  # noqa: F401  (merge_counters, before the drop)
+        import tlssniff.engine.pipeline  # noqa: F401
 
         pool = Workers(caps, live.limits, f"live:{iface}", session.add)
         stack.callback(pool.finish)

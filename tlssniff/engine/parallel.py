@@ -3,7 +3,7 @@
 One capture with ``jobs > 1`` is split by flow hash (:func:`analyze_partitioned`): every worker
 walks the whole file (the walk is a fraction of the analysis) and analyses only the connections
 whose symmetric flow hash is its own, both directions and UDP included; the parent merges the
-verdicts back into the order one process gives (see :class:`~tlssniff.analysis.pipeline.Analyzer`
+verdicts back into the order one process gives (see :class:`~tlssniff.engine.pipeline.Analyzer`
 ``order``) and settles the one cross-connection question a partition cannot answer alone
 (was this session id issued by an earlier connection?).
 
@@ -31,8 +31,8 @@ from dataclasses import dataclass, fields
 from typing import IO, Any, Callable, Iterator
 
 from tlssniff.analysis.aggregate import Aggregator, ServerStats
-from tlssniff.analysis.merge import IssuedIds, OrderedAggregate, merge_records, write_merged
-from tlssniff.analysis.pipeline import Analyzer, Counters
+from tlssniff.engine.merge import IssuedIds, OrderedAggregate, merge_records, write_merged
+from tlssniff.engine.pipeline import Analyzer, Counters
 from tlssniff.analysis.verdict import ConnectionVerdict
 from tlssniff.errors import TlssniffError
 from tlssniff.flow.table import Limits
@@ -458,7 +458,7 @@ def analyze_captures(
     ``split``: with several workers, let them aggregate and write their own lines (see the
     module docstring); ``on_verdict`` must then do nothing else. Ignored when one process runs.
 
-    ``dask``: a Dask scheduler's address; the work runs on its workers (analysis/distributed.py),
+    ``dask``: a Dask scheduler's address; the work runs on its workers (engine/distributed.py),
     ``jobs`` > 1 then being the partitions per capture.
 
     ``one_stream``: the files are consecutive pieces of one capture (``tcpdump -C/-G``
@@ -467,7 +467,7 @@ def analyze_captures(
     """
     limits = limits or Limits()
     if dask is not None and not one_stream:
-        from tlssniff.analysis.distributed import analyze_on_dask
+        from tlssniff.engine.distributed import analyze_on_dask
 
         return analyze_on_dask(dask, paths, on_verdict, limits, jobs if jobs > 1 else 0,
                                progress, split)

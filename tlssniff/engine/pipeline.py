@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Callable, Final, Iterable
 
 from tlssniff.analysis.classify import classify
-from tlssniff.analysis.connection import MIDSTREAM_TLS, TLS, TlsApp
+from tlssniff.engine.connection import MIDSTREAM_TLS, TLS, TlsApp
 from tlssniff.analysis.verdict import ConnectionVerdict, Note
 from tlssniff.capture.decode import (
     LINKTYPE_NAMES,
@@ -119,7 +119,7 @@ class Analyzer(FrameSink):
         (:func:`partition_of`) is ``part``; frames that are neither TCP nor UDP count in part 0.
         Each verdict's place in the single-process order is then :attr:`order` when
         ``on_verdict`` is called, and :attr:`alternative` what it would be if its session id
-        had been issued (see ``_classify``); analysis/parallel.py merges the parts."""
+        had been issued (see ``_classify``); engine/parallel.py merges the parts."""
         self.on_verdict = on_verdict
         self.limits = limits or Limits()
         self.counters = Counters()

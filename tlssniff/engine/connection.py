@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from tlssniff.analysis import preamble as pa
+from tlssniff import preamble as pa
 from tlssniff import starttls as st
 from tlssniff.flow.table import Flow
 from tlssniff.tls.handshake import HandshakeTracker
@@ -15,7 +15,7 @@ TLS: Final = 1
 NOT_TLS: Final = 2
 MIDSTREAM_TLS: Final = 3
 PLAINTEXT: Final = 4  # a plaintext protocol that may upgrade to TLS (STARTTLS): tlssniff/starttls/
-PREAMBLE: Final = 5  # a proxy, PROXY protocol, RDP or banner before the TLS: analysis/preamble.py
+PREAMBLE: Final = 5  # a proxy, PROXY protocol, RDP or banner before the TLS: preamble.py
 
 
 def sniff(data: bytes) -> int | None:
@@ -145,7 +145,7 @@ class TlsApp:
 
     def _preamble(self, from_client: bool, data: bytes, frame: int, ts: float) -> None:
         """A preamble before the TLS: the client's TLS starts after its own, the server's after
-        its answer (both in analysis/preamble.py)."""
+        its answer (both in preamble.py)."""
         pre = self.pre
         assert pre is not None  # state PREAMBLE
         result = pre.feed(from_client, data)

@@ -1,4 +1,4 @@
-"""The parent's per-verdict work of ``--jobs N`` on one capture (analysis/parallel.py): the
+"""The parent's per-verdict work of ``--jobs N`` on one capture (engine/parallel.py): the
 flow-hash partitions' records merged back into the one-process order, the session ids issued
 on the way, and the lines written; and the workers' per-verdict aggregate (OrderedAggregate). Compiled with the hot path (setup.py): with two cores and
 two workers every CPU second the parent spends is taken from a worker."""
@@ -11,7 +11,7 @@ from collections import OrderedDict
 from typing import Any, Callable, Iterator
 
 from tlssniff.analysis.aggregate import Aggregator
-from tlssniff.analysis.pipeline import MAX_ISSUED_IDS
+from tlssniff.engine.pipeline import MAX_ISSUED_IDS
 from tlssniff.analysis.verdict import ConnectionVerdict
 
 Order = tuple[int, int, int]  # a verdict's place in the one-process order (Analyzer.order)

@@ -1,5 +1,5 @@
 """``analyze --dask tcp://SCHEDULER:8786 FILES...``: the per-file and per-partition work on a Dask
-cluster, merged on the client exactly as ``--jobs`` merges it (analysis/parallel.py).
+cluster, merged on the client exactly as ``--jobs`` merges it (engine/parallel.py).
 
 Each task is one flow-hash partition of one capture (:func:`parallel.analyze_part`); the worker
 returns its counters, its aggregate and its spool of ordered records, and the client merges a
@@ -21,8 +21,8 @@ import shutil
 import tempfile
 from typing import Callable
 
-from tlssniff.analysis import parallel
-from tlssniff.analysis.pipeline import Counters
+from tlssniff.engine import parallel
+from tlssniff.engine.pipeline import Counters
 from tlssniff.analysis.verdict import ConnectionVerdict
 from tlssniff.errors import TlssniffError, UsageError
 from tlssniff.flow.table import Limits
