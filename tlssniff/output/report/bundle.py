@@ -211,8 +211,10 @@ def _write(
     # -- handshakes.jsonl, and the evidence chosen in the same pass ----------------------------
     progress("handshakes.jsonl")
     chooser = _Chooser(findings, public, anon)
+    span = ChartSpan(aggregator)  # the charts' first pass, in this one (a spool read less)
     with odir.open("handshakes.jsonl") as f:
         for v in verdicts:
+            span.add(v)
             if anon is None and redactor is None:
                 f.write(v.to_json_line())  # the same text, built directly
             else:
@@ -242,6 +244,7 @@ def _write(
         counters=counters, inputs=_inputs(inputs), argv=argv, started=started, anon=anon,
         redacted=redactor is not None, evidence=ev, check=check, failing=failing,
         fail_under=fail_under_rate, min_handshakes=min_handshakes, problems=problems,
+        span=span,
     )
     # The scrubber runs once more over each whole document: whatever quotes an address or a
     # session value (a warning, the command line) is covered too.
@@ -311,6 +314,35 @@ def listed_servers(ctx: _Context) -> tuple[list[ServerStats], int]:
     rows = ranked[:REPORT_SERVERS] + [s for s in ranked[REPORT_SERVERS:]
                                       if stats_label(s) in flagged][:REPORT_SERVERS]
     return rows, len(ranked) - len(rows)
+
+
+class ChartSpan:
+    """The first pass of report.html's charts over the verdicts: the table rows' classified
+    handshakes and refused offers, and the time span of their classified handshakes (the
+    aggregation is complete, so the rows are known before any verdict is read again)."""
+
+    __slots__ = ("order", "known", "classified", "refused", "t0", "tmax")
+
+    def __init__(self, agg: Aggregator) -> None:
+        self.order = list(dict.fromkeys(stats_label(s) for s in agg.sorted_servers()))
+        self.known = set(self.order)
+        self.classified: dict[str, int] = {}
+        self.refused: dict[str, int] = {}
+        self.t0: float | None = None
+        self.tmax: float | None = None
+
+    def add(self, v: ConnectionVerdict) -> None:
+        label = f"{v.server} {v.sni}" if v.sni else v.server
+        if label not in self.known:
+            return
+        if v.handshake.value != "unknown":
+            self.classified[label] = self.classified.get(label, 0) + 1
+            if self.t0 is None or v.ts < self.t0:
+                self.t0 = v.ts
+            if self.tmax is None or v.ts > self.tmax:
+                self.tmax = v.ts
+        if v.refused:
+            self.refused[label] = self.refused.get(label, 0) + 1
 
 
 # -- choosing the evidence ---------------------------------------------------------------------
@@ -436,6 +468,7 @@ class _Context:
     min_handshakes: int
     problems: list
     scrub: Scrubber
+    span: ChartSpan | None = None  # the charts' first pass, when the bundle made it
 
     def client(self, endpoint: str) -> str:
         return self.anon.endpoint(endpoint) if self.anon is not None else endpoint

@@ -13,6 +13,7 @@ from tlssniff import __version__
 from tlssniff.output.display import DOCUMENT_LIMIT, for_html
 from tlssniff.output.report import charts
 from tlssniff.output.report.bundle import (
+    ChartSpan,
     _Context,
     iso,
     listed_servers,
@@ -199,26 +200,17 @@ def render(ctx: _Context) -> str:
 
 def _charts(ctx: _Context):
     # Two passes over the verdicts (a spool on disk for ``report``), keeping only counts: the
-    # first finds the time span, the classified handshakes per server and the refused offers,
-    # the second bins the rate of each server of the table's rows (at most --max-servers).
+    # first finds the time span, the classified handshakes per server and the refused offers
+    # (done during the bundle's handshakes.jsonl pass when it ran: ``ctx.span``), the second
+    # bins the rate of each server of the table's rows (at most --max-servers).
     ranked = ctx.agg.sorted_servers()
-    order = list(dict.fromkeys(stats_label(s) for s in ranked))
-    known = set(order)
-    classified: dict[str, int] = {}
-    refused: dict[str, int] = {}
-    t0 = tmax = None
-    for v in ctx.verdicts:
-        label = f"{v.server} {v.sni}" if v.sni else v.server
-        if label not in known:
-            continue
-        if v.handshake.value != "unknown":
-            classified[label] = classified.get(label, 0) + 1
-            if t0 is None or v.ts < t0:
-                t0 = v.ts
-            if tmax is None or v.ts > tmax:
-                tmax = v.ts
-        if v.refused:
-            refused[label] = refused.get(label, 0) + 1
+    span = ctx.span
+    if span is None:
+        span = ChartSpan(ctx.agg)
+        for v in ctx.verdicts:
+            span.add(v)
+    order, classified, refused = span.order, span.classified, span.refused
+    t0, tmax = span.t0, span.tmax
     if t0 is None or tmax is None:
         yield None, ["Resumption over time: no classified handshake."]
     else:
