@@ -109,6 +109,11 @@ def test_partition_lines_and_aggregates_equal_one_process(tmp_path):
 SID_REFUSED = CAPTURES / "partitions" / "sid-refused-tls13-client.pcap"
 
 
+def _spooled(spool: str) -> list:
+    """The records a partition wrote to its spool, in order."""
+    return [r for batch in parallel._batches(spool) for r in batch]
+
+
 def test_a_session_id_issued_in_another_partition_is_still_an_offer(tmp_path):
     """sid-refused-tls13-client.pcap (scripts/make_partition_capture.py): TLS 1.3-capable
     clients present TLS 1.2 session ids to a restarted server, which refuses them. Only the
@@ -125,7 +130,7 @@ def test_a_session_id_issued_in_another_partition_is_still_an_offer(tmp_path):
         spools = [str(tmp_path / f"{i}.spool") for i in range(parts)]
         for i, s in enumerate(spools):
             parallel.analyze_part(path, Limits(), i, parts, s)
-        records = [r for s in spools for r in parallel._records(s)]
+        records = [r for s in spools for r in _spooled(s)]
         # Each partition alone calls every refused offer "none", with the alternative "offer".
         alone = {r[1].client: r for r in records if r[1].client in refused}
         assert all(r[1].offered.value == "none" and r[2] is not None
@@ -133,10 +138,10 @@ def test_a_session_id_issued_in_another_partition_is_still_an_offer(tmp_path):
         # ... and for some of them the connection that issued the id is in another partition.
         issuer_part = {}
         for i, s in enumerate(spools):
-            for r in parallel._records(s):
+            for r in _spooled(s):
                 if r[1].issued_session_id:
                     issuer_part[r[1].issued_session_id] = i
-        part_of = {r[1].client: i for i, s in enumerate(spools) for r in parallel._records(s)}
+        part_of = {r[1].client: i for i, s in enumerate(spools) for r in _spooled(s)}
         crossing = [c for c, r in alone.items()
                     if issuer_part[r[2][1].session_id] != part_of[c]]
         assert crossing, parts

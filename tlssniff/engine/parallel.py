@@ -263,16 +263,6 @@ def analyze_part(
         return Counters(), agg, False, err
 
 
-def _records(spool: str) -> Iterator[tuple]:
-    with open(spool, "rb") as f:
-        while True:
-            try:
-                batch = pickle.load(f)
-            except EOFError:
-                return
-            yield from batch
-
-
 def merge_parts(spools: list[str], on_verdict: Callable[[ConnectionVerdict], None]) -> None:
     """Replay the partitions' records (analyze_part without ``fmt``) into ``on_verdict`` in
     the one-process order."""
@@ -433,14 +423,9 @@ def analyze_partitioned(
 
 
 def _replay(spool: str, on_verdict: Callable[[ConnectionVerdict], None]) -> None:
-    with open(spool, "rb") as f:
-        while True:
-            try:
-                batch = pickle.load(f)
-            except EOFError:
-                return
-            for v in batch:
-                on_verdict(v)
+    for batch in _batches(spool):
+        for v in batch:
+            on_verdict(v)
 
 
 def analyze_captures(
