@@ -1,5 +1,6 @@
 """``report`` keeps its verdicts on disk (output/report/spool.py), not in memory: the bundle
-written from the spool is the bundle written from a list of the same verdicts, byte for byte
+written from either spool (whole verdicts; or handshakes.jsonl written during the analysis
+plus rows) is the bundle written from a list of the same verdicts, byte for byte
 (handshakes.jsonl, evidence.pcapng, the charts, summary.json)."""
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from tests.conftest import CAPTURES
 from tlssniff.analysis.aggregate import Aggregator
 from tlssniff.analysis.diagnostics import Diagnostics
 from tlssniff.engine.parallel import analyze_captures
+from tlssniff.analysis.verdict import ConnectionVerdict, Handshake, Note, Offered
+from tlssniff.output.files import OutputDir
 from tlssniff.output.report import write_bundle
-from tlssniff.output.report.spool import BATCH, VerdictSpool
+from tlssniff.output.report.spool import BATCH, LineSpool, VerdictSpool, verdict_of_line
 
 CASES = ["demo.pcapng", "diagnostics/key-rotation.pcap", "diagnostics/clients.pcap",
          "diagnostics/concurrent-nginx.pcap"]
@@ -48,25 +51,57 @@ def test_bundle_from_the_spool_equals_the_bundle_from_a_list(name, tmp_path):
     verdicts = _verdicts(path)
     assert verdicts
     dirs = {}
-    for how in ("list", "spool"):
+    for how in ("list", "spool", "lines"):
         agg, diag = Aggregator(), Diagnostics()
         for v in verdicts:
             agg.add(v)
             diag.add(v)
+        out = dirs[how] = tmp_path / how
+        args = (agg, diag, {}, [str(path)], ["tlssniff", "report"])
+        if how == "lines":  # as ``tlssniff report`` runs: the lines written as they come
+            with OutputDir(out) as odir:
+                with odir.open("handshakes.jsonl", "wb") as f:
+                    lines = LineSpool(f)
+                    for v in verdicts:
+                        lines.append(v)
+                    lines.close_lines()
+                lines.reopen(odir.read_back("handshakes.jsonl"))
+                with lines:
+                    write_bundle(odir, lines, *args, cross_check=False, started=1.0)
+            continue
         source = verdicts
         if how == "spool":
             source = VerdictSpool()
             for v in verdicts:
                 source.append(v)
-        out = dirs[how] = tmp_path / how
-        write_bundle(out, source, agg, diag, {}, [str(path)], ["tlssniff", "report"],
-                     cross_check=False, started=1.0)
-    a, b = dirs["list"], dirs["spool"]
-    for f in ("handshakes.jsonl", "evidence.pcapng"):
-        assert (a / f).read_bytes() == (b / f).read_bytes(), f
-    sa, sb = (json.loads((d / "summary.json").read_text()) for d in (a, b))
-    assert sa == sb
+        write_bundle(out, source, *args, cross_check=False, started=1.0)
+    a = dirs["list"]
     svg = re.compile(r"<svg.*?</svg>", re.S)
-    ha, hb = ((d / "report.html").read_text() for d in (a, b))
-    assert svg.findall(ha) == svg.findall(hb)
+    sa = json.loads((a / "summary.json").read_text())
+    for b in (dirs["spool"], dirs["lines"]):
+        for f in ("handshakes.jsonl", "evidence.pcapng"):
+            assert (a / f).read_bytes() == (b / f).read_bytes(), (b, f)
+        sb = json.loads((b / "summary.json").read_text())
+        prov = [json.loads((d / "provenance.json").read_text())["files"] for d in (a, b)]
+        assert sa == sb
+        assert prov[0] == prov[1]
+        ha, hb = ((d / "report.html").read_text() for d in (a, b))
+        assert svg.findall(ha) == svg.findall(hb)
     assert sa["counts"]["evidence"]["cited"] + sa["counts"]["evidence"]["sampled"] > 0
+
+
+def test_a_verdict_read_back_from_its_line_is_the_verdict():
+    """LineSpool fetches the evidence's verdicts from handshakes.jsonl: every field comes back,
+    hostile text included (an SNI longer than a verdict file may hold, controls, quotes, lone
+    surrogates), the timestamps to the microsecond the line holds."""
+    hostile = "\x1b]8;;x\x07\"\\\u202e\udcff" + "a" * 5000
+    v = ConnectionVerdict(ts=1700000000.1234567, client="10.0.0.1:5", server="[::1]:443",
+                          sni=hostile, alpn="h2\n", alpn_offered=["h2", "\x00"],
+                          offered=Offered.TICKET, handshake=Handshake.TICKET, note=Note.GAP,
+                          frames=[1, 2, 3], capture="x\ny.pcap", ticket_lifetime=7200,
+                          client_hello_ts=1700000000.0000004)
+    w = verdict_of_line(v.to_json_line().encode())
+    assert w.to_json_line() == v.to_json_line()
+    assert w.sni == hostile and w.frames == [1, 2, 3] and w.note is Note.GAP
+    d = v.to_dict()
+    assert w.ts == d["ts"] == 1700000000.123457 and w.client_hello_ts == d["client_hello_ts"]

@@ -190,6 +190,19 @@ class OutputDir:
             raise
         self.files[name] = (hasher.size, hasher.sha256.hexdigest())
 
+    def read_back(self, name: str) -> IO[bytes]:
+        """``name``, written through :meth:`open`, open for reading (binary): without
+        following a link, and only while it is the regular file of the size written."""
+        written = self.files.get(name)
+        if written is None:
+            raise ValueError(f"OutputDir.read_back: {name!r} was not written here")
+        fd = os.open(name, os.O_RDONLY | _NOFOLLOW | _CLOEXEC, dir_fd=self.fd)
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size != written[0]:
+            os.close(fd)
+            raise UsageError(f"{self.path / name}: changed while the bundle was written")
+        return os.fdopen(fd, "rb")
+
     def write_text(self, name: str, text: str) -> None:
         with self.open(name, "w") as f:
             f.write(text)

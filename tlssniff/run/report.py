@@ -38,29 +38,39 @@ class ReportRun:
         from tlssniff.analysis.diagnostics import Diagnostics
         from tlssniff.output.files import OutputDir
         from tlssniff.output.report import write_bundle
-        from tlssniff.output.report.spool import VerdictSpool
+        from tlssniff.output.report.spool import LineSpool, VerdictSpool
 
         offline.check_readable(self.captures)
         odir = OutputDir(self.output, force=self.force)  # refused now, not after the analysis
         err = display.console(stderr=True)
         started = time.time()
-        verdicts = VerdictSpool()
         agg = Aggregator()
         diag = Diagnostics()
         bar = Progress(err) if not self.quiet and err.is_terminal else None
-        session = Session(self.limits, [verdicts.append, agg.add, diag.add])
-        if bar is not None:
-            def progress(v) -> None:
-                if len(verdicts) % 500 == 0:
-                    bar.step(f"analyzing: {len(verdicts)} connections")
-
-            session.sinks.append(progress)
         inputs = [str(p) for p in self.captures]
-        with odir, verdicts, (bar or contextlib.nullcontext()):
+        with odir, contextlib.ExitStack() as stack, (bar or contextlib.nullcontext()):
             if bar is not None:
                 bar.step("analyzing")
+            # handshakes.jsonl is written as the analysis goes, unless --anonymize or --redact
+            # rewrite it: those need every verdict again (docs/report.md).
+            writing = stack.enter_context(contextlib.ExitStack())  # handshakes.jsonl
+            lines = None if self.anonymize or self.redact else \
+                writing.enter_context(odir.open("handshakes.jsonl", "wb"))
+            verdicts = stack.enter_context(LineSpool(lines) if lines is not None
+                                           else VerdictSpool())
+            session = Session(self.limits, [verdicts.append, agg.add, diag.add])
+            if bar is not None:
+                def progress(v) -> None:
+                    if len(verdicts) % 500 == 0:
+                        bar.step(f"analyzing: {len(verdicts)} connections")
+
+                session.sinks.append(progress)
             offline.run_files(session, self.captures, jobs=self.jobs,
                               one_stream=self.one_stream, verdict_files=False)
+            if isinstance(verdicts, LineSpool):
+                verdicts.close_lines()
+                writing.close()  # handshakes.jsonl complete and in place
+                verdicts.reopen(odir.read_back("handshakes.jsonl"))
             bundle = write_bundle(
                 odir, verdicts, agg, diag, session.counter_dict(), inputs, argv(),
                 anonymize=self.anonymize, redact=self.redact, cross_check=self.verify,

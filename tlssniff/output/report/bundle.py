@@ -37,7 +37,14 @@ from tlssniff.output.report.privacy import (
     split_endpoint,
     verdict_dict,
 )
-from tlssniff.output.report.spool import VerdictSpool
+from tlssniff.output.report.spool import (
+    LineSpool,
+    ListStore,
+    Row,
+    VerdictSpool,
+    open_store,
+    row_of,
+)
 from tlssniff.units import parse_rate  # noqa: F401 - re-exported (tlssniff.output.report)
 
 LOW_HIT_RATE = 0.5  # below this share of offers accepted a server is marked (the terminal's rule)
@@ -98,7 +105,7 @@ def describe(v: ConnectionVerdict) -> str:
 
 def write_bundle(
     out_dir: str | os.PathLike | OutputDir,
-    verdicts: Sequence[ConnectionVerdict] | VerdictSpool,
+    verdicts: Sequence[ConnectionVerdict] | VerdictSpool | LineSpool,
     aggregator: Aggregator | None = None,
     diagnostics: Diagnostics | None = None,
     counters: dict | None = None,
@@ -163,13 +170,17 @@ def _write(
     inputs = [str(p) for p in (inputs or [])]
     argv = list(sys.argv if argv is None else argv)
     started = started or time.time()
+    store = open_store(verdicts)
+    if store.lines_written and (anonymize or redact):
+        raise ValueError("write_bundle: --anonymize and --redact rewrite handshakes.jsonl; "
+                         "give a VerdictSpool or a list, not a LineSpool")
     if aggregator is None:
         aggregator = Aggregator()
-        for v in verdicts:
+        for v in store.verdicts():
             aggregator.add(v)
     if diagnostics is None:
         diagnostics = Diagnostics()
-        for v in verdicts:
+        for v in store.verdicts():
             diagnostics.add(v)
     counters = dict(counters or {})
     findings = diagnostics.findings()
@@ -178,14 +189,14 @@ def _write(
     if anonymize:
         clients: set[str] = set()
         servers: set[str] = set()
-        for v in verdicts:
-            clients.add(split_endpoint(v.client)[0])
-            servers.add(split_endpoint(v.server)[0])
+        for r in store.rows():
+            clients.add(split_endpoint(r.client)[0])
+            servers.add(split_endpoint(r.server)[0])
         anon = Anonymizer(clients, servers)
     redactor = Redactor() if redact else None
     # What every document shows of the findings: pseudonyms and redactions applied to their
     # text, details and evidence (the originals still pick the evidence packets).
-    scrubber = Scrubber(anon, redactor, verdicts)
+    scrubber = Scrubber(anon, redactor, store.verdicts() if redactor is not None else [])
     public = [scrubber.finding(f) for f in findings]
 
     # -- the cross-check first: its result is part of every document -----------------------
@@ -198,7 +209,7 @@ def _write(
 
         progress("cross-check with tshark")
         t = time.monotonic()
-        result = verify_verdicts(inputs, list(verdicts))  # the cross-check holds them all
+        result = verify_verdicts(inputs, list(store.verdicts()))  # it holds them all
         check = result.to_dict()
         check["seconds"] = round(time.monotonic() - t, 1)
         check["summary"] = result.summary()
@@ -209,19 +220,26 @@ def _write(
     check.setdefault("summary", "not run: " + str(check.get("error")))
 
     # -- handshakes.jsonl, and the evidence chosen in the same pass ----------------------------
-    progress("handshakes.jsonl")
     chooser = _Chooser(findings, public, anon)
     span = ChartSpan(aggregator)  # the charts' first pass, in this one (a spool read less)
-    with odir.open("handshakes.jsonl") as f:
-        for v in verdicts:
-            span.add(v)
-            if anon is None and redactor is None:
-                f.write(v.to_json_line())  # the same text, built directly
-            else:
-                f.write(json.dumps(verdict_dict(v, anon, redactor), separators=(",", ":"))
-                        + "\n")
-            chooser.add(v)
-    chosen = chooser.chosen()
+    if store.lines_written:  # written as the analysis went (LineSpool): rows only here
+        progress("choosing the evidence")
+        for r in store.rows():
+            span.add(r)
+            chooser.add(r)
+    else:
+        progress("handshakes.jsonl")
+        with odir.open("handshakes.jsonl") as f:
+            for v in store.verdicts():
+                r = row_of(v, v)
+                span.add(r)
+                if anon is None and redactor is None:
+                    f.write(v.to_json_line())  # the same text, built directly
+                else:
+                    f.write(json.dumps(verdict_dict(v, anon, redactor),
+                                       separators=(",", ":")) + "\n")
+                chooser.add(r)
+    chosen = chooser.chosen(store.verdict)
 
     # -- evidence.pcapng -----------------------------------------------------------------------
     progress("evidence.pcapng")
@@ -240,7 +258,7 @@ def _write(
         if f_.severity.value in ("error", "warning"):
             problems += [s for s in f_.servers if s not in problems]
     ctx = _Context(
-        verdicts=verdicts, agg=aggregator, diag=diagnostics, findings=public, scrub=scrubber,
+        verdicts=store, agg=aggregator, diag=diagnostics, findings=public, scrub=scrubber,
         counters=counters, inputs=_inputs(inputs), argv=argv, started=started, anon=anon,
         redacted=redactor is not None, evidence=ev, check=check, failing=failing,
         fail_under=fail_under_rate, min_handshakes=min_handshakes, problems=problems,
@@ -258,7 +276,7 @@ def _write(
     odir.write_text("report.html", scrubber.text(html.render(ctx)))
     prov = scrubber(ctx.provenance(odir.files))
     odir.write_text("provenance.json", json.dumps(prov, indent=2) + "\n")
-    return Bundle(out, odir.names(), len(verdicts), failing, problems, ev, check, public)
+    return Bundle(out, odir.names(), len(store), failing, problems, ev, check, public)
 
 
 def write_json_document(f, doc: dict) -> None:
@@ -331,11 +349,11 @@ class ChartSpan:
         self.t0: float | None = None
         self.tmax: float | None = None
 
-    def add(self, v: ConnectionVerdict) -> None:
+    def add(self, v: Row) -> None:
         label = f"{v.server} {v.sni}" if v.sni else v.server
         if label not in self.known:
             return
-        if v.handshake.value != "unknown":
+        if v.handshake != "unknown":
             self.classified[label] = self.classified.get(label, 0) + 1
             if self.t0 is None or v.ts < self.t0:
                 self.t0 = v.ts
@@ -372,11 +390,11 @@ class _Chooser:
                 why = f"{f.code} ({f.severity.value})" + (f": {e_shown.why}" if e_shown.why
                                                           else "")
                 self.wanted.setdefault((e.client, e.server), []).append([e.ts, why, False])
-        self.cited: list[Chosen] = []
-        self.sample: list[Chosen] = []
+        self.cited: list[tuple[Row, list[str]]] = []
+        self.sample: list[Row] = []
         self.seen: dict[tuple, int] = {}
 
-    def add(self, v: ConnectionVerdict) -> None:
+    def add(self, v: Row) -> None:
         cites: list[str] = []
         wanted = self.wanted.get((v.client, v.server)) if self.wanted else None
         if wanted:
@@ -386,18 +404,27 @@ class _Chooser:
                     if w[1] not in cites:
                         cites.append(w[1])
         if cites:
-            self.cited.append(Chosen(v, _comment(v, cites, self.anon), True))
+            self.cited.append((v, cites))
             return
         if len(self.sample) >= MAX_SAMPLE:
             return
-        kind = (server_label(v), v.transport, v.handshake.value, v.offered.value)
+        kind = (f"{v.server} {v.sni}" if v.sni else v.server, v.transport, v.handshake,
+                v.offered)
         if self.seen.get(kind, 0) >= SAMPLE_PER_KIND:
             return
         self.seen[kind] = self.seen.get(kind, 0) + 1
-        self.sample.append(Chosen(v, _comment(v, [], self.anon), False))
+        self.sample.append(v)
 
-    def chosen(self) -> list[Chosen]:
-        return self.cited + self.sample
+    def chosen(self, verdict: Callable[[Row], ConnectionVerdict]) -> list[Chosen]:
+        """The chosen connections, each verdict fetched whole by ``verdict`` (the store's)."""
+        out = []
+        for row, cites in self.cited:
+            v = verdict(row)
+            out.append(Chosen(v, _comment(v, cites, self.anon), True))
+        for row in self.sample:
+            v = verdict(row)
+            out.append(Chosen(v, _comment(v, [], self.anon), False))
+        return out
 
 
 def _comment(v: ConnectionVerdict, cites: list[str], anon: Anonymizer | None) -> str:
@@ -451,7 +478,7 @@ def iso(ts: float | None) -> str | None:
 
 @dataclass
 class _Context:
-    verdicts: Sequence[ConnectionVerdict] | VerdictSpool
+    verdicts: VerdictSpool | ListStore | LineSpool
     agg: Aggregator
     diag: Diagnostics
     findings: list
@@ -476,9 +503,9 @@ class _Context:
     def time_range(self) -> tuple[float | None, float | None]:
         first = self.counters.get("first_ts")
         last = self.counters.get("last_ts")
-        if first is None and self.verdicts:
-            first = min(v.ts for v in self.verdicts)
-            last = max(v.handshake_end_ts or v.ts for v in self.verdicts)
+        if first is None and len(self.verdicts):
+            first = min(v.ts for v in self.verdicts.verdicts())
+            last = max(v.handshake_end_ts or v.ts for v in self.verdicts.verdicts())
         return first, last
 
     def counts(self) -> dict:

@@ -207,8 +207,8 @@ def _charts(ctx: _Context):
     span = ctx.span
     if span is None:
         span = ChartSpan(ctx.agg)
-        for v in ctx.verdicts:
-            span.add(v)
+        for r in ctx.verdicts.rows():
+            span.add(r)
     order, classified, refused = span.order, span.classified, span.refused
     t0, tmax = span.t0, span.tmax
     if t0 is None or tmax is None:
@@ -224,8 +224,8 @@ def _charts(ctx: _Context):
             two_bins = 2 * charts.MIN_PER_BIN
             binned: dict[str, dict[int, list[int]] | None] = {
                 k: {} if classified[k] >= two_bins else None for k in order if k in classified}
-            for v in ctx.verdicts:
-                if v.handshake.value == "unknown":
+            for v in ctx.verdicts.rows() if any(b is not None for b in binned.values()) else ():
+                if v.handshake == "unknown":
                     continue
                 bins = binned.get(f"{v.server} {v.sni}" if v.sni else v.server)
                 if bins is not None:
