@@ -105,3 +105,38 @@ def test_a_verdict_read_back_from_its_line_is_the_verdict():
     assert w.sni == hostile and w.frames == [1, 2, 3] and w.note is Note.GAP
     d = v.to_dict()
     assert w.ts == d["ts"] == 1700000000.123457 and w.client_hello_ts == d["client_hello_ts"]
+
+
+@pytest.mark.parametrize("name", CASES + ["partitions/sid-refused-tls13-client.pcap", "python-ssl.pcapng"])
+@pytest.mark.parametrize("first", [1, 3, None])
+def test_evidence_stops_reading_once_every_chosen_connection_is_complete(name, first,
+                                                                         monkeypatch):
+    """collect() stops walking the capture when no later frame can be taken: the frames it
+    attaches are those of a walk over the whole capture (the first connections of the capture
+    chosen, or all of them)."""
+    from tlssniff.output.report import evidence
+
+    path = CAPTURES / name
+    if not path.exists():
+        pytest.skip(f"{name} is not in captures/")
+    verdicts = _verdicts(path)[:first]
+
+    def chosen():
+        return [evidence.Chosen(v, "", False) for v in verdicts]
+
+    stopped = []
+
+    class Recorded(Exception):
+        def __init__(self) -> None:
+            stopped.append(True)
+
+    monkeypatch.setattr(evidence, "_AllFound", Recorded)
+    fast = chosen()
+    evidence.collect([str(path)], fast)
+    monkeypatch.setattr(evidence, "_complete", lambda c: False)  # never stops
+    full = chosen()
+    evidence.collect([str(path)], full)
+    assert [c.frames for c in fast] == [c.frames for c in full]
+    assert sum(len(c.frames) for c in fast) > 0
+    if first == 1 and len(_verdicts(path)) > 3:
+        assert stopped  # the rest of the capture was not read
