@@ -19,10 +19,6 @@ from tlssniff.analysis.aggregate import Aggregator
 from tlssniff.analysis.verdict import ConnectionVerdict
 from tlssniff.output.display import for_csv
 
-# The output formats' names (parquet: output/parquet.py); each has its line in the run layer's
-# registry, tlssniff/run/outputs.py OUTPUTS, which the -f choices read (a test keeps the two equal).
-FORMATS = ("table", "json", "jsonl", "csv", "ecs", "parquet")
-
 # One encoder for every line: json.dumps(..., separators=...) would build a new one per call.
 _encode_line = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
 
