@@ -14,6 +14,7 @@ from tests.test_live import Live, needs_root
 
 # This suite's ports (26520-26529).
 P12, P12_SID, P13 = 26520, 26521, 26522
+METRICS = 26529
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,8 @@ def test_two_workers_classify_every_connection_as_its_client(lo, cert, tmp_path)
             lo.OpenSSLServer(P12_SID, crt, key, "-tls1_2", "-no_ticket", log=log), \
             lo.OpenSSLServer(P13, crt, key, log=log):
         with Live(tmp_path, [P12, P12_SID, P13], "-f", "jsonl", "-o", str(out),
-                  "--workers", "2") as live:
+                  "--workers", "2", "--metrics", f"127.0.0.1:{METRICS}",
+                  "--fail-under", "60%", "--min-handshakes", "4") as live:
             for _ in range(6):
                 for port, version, offered in ((P12, t12, "ticket"),
                                                (P12_SID, t12, "session_id"),
@@ -53,7 +55,9 @@ def test_two_workers_classify_every_connection_as_its_client(lo, cert, tmp_path)
                     again, _ = lo.py_client(port, max_version=version, session=session,
                                             offered=offered)
                     runs += [first, again]
-            assert live.stop() == 0, live.stderr.read_text()
+            exposition = _scrape_when(lambda text: _value(text, "tlssniff_verdicts_total") == 36)
+            # Every server resumed one connection in two: under 60%, exit 3 (as one process).
+            assert live.stop() == 3, live.stderr.read_text()
     assert [r.reused for r in runs] == [False, True] * 18
     records = live.records()
     assert len(records) == 36
@@ -65,7 +69,46 @@ def test_two_workers_classify_every_connection_as_its_client(lo, cert, tmp_path)
     split = summary.split("PACKET_FANOUT_HASH): ")[1].split(" TLS")[0]
     a, b = (int(x) for x in split.split(" + "))
     assert a + b == 36 and a > 0 and b > 0, split
-    assert "running as nobody" in live.stderr.read_text()
+    err = live.stderr.read_text()
+    assert "running as nobody" in err
+    # One metrics endpoint for both workers: every verdict, the health summed.
+    assert _value(exposition, "tlssniff_frames_total") > 36 * 8
+    resumed = sum(_value(exposition, "tlssniff_handshakes_total", f'handshake="{h}"')
+                  for h in ("ticket", "session_id", "psk"))
+    assert resumed == 18, exposition
+    assert _value(exposition, "tlssniff_handshakes_total", 'handshake="full"') == 18
+    from tlssniff.flow.table import Limits
+
+    assert _value(exposition, "tlssniff_pending_memory_limit_bytes") == \
+        2 * Limits().max_pending_memory  # each worker has the whole bound
+    under = [line for line in err.splitlines() if "resumption rate" in line and "under" in line]
+    assert len(under) == 3, err
+
+
+def _scrape_when(ready, timeout: float = 15.0) -> str:
+    """GET /metrics until ``ready(text)`` (the parent receives verdicts in batches)."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    text = ""
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"http://127.0.0.1:{METRICS}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        if ready(text):
+            return text
+        time.sleep(0.2)
+    raise AssertionError(f"metrics never ready:\n{text}")
+
+
+def _value(text: str, name: str, having: str = "") -> float:
+    """The sum of ``name``'s samples whose labels contain ``having``."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and (line[len(name):len(name) + 1] in (" ", "{")) \
+                and having in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
 
 
 @needs_root

@@ -67,7 +67,8 @@ MetricsWindow = Annotated[float, typer.Option(
 Workers = Annotated[int, typer.Option(
     "--workers", metavar="N",
     help="Analyze in N processes: the kernel splits the frames among N AF_PACKET rings by "
-    "flow hash (PACKET_FANOUT_HASH); one dashboard and one summary for all.")]
+    "flow hash (PACKET_FANOUT_HASH); one stream, dashboard, summary, --metrics endpoint and "
+    "--fail-under for all (ring backend; not with --count or --write).")]
 
 
 def live(

@@ -298,9 +298,6 @@ class LiveRun:
             if self.count is not None or self.write is not None or self.backend == "pcap":
                 raise UsageError("--workers N works with the ring backend, without --count "
                                  "and --write")
-            if listen is not None or self.policy.rate is not None:
-                raise UsageError("--workers N does not serve --metrics or apply --fail-under; "
-                                 "run one process for those")
         return listen
 
     def run(self) -> None:
@@ -308,7 +305,7 @@ class LiveRun:
         if self.workers > 1:
             from tlssniff.run import workers
 
-            workers.run(self)
+            workers.run(self, listen)
             return
         agg = Aggregator()
         broken: list[bool] = []  # the stream's reader went away (a closed pipe): stop

@@ -65,7 +65,9 @@ def _worker(index: int, cap: LiveCapture, conn: Connection, stop, limits, name: 
     last_send = time.monotonic()
 
     def send(kind: str) -> None:
-        conn.send((kind, index, list(batch), analyzer.counters, cap.stats(), analyzer.table.active))
+        table = analyzer.table
+        conn.send((kind, index, list(batch), analyzer.counters, cap.stats(), table.active,
+                   table.held))
         batch.clear()
 
     while not stop.is_set():
@@ -96,7 +98,7 @@ def _worker(index: int, cap: LiveCapture, conn: Connection, stop, limits, name: 
             cap.wait(0.05)
     kernel = cap.stats()
     analyzer.finish()
-    conn.send(("end", index, list(batch), analyzer.counters, kernel, 0))
+    conn.send(("end", index, list(batch), analyzer.counters, kernel, 0, 0))
     conn.close()
     cap.close()
 
@@ -117,7 +119,8 @@ class Workers:
         self._procs = []
         self.counters: dict[int, object] = {}
         self.kernel: dict[int, KernelStats] = {}
-        self.active: dict[int, int] = {}
+        self.active: dict[int, int] = {}  # connections in handshake, per worker
+        self.held: dict[int, int] = {}  # bytes pending reassembly, per worker
         self._ended: set[int] = set()
         self._children: list[Connection] = []
         for i, cap in enumerate(caps):
@@ -144,7 +147,7 @@ class Workers:
         for conn in wait(live, timeout):
             assert isinstance(conn, Connection)
             try:
-                kind, i, verdicts, counters, kernel, active = conn.recv()
+                kind, i, verdicts, counters, kernel, active, held = conn.recv()
             except EOFError:
                 self._ended.add(self._conns.index(conn))
                 continue
@@ -153,6 +156,7 @@ class Workers:
             self.counters[i] = counters
             self.kernel[i] = kernel
             self.active[i] = active
+            self.held[i] = held
             if kind == "end":
                 self._ended.add(i)
 
@@ -190,15 +194,25 @@ class Workers:
                 proc.join()
 
 
-def run(live: "LiveRun") -> None:
-    """``live`` with ``--workers N`` (N > 1): the same outputs as one process, from N."""
+def run(live: "LiveRun", listen=None) -> None:
+    """``live`` with ``--workers N`` (N > 1): the same outputs as one process, from N: the
+    stream, the dashboard, the summary, ``--metrics`` (served by the parent, ``listen``: its
+    host and port) and ``--fail-under``."""
     import contextlib
     import sys
 
     from tlssniff.analysis.aggregate import Aggregator
     from tlssniff.capture.live import drop_privileges as _drop
     from tlssniff.output.formats import VerdictWriter
-    from tlssniff.run.live import open_file, stop_on_signals, summary_console, warm_up
+    from tlssniff.output import display
+    from tlssniff.run.live import (
+        metrics_sink,
+        open_file,
+        stop_on_signals,
+        summary_console,
+        warm_up,
+    )
+    from tlssniff.run.session import conclude
 
     note, iface, fmt, workers = live.note, live.iface, live.fmt, live.workers
     with contextlib.ExitStack() as stack:
@@ -222,7 +236,14 @@ def run(live: "LiveRun") -> None:
                 except BrokenPipeError:
                     broken.append(True)
 
+        metrics = None
+        if listen is not None:  # listening before the privileges go, like the rings
+            metrics = metrics_sink(listen, live.metrics_top, live.metrics_window)
+            stack.callback(metrics.close)
+            note(f"metrics on http://{live.metrics}/metrics")
         session = Session(live.limits, [agg.add, stream], source="live")
+        if metrics is not None:
+            session.sinks.append(metrics.add)
 
         dashboard_on = fmt == "table" and sys.stdout.isatty()
         summary = summary_console(fmt, live.output, out)
@@ -241,10 +262,21 @@ def run(live: "LiveRun") -> None:
         note(f"listening on {iface} (ring, {workers} workers, PACKET_FANOUT_HASH), "
              f"link type {caps[0].linktype}, filter {live.filter!r}")
         dash = _dashboard(stack, live, agg, pool) if dashboard_on else None
+
+        def tick() -> None:
+            if dash is not None:
+                dash.tick(pool.frames(), pool.total_counters(), pool.total_kernel())
+            if metrics is not None:
+                metrics.tick(pool.total_counters(), pool.total_kernel(),
+                             sum(pool.active.values()), sum(pool.held.values()),
+                             live.limits.max_pending_memory * workers)
+
         started = time.monotonic()
-        _loop(pool, stop, broken, live.duration, writer, out, dash)
+        _loop(pool, stop, broken, live.duration, writer, out, tick)
         pool.finish()
         session.done(pool.total_counters())
+        if metrics is not None:
+            tick()
         elapsed = time.monotonic() - started
         if dash is not None:
             dash.stop()
@@ -253,6 +285,10 @@ def run(live: "LiveRun") -> None:
                 _summary(summary, live, agg, session, pool, elapsed,
                          stop[0] if stop else ("closed output" if broken else "duration"))
             out.flush()
+    if broken:
+        with contextlib.suppress(Exception):
+            sys.stdout = open(os.devnull, "w")
+    conclude(display.console(stderr=True), policy=live.policy, agg=agg)  # as one process
 
 
 def _dashboard(stack, live: "LiveRun", agg, pool: Workers):
@@ -268,9 +304,10 @@ def _dashboard(stack, live: "LiveRun", agg, pool: Workers):
 
 
 def _loop(pool: Workers, stop: list[str], broken: list[bool], duration: float | None, writer,
-          out, dash) -> None:
-    """The parent's loop: the workers' verdicts in, the stream flushed and the dashboard drawn
-    once a second, until a signal, a closed stream or ``duration``."""
+          out, tick: Callable[[], None]) -> None:
+    """The parent's loop: the workers' verdicts in, the stream flushed and ``tick`` (the
+    dashboard, the metrics' health) once a second, until a signal, a closed stream or
+    ``duration``."""
     import contextlib
 
     started = time.monotonic()
@@ -286,8 +323,7 @@ def _loop(pool: Workers, stop: list[str], broken: list[bool], duration: float | 
             if writer is not None and not broken:
                 with contextlib.suppress(BrokenPipeError):
                     out.flush()
-            if dash is not None:
-                dash.tick(pool.frames(), pool.total_counters(), pool.total_kernel())
+            tick()
 
 
 def _summary(console, live: "LiveRun", agg, session: Session, pool: Workers, elapsed: float,
