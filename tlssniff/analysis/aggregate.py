@@ -349,6 +349,16 @@ class Aggregator:
         return d
 
 
+def servers_under(aggregator: Aggregator, rate: float,
+                  min_handshakes: int = 10) -> list[ServerStats]:
+    """``--fail-under``: the servers with at least ``min_handshakes`` handshakes whose
+    resumption rate (resumed / classified) is below ``rate`` (0..1), busiest first. ``analyze``,
+    ``report`` and ``live`` exit with status 3 when this is not empty."""
+    return [s for s in aggregator.sorted_servers()
+            if s.handshakes >= min_handshakes and s.resumption_rate is not None
+            and s.resumption_rate < rate]
+
+
 def _key_text(k: tuple[str, str | None, str]) -> str:
     return f"{k[0]}\x00{k[1] or ''}\x00{k[2]}"
 

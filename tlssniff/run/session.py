@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 
 import typer
 
-from tlssniff.analysis.aggregate import Aggregator
+from tlssniff.analysis.aggregate import Aggregator, servers_under
 from tlssniff.engine.pipeline import Analyzer, Counters
 from tlssniff.analysis.verdict import ConnectionVerdict
 from tlssniff.errors import CaptureError, ExitCode
 from tlssniff.flow.table import Limits
 from tlssniff.output import display
-from tlssniff.output.report import fail_under, fail_under_lines  # imported as root (live)
+from tlssniff.output.report import fail_under_lines  # imported as root (live)
 
 Sink = Callable[[ConnectionVerdict], None]
 
@@ -86,7 +86,7 @@ class FailUnder:
     def failing(self, agg: Aggregator) -> list:
         if self.rate is None:
             return []
-        return fail_under(agg, self.rate, self.min_handshakes)
+        return servers_under(agg, self.rate, self.min_handshakes)
 
 
 def say(console, message: str) -> None:

@@ -2,7 +2,8 @@
 
 ``write_bundle(out_dir, verdicts, aggregator, diagnostics, counters, inputs, argv, ...)``
 writes summary.md, report.html, summary.json, handshakes.jsonl, evidence.pcapng and
-provenance.json; ``fail_under(aggregator, rate, min_handshakes)`` lists the servers that make
+provenance.json; ``fail_under(aggregator, rate, min_handshakes)`` (that is
+:func:`tlssniff.analysis.aggregate.servers_under`) lists the servers that make
 ``--fail-under`` exit with status 3.
 """
 

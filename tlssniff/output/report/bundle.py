@@ -24,6 +24,7 @@ from typing import Callable
 
 from tlssniff import __version__
 from tlssniff.analysis.aggregate import Aggregator, ServerStats
+from tlssniff.analysis.aggregate import servers_under as fail_under  # noqa: F401 - re-exported
 from tlssniff.analysis.diagnostics import Diagnostics, server_label
 from tlssniff.analysis.findings import Finding
 from tlssniff.analysis.verdict import ConnectionVerdict, Handshake, Offered
@@ -69,15 +70,6 @@ class Bundle:
     evidence: EvidenceStats
     cross_check: dict
     findings: list[Finding] = field(default_factory=list)
-
-
-def fail_under(aggregator: Aggregator, rate: float, min_handshakes: int = 10) -> list[ServerStats]:
-    """The servers with at least ``min_handshakes`` handshakes whose resumption rate (resumed /
-    classified) is below ``rate`` (0..1), busiest first. ``analyze``, ``report`` and ``live``
-    exit with status 3 when this is not empty."""
-    return [s for s in aggregator.sorted_servers()
-            if s.handshakes >= min_handshakes and s.resumption_rate is not None
-            and s.resumption_rate < rate]
 
 
 def stats_label(s: ServerStats) -> str:
