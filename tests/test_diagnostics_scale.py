@@ -183,3 +183,24 @@ def test_a_server_clients_present_sessions_to_keeps_no_returning_client_records(
     assert ("no_resumption_offered", (f"192.0.0.1:443 {NAME}",)) in codes
     assert not any(c == "no_resumption_offered" and s == (f"192.0.0.2:443 {NAME}",)
                    for c, s in codes)
+
+
+def test_a_population_that_offered_keeps_no_examples():
+    """client_never_resumes shows examples of a population that never offered: one that
+    did keeps none, one that never did keeps its earliest (and the finding holds)."""
+    out = []
+    for i in range(8):
+        pop = "t13d_offers" if i % 2 else "t13d_never"
+        out.append(_verdict(i, 1, T0 + i, handshake=Handshake.FULL, ja4_base=pop,
+                            issued_session_id=f"{i:02x}" * 16))
+    out.append(_verdict(1, 1, T0 + 20, handshake=Handshake.SESSION_ID,
+                        offered=Offered.SESSION_ID, session_id="01" * 16,
+                        ja4_base="t13d_offers"))
+    d = Diagnostics()
+    for v in out:
+        d.add(v)
+    pops = d.servers[f"192.0.0.1:443 {NAME}"].populations
+    assert pops["t13d_offers"][1] == 1 and pops["t13d_offers"][2] == []
+    assert len(pops["t13d_never"][2]) == diag.MAX_EVIDENCE
+    never = [f for f in d.findings() if f.code == "client_never_resumes"]
+    assert [f.details["population"] for f in never] == ["t13d_never"]

@@ -477,7 +477,13 @@ class Diagnostics:
             pop[0] += 1
             if offered:
                 pop[1] += 1
-            _keep(pop[2], c)
+            # client_never_resumes shows examples of a known population that never offered:
+            # another population's, or one that has offered, are not kept (they grew with an
+            # egress capture's connections).
+            if pop[1]:
+                pop[2] = []
+            elif c.population is not None:
+                _keep(pop[2], c)
         if full12:
             if s.full12_examples is None:
                 s.full12_examples = []
