@@ -301,21 +301,6 @@ def _ts_text(x: float) -> str:
     float-to-decimal conversion (for timestamps below 2**33 s, where a microsecond step is
     more than a float's spacing, the shortest repr is exactly these digits)."""
     us = _usec(x)
-    if 1_000_000 <= us < _US_DIGITS_END:
-        # The common case, from one str() of the microseconds: its last six digits are the
-        # fraction, zero-padded (compiled: 1,000 instructions against 1,800 for str() of the
-        # seconds and of the fraction; callgrind, the first 300,000 frames of
-        # bench/out/handshakes.pcap, ``analyze -f jsonl``, four timestamps a line).
-        digits = str(us)
-        point = len(digits) - 6
-        frac = us % 1_000_000
-        if not frac:
-            return digits[:point] + ".0"
-        end = len(digits)
-        while not frac % 10:
-            frac //= 10
-            end -= 1
-        return digits[:point] + "." + digits[point:end]
     sign = ""
     if us < 0:
         sign, us = "-", -us
@@ -327,19 +312,40 @@ def _ts_text(x: float) -> str:
     frac = us % 1_000_000
     if sec >= 1 << 33 or (not sec and frac and frac < 100):  # repr's exponent notation ranges
         return repr(us / 1_000_000) if not sign else repr(-us / 1_000_000)
+    if sign:
+        head = f"-{sec}."
+    else:
+        # Consecutive timestamps share their second: its text is made once (compiled, the
+        # four timestamps of a line cost 1,800 instructions each before, two int-to-text
+        # conversions and a four-piece build; callgrind, the first 300,000 frames of
+        # bench/out/handshakes.pcap, ``analyze -f jsonl``).
+        last = _LAST_SECOND
+        if last.sec != sec:
+            last.sec = sec
+            last.text = f"{sec}."
+        head = last.text
     if not frac:
-        return f"{sign}{sec}.0"
+        return head + "0"
     width = 6
     while not frac % 10:
         frac //= 10
         width -= 1
     digits = str(frac)
-    return f"{sign}{sec}.{_ZEROS[width - len(digits)]}{digits}"
+    return f"{head}{_ZEROS[width - len(digits)]}{digits}"
+
+
+class _Second:
+    """The text of the last whole second :func:`_ts_text` wrote (``"1700000000."``)."""
+
+    def __init__(self) -> None:
+        self.sec = -1
+        self.text = ""
+
+
+_LAST_SECOND: Final = _Second()
 
 
 _ZEROS: Final = ("", "0", "00", "000", "0000", "00000")
-# Microseconds from 1 s up to 2**33 s: the range whose text is the digits of the microseconds.
-_US_DIGITS_END: Final = (1 << 33) * 1_000_000
 
 
 def _opt_ts_text(x: float | None) -> str:
