@@ -14,6 +14,8 @@ from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import CAPTURES, PUBLIC, REPO
 from tlssniff import _native
@@ -65,6 +67,23 @@ def test_json_line_odd_values(ts: float) -> None:
     )
     assert v.to_json_line() == _compact(v)
     assert json.loads(v.to_json_line())["ts"] == v.to_dict()["ts"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.floats(min_value=-1e10, max_value=1e10, allow_nan=False),
+                          st.integers(min_value=0, max_value=2**34).map(lambda us: us / 1e6),
+                          st.floats(min_value=1.7e9, max_value=1.7e9 + 3)),
+                min_size=1, max_size=12),
+       st.sampled_from(["example.com", 'a"b', "\x01", "é"]))
+def test_json_line_in_sequence(stamps: list[float], sni: str) -> None:
+    """Lines one after another, as a capture writes them: the second of the last timestamp
+    and the text of SNI and ALPN values are kept between lines (verdict.py) and must never
+    leak into the next line."""
+    for ts in stamps:
+        v = ConnectionVerdict(ts=ts, client="10.0.0.2:50000", server="10.0.0.1:443", sni=sni,
+                              alpn="h2", alpn_offered=["h2", sni], client_hello_ts=ts,
+                              server_hello_ts=ts + 0.25, handshake_end_ts=-ts)
+        assert v.to_json_line() == _compact(v)
 
 
 def test_stale_compiled_module_refused(tmp_path: Path) -> None:

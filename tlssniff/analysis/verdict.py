@@ -253,20 +253,20 @@ class ConnectionVerdict:
             f'{{"ts":{_ts_text(self.ts)},"client":"{self.client}","server":"{self.server}",'
             f'"transport":"{self.transport}","starttls":{_own(self.starttls)},'
             f'"preamble":{_own(self.preamble)},"proxied_client":{_own(self.proxied_client)},'
-            f'"sni":{_opt(self.sni)},"version":{_own(self.version)},'
+            f'"sni":{_wire_text(self.sni)},"version":{_own_name(self.version)},'
             f'"offered":"{VALUE[self.offered]}","handshake":"{VALUE[self.handshake]}",'
             f'"resumed":{_BOOL[self.handshake in RESUMED_HANDSHAKES]},"hrr":{_BOOL[self.hrr]},'
             f'"early_data":"{VALUE[self.early_data]}","established":{_BOOL[self.established]},'
-            f'"alpn":{_opt(self.alpn)},"alpn_offered":[{",".join([_json_string(a) for a in self.alpn_offered])}],'
-            f'"cipher":{_own(self.cipher)},'
+            f'"alpn":{_wire_text(self.alpn)},"alpn_offered":[{",".join([_wire_text(a) for a in self.alpn_offered])}],'
+            f'"cipher":{_own_name(self.cipher)},'
             f'"note":{"null" if self.note is None else chr(34) + VALUE[self.note] + chr(34)},'
-            f'"alert":{_own(self.alert)},"session_id":{_own(self.session_id)},'
+            f'"alert":{_own_name(self.alert)},"session_id":{_own(self.session_id)},'
             f'"ticket_len":{self.ticket_len},"psk_identities":{self.psk_identities},'
             f'"issued_session_id":{_own(self.issued_session_id)},'
             f'"issued_ticket":{_BOOL[self.issued_ticket]},'
             f'"ticket_lifetime":{"null" if self.ticket_lifetime is None else self.ticket_lifetime},'
             f'"frames":[{",".join([str(f) for f in self.frames])}],'
-            f'"capture":{_opt(self.capture)},"ja4":{_own(self.ja4)},"ja4_base":{_own(self.ja4_base)},'
+            f'"capture":{_capture_text(self.capture)},"ja4":{_own_name(self.ja4)},"ja4_base":{_own_name(self.ja4_base)},'
             f'"ticket_key_name":{_own(self.ticket_key_name)},"ticket_hash":{_own(self.ticket_hash)},'
             f'"psk_identity_hash":{_own(self.psk_identity_hash)},'
             f'"issued_ticket_key_name":{_own(self.issued_ticket_key_name)},'
@@ -305,20 +305,48 @@ def _ts_text(x: float) -> str:
     if us < 0:
         sign, us = "-", -us
     sec = us // 1_000_000
-    frac = us - sec * 1_000_000
+    # ``%``, not ``us - sec * 1_000_000``: compiled, a product with a factor of 2**30 or more
+    # leaves the machine int (mypyc's overflow check is conservative) and boxes both sides;
+    # that made this function 2,600 instructions a call (callgrind, the first 300,000 frames
+    # of bench/out/handshakes.pcap, `tlssniff analyze -f jsonl`).
+    frac = us % 1_000_000
     if sec >= 1 << 33 or (not sec and frac and frac < 100):  # repr's exponent notation ranges
         return repr(us / 1_000_000) if not sign else repr(-us / 1_000_000)
+    if sign:
+        head = f"-{sec}."
+    else:
+        # Consecutive timestamps share their second: its text is made once (compiled, the
+        # four timestamps of a line cost 1,800 instructions each before, two int-to-text
+        # conversions and a four-piece build; callgrind, the first 300,000 frames of
+        # bench/out/handshakes.pcap, ``analyze -f jsonl``).
+        last = _LAST_SECOND
+        if last.sec != sec:
+            last.sec = sec
+            last.text = f"{sec}."
+        head = last.text
     if not frac:
-        return f"{sign}{sec}.0"
-    width = 6
+        return head + "0"
+    # The fraction without its trailing zeros, zero-padded: the digits of frac + 10**width
+    # after their leading 1 (a Final tuple of paddings, indexed, was boxed into a new tuple on
+    # every call in the compiled build).
+    scale = 1_000_000
     while not frac % 10:
         frac //= 10
-        width -= 1
-    digits = str(frac)
-    return f"{sign}{sec}.{_ZEROS[width - len(digits)]}{digits}"
+        scale //= 10
+    return head + str(frac + scale)[1:]
 
 
-_ZEROS: Final = ("", "0", "00", "000", "0000", "00000")
+class _Second:
+    """The text of the last whole second :func:`_ts_text` wrote (``"1700000000."``)."""
+
+    def __init__(self) -> None:
+        self.sec = -1
+        self.text = ""
+
+
+_LAST_SECOND: Final = _Second()
+
+
 
 
 def _opt_ts_text(x: float | None) -> str:
@@ -330,5 +358,53 @@ def _own(s: str | None) -> str:
     return "null" if s is None else f'"{s}"'
 
 
+def _own_name(s: str | None) -> str:
+    """``_own`` of a value few connections differ in (version, cipher, JA4, alert): each
+    quoted once (a dict lookup instead of building the text)."""
+    if s is None:
+        return "null"
+    text = _OWN_TEXT.get(s)
+    if text is None:
+        if len(_OWN_TEXT) >= 4096:
+            _OWN_TEXT.clear()
+        text = _OWN_TEXT[s] = f'"{s}"'
+    return text
+
+
+_OWN_TEXT: Final[dict[str, str]] = {}
+
+
 def _opt(s: str | None) -> str:
     return "null" if s is None else _json_string(s)
+
+
+def _wire_text(s: str | None) -> str:
+    """``_opt`` of a value from the wire that recurs (SNI, ALPN names): encoded once each, in
+    a bounded table (a dict lookup instead of a call of the encoder: 700 instructions a
+    value; callgrind, the first 300,000 frames of bench/out/handshakes.pcap)."""
+    if s is None:
+        return "null"
+    text = _WIRE_TEXT.get(s)
+    if text is None:
+        if len(_WIRE_TEXT) >= 4096:
+            _WIRE_TEXT.clear()
+        text = _WIRE_TEXT[s] = _json_string(s)
+    return text
+
+
+_WIRE_TEXT: Final[dict[str, str]] = {}
+
+
+def _capture_text(s: str | None) -> str:
+    """``_opt`` of a capture path: the same few paths on every line, encoded once each."""
+    if s is None:
+        return "null"
+    text = _CAPTURE_TEXT.get(s)
+    if text is None:
+        if len(_CAPTURE_TEXT) >= 4096:
+            _CAPTURE_TEXT.clear()
+        text = _CAPTURE_TEXT[s] = _json_string(s)
+    return text
+
+
+_CAPTURE_TEXT: Final[dict[str, str]] = {}

@@ -312,12 +312,18 @@ class Analyzer(FrameSink):
                     return
                 key = buf[s + 26 : s + 38]
                 flow = self._flows.get(key)
-                if flow is not None and not buf[s + 47] & 7 and (
-                    flow.done or (buf[s + 16] << 8 | buf[s + 17]) == 20 + (buf[s + 46] >> 4 << 2)
-                ):
-                    flow.last = ts
-                    self.counters.tcp_segments += 1
-                    return
+                if flow is not None:
+                    flags = buf[s + 47]
+                    if not flags & 7 and (
+                        flow.done
+                        or (buf[s + 16] << 8 | buf[s + 17]) == 20 + (buf[s + 46] >> 4 << 2)
+                    ):
+                        flow.last = ts
+                        self.counters.tcp_segments += 1
+                        return
+                    if flow.done and not flags & 2 and _whole_ipv4_tcp(buf, s, end):
+                        self._closing(flow, ts, flags)
+                        return
             elif (
                 buf[s + 12] == 0x86 and buf[s + 13] == 0xDD and buf[s + 20] == 6 and end - s >= 68
             ):
@@ -325,14 +331,30 @@ class Analyzer(FrameSink):
                     return
                 key = buf[s + 22 : s + 58]
                 flow = self._flows.get(key)
-                if flow is not None and not buf[s + 67] & 7 and (
-                    flow.done or (buf[s + 18] << 8 | buf[s + 19]) == buf[s + 66] >> 4 << 2
-                ):
-                    flow.last = ts
-                    self.counters.tcp_segments += 1
-                    return
+                if flow is not None:
+                    flags = buf[s + 67]
+                    if not flags & 7 and (
+                        flow.done or (buf[s + 18] << 8 | buf[s + 19]) == buf[s + 66] >> 4 << 2
+                    ):
+                        flow.last = ts
+                        self.counters.tcp_segments += 1
+                        return
+                    if flow.done and not flags & 2 and _whole_ipv6_tcp(buf, s, end):
+                        self._closing(flow, ts, flags)
+                        return
         self._frame_now = self._frame_no
         self._decoded_frame(ts, linktype, buf[start:end], self._frame_no, key, flow)
+
+    def _closing(self, flow: Flow, ts: float, flags: int) -> None:
+        """A FIN or RST (no SYN) of a connection whose verdict is known, read in place: what
+        ``_decoded_frame`` and ``FlowTable.segment`` do with it (the frame counts, the flow is
+        marked closed), without decoding the frame. Such frames end each connection: 30,148
+        of the first 300,000 frames of bench/out/handshakes.pcap (18,530 connections) take
+        this path instead of the decoder (1,400 instructions a frame) and the table (callgrind,
+        ``analyze -f jsonl``)."""
+        flow.last = ts
+        self.counters.tcp_segments += 1
+        self.table.closing(flow, flags)
 
     def finish(self) -> None:
         """End of input: decide every open connection with what the capture holds."""
@@ -451,6 +473,36 @@ class Analyzer(FrameSink):
         self._issued[session_id] = None
         if len(self._issued) > MAX_ISSUED_IDS:
             self._issued.popitem(last=False)
+
+
+def _whole_ipv4_tcp(buf: bytes, s: int, end: int) -> bool:
+    """The frame at ``buf[s:end]`` (Ethernet, IPv4 without options, TCP) is one that
+    decode_frame's shortcut decodes as it stands: not a fragment, a TCP header that fits. Only
+    then may the fast path act for the decoder (anything else is decoded: counted as
+    malformed, another frame or a segment exactly as before)."""
+    doff = buf[s + 46]
+    data = 34 + ((doff >> 4) << 2)
+    return (
+        not (buf[s + 20] << 8 | buf[s + 21]) & 0x3FFF
+        and doff >= 0x50
+        and data <= 14 + (buf[s + 16] << 8 | buf[s + 17])
+        and data <= end - s
+    )
+
+
+def _whole_ipv6_tcp(buf: bytes, s: int, end: int) -> bool:
+    """:func:`_whole_ipv4_tcp` for Ethernet, IPv6 without extension headers, TCP."""
+    plen = buf[s + 18] << 8 | buf[s + 19]
+    doff = buf[s + 66]
+    data = 54 + ((doff >> 4) << 2)
+    return (
+        end - s >= 70
+        and buf[s + 14] >> 4 == 6
+        and plen != 0
+        and doff >= 0x50
+        and data <= 54 + plen
+        and data <= end - s
+    )
 
 
 def _issued_yes(session_id: bytes) -> bool:

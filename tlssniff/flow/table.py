@@ -105,12 +105,22 @@ class Flow:
 
     def __init__(
         self, client: tuple[bytes, int], server: tuple[bytes, int], ts: float, midstream: bool,
-        frame: int, max_buffer: int,
+        frame: int, max_buffer: int, key: bytes = b"", from_client: bool = True,
     ):
+        """``key``: the :func:`flow_key` of the first packet's direction (the client's when
+        ``from_client``), when the caller has it: only the other key is made."""
         self.client_ip, self.client_port = client
         self.server_ip, self.server_port = server
-        self.ckey = flow_key(self.client_ip, self.server_ip, self.client_port, self.server_port)
-        self.skey = flow_key(self.server_ip, self.client_ip, self.server_port, self.client_port)
+        if key and from_client:
+            self.ckey = key
+        else:
+            self.ckey = flow_key(self.client_ip, self.server_ip, self.client_port,
+                                 self.server_port)
+        if key and not from_client:
+            self.skey = key
+        else:
+            self.skey = flow_key(self.server_ip, self.client_ip, self.server_port,
+                                 self.client_port)
         self.ts = ts
         self.last = ts
         self.stamp = ts  # ``last`` when the flow last went to the back of its eviction queue
@@ -251,17 +261,16 @@ class FlowTable:
     def _new_flow(self, key: bytes, ts: float, d: Decoded, frame: int) -> Flow:
         flags = d[FLAGS]
         src, dst = (d[SRC], d[SPORT]), (d[DST], d[DPORT])
+        from_client = True
         if flags & SYN and flags & ACK:
             src, dst = dst, src  # a SYN-ACK comes from the server
+            from_client = False
         while self.count >= self.limits.max_flows:
             self._evict_one()
+        # ``key`` is this packet's direction: the flow makes only the other key (one bytes
+        # object per key, the dict's own).
         flow = Flow(src, dst, ts, midstream=not flags & SYN, frame=frame,
-                    max_buffer=self.limits.max_buffer)
-        # One bytes object per key: the flow's own keys are the dict's.
-        if key == flow.skey:
-            flow.skey = key
-        else:
-            flow.ckey = key
+                    max_buffer=self.limits.max_buffer, key=key, from_client=from_client)
         flow.app = self.app_factory(flow)
         self.flows[flow.ckey] = flow
         self.flows[flow.skey] = flow

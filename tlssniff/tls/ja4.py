@@ -121,7 +121,7 @@ def ja4(ch: ClientHello, transport: str = "tcp", ignore: frozenset[int] = _NONE)
     """The JA4 fingerprint, e.g. ``t13d1516h2_8daaf6152771_e5627efa2ab1``."""
     key = (
         ignore, transport, ch.legacy_version, ch.supported_versions, ch.sni is not None,
-        ch.cipher_suites, ch.extension_types, ch.alpn_first, ch.signature_algorithms,
+        ch.cipher_bytes, ch.extension_types, ch.alpn_first, ch.sigalg_bytes,
     )
     fp = _CACHE.get(key)
     if fp is None:
@@ -145,7 +145,7 @@ def ja4_pair(ch: ClientHello, transport: str = "tcp") -> tuple[str, str]:
     """``(ja4(ch), ja4_base(ch))`` with one cache lookup: the per-connection call."""
     key = (
         transport, ch.legacy_version, ch.supported_versions, ch.sni is not None,
-        ch.cipher_suites, ch.extension_types, ch.alpn_first, ch.signature_algorithms,
+        ch.cipher_bytes, ch.extension_types, ch.alpn_first, ch.sigalg_bytes,
     )
     pair = _PAIRS.get(key)
     if pair is None:
