@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.conftest import CAPTURES, assert_verdicts, run_tlssniff
-from tlssniff.engine import merge, parallel
+from tlssniff.engine import fanout, merge, parallel
 from tlssniff.analysis.aggregate import Aggregator
 from tlssniff.engine.pipeline import Analyzer, partition_of
 from tlssniff.errors import TlssniffError
@@ -80,6 +80,73 @@ def test_partitions_give_the_one_process_verdicts_on_every_capture(tmp_path):
             assert counters.to_dict() == want_counters.to_dict(), (path, parts)
         checked += 1
     assert checked > 100
+
+
+def _one_process_lines(path: str, fmt: str, limits: Limits | None = None):
+    from tlssniff.output.formats import VerdictWriter
+
+    out, agg = io.StringIO(), Aggregator()
+    w = VerdictWriter(fmt, out)
+    a = Analyzer(lambda v: (agg.add(v), w.write(v)), limits)
+    a.analyze_file(path)
+    a.finish()
+    return out.getvalue(), agg, a.counters
+
+
+def _assert_same_aggregate(got: Aggregator, want: Aggregator) -> None:
+    assert list(got.servers) == list(want.servers)
+    assert [s.to_dict() for s in got.servers.values()] == [
+        s.to_dict() for s in want.servers.values()]
+    assert got.total.to_dict() == want.total.to_dict()
+
+
+FAN_OUT = [p for p in ALL if fanout.pcap_layout(str(p)) is not None]
+
+
+def test_the_fan_out_gives_the_one_process_lines_on_every_pcap(tmp_path):
+    """One reader handing each worker only its frames (engine/fanout.py, uncompressed pcap):
+    lines byte for byte, counters (the whole file's from the reader: frames, bytes, times,
+    the capture's warnings and errors) and aggregates equal one process on every shipped pcap,
+    for 2 and 3 workers."""
+    checked = 0
+    for path in FAN_OUT:
+        try:
+            want, want_agg, want_counters = _one_process_lines(str(path), "jsonl")
+        except TlssniffError:
+            continue
+        for parts in (2, 3):
+            out, agg = io.StringIO(), Aggregator()
+            split = parallel.Split(line_writer("jsonl"), agg, out)
+            total, aggs, merged = parallel._fan_out(str(path), Limits(), parts, split,
+                                                    str(tmp_path), fanout.pcap_layout(str(path)))
+            assert merged, (path, parts)
+            parallel._copy_lines(merged, out)
+            parallel.merge_ordered(agg, aggs)
+            assert out.getvalue() == want, (path, parts)
+            assert total.to_dict() == want_counters.to_dict(), (path, parts)
+            _assert_same_aggregate(agg, want_agg)
+        checked += 1
+    assert checked > 100
+
+
+def test_the_fan_out_on_a_cut_capture_and_ecs(tmp_path):
+    """A capture cut inside a record (the warning, the frames before it) and the ECS lines, through
+    the CLI's own path (analyze_partitioned): what one process gives."""
+    data = (CAPTURES / "nginx.pcap").read_bytes()
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(data[: len(data) - 30])
+    for path, fmt in ((cut, "jsonl"), (CAPTURES / "openssl-tls13.pcap", "ecs")):
+        want, want_agg, want_counters = _one_process_lines(str(path), fmt)
+        out, agg = io.StringIO(), Aggregator()
+        counters = parallel.analyze_partitioned(
+            str(path), lambda v: None, Limits(), 2,
+            split=parallel.Split(line_writer(fmt), agg, out))
+        assert out.getvalue() == want
+        assert counters.to_dict() == want_counters.to_dict()
+        _assert_same_aggregate(agg, want_agg)
+        if path == cut:
+            assert any("truncated" in w for w in counters.warnings), counters.warnings
+            assert counters.tls_connections > 0
 
 
 def test_partition_lines_and_aggregates_equal_one_process(tmp_path):
