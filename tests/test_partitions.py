@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import struct
 
 import pytest
 from hypothesis import given
@@ -129,24 +130,53 @@ def test_the_fan_out_gives_the_one_process_lines_on_every_pcap(tmp_path):
     assert checked > 100
 
 
-def test_the_fan_out_on_a_cut_capture_and_ecs(tmp_path):
-    """A capture cut inside a record (the warning, the frames before it) and the ECS lines, through
-    the CLI's own path (analyze_partitioned): what one process gives."""
+def _records(data: bytes):
+    """The (header fields, frame) of each record of a little-endian microsecond pcap."""
+    off = 24
+    while off + 16 <= len(data):
+        sec, usec, caplen, length = struct.unpack_from("<IIII", data, off)
+        yield sec, usec, caplen, length, data[off + 16:off + 16 + caplen]
+        off += 16 + caplen
+
+
+def test_the_fan_out_on_damaged_big_endian_and_ecs_captures(tmp_path):
+    """Through the CLI's own path (analyze_partitioned), what one process gives: a capture cut
+    inside a record (the warning, the frames before it), one with a corrupt record length (the
+    error, the frames before it), a big-endian nanosecond pcap, and ECS lines."""
     data = (CAPTURES / "nginx.pcap").read_bytes()
     cut = tmp_path / "cut.pcap"
     cut.write_bytes(data[: len(data) - 30])
-    for path, fmt in ((cut, "jsonl"), (CAPTURES / "openssl-tls13.pcap", "ecs")):
+    corrupt = bytearray(data)
+    off = 24
+    for _ in range(40):
+        off += 16 + struct.unpack_from("<I", data, off + 8)[0]
+    struct.pack_into("<I", corrupt, off + 8, 0x7FFFFF)
+    bad = tmp_path / "corrupt.pcap"
+    bad.write_bytes(bytes(corrupt))
+    magic, major, minor, zone, sigfigs, snaplen, linktype = struct.unpack_from("<IHHiIII", data)
+    big = [struct.pack(">IHHiIII", 0xA1B23C4D, major, minor, zone, sigfigs, snaplen, linktype)]
+    for sec, usec, caplen, length, frame in _records(data):
+        big.append(struct.pack(">IIII", sec, usec * 1000, caplen, length) + frame)
+    be = tmp_path / "big-endian-ns.pcap"
+    be.write_bytes(b"".join(big))
+    cases = [(cut, "jsonl"), (bad, "jsonl"), (be, "jsonl"),
+             (CAPTURES / "openssl-tls13.pcap", "ecs")]
+    for path, fmt in cases:
+        assert fanout.pcap_layout(str(path)) is not None
         want, want_agg, want_counters = _one_process_lines(str(path), fmt)
         out, agg = io.StringIO(), Aggregator()
         counters = parallel.analyze_partitioned(
             str(path), lambda v: None, Limits(), 2,
             split=parallel.Split(line_writer(fmt), agg, out))
-        assert out.getvalue() == want
-        assert counters.to_dict() == want_counters.to_dict()
+        assert out.getvalue() == want, path
+        assert counters.to_dict() == want_counters.to_dict(), path
         _assert_same_aggregate(agg, want_agg)
-        if path == cut:
-            assert any("truncated" in w for w in counters.warnings), counters.warnings
-            assert counters.tls_connections > 0
+        assert counters.tls_connections > 0
+    cut_counters = _one_process_lines(str(cut), "jsonl")[2]
+    assert any("truncated" in w for w in cut_counters.warnings), cut_counters.warnings
+    bad_counters = _one_process_lines(str(bad), "jsonl")[2]
+    assert any("corrupt" in e for e in bad_counters.errors), bad_counters.errors
+    assert bad_counters.frames == 40
 
 
 def test_partition_lines_and_aggregates_equal_one_process(tmp_path):

@@ -32,15 +32,21 @@ from __future__ import annotations
 import gc
 import os
 import pickle
+from array import array
 from multiprocessing.connection import wait
 from typing import IO, Any, Callable, Final
 
 from tlssniff.analysis.verdict import ConnectionVerdict
-from tlssniff.capture.files import CaptureFile, FrameSink
+from tlssniff.capture import files
+from tlssniff.capture.files import MAX_CAPLEN, CaptureFile
 from tlssniff.engine.merge import IssuedIds, OrderedAggregate
 from tlssniff.engine.pipeline import GC_THRESHOLD, PHASE_TCP_SWEEP, Analyzer, partition_at
 
 _INF: Final = float("inf")
+# A frame's place in the reader's message: its number << _OFF_BITS | its record's offset in
+# the chunk (a chunk is at most CHUNK_SIZE plus a record: under 2 MB).
+_OFF_BITS: Final = 24
+_OFF_MASK: Final = (1 << _OFF_BITS) - 1
 _END: Final = 1 << 63  # a watermark past every record, those of finish() included
 
 # pcap magic: (little-endian, timestamp divisor), as capture/files.py reads them.
@@ -62,72 +68,125 @@ def pcap_layout(path: str) -> tuple[bool, int] | None:
 # -- the reader ------------------------------------------------------------------------------
 
 
-class Router(FrameSink):
-    """The reader's sink: every frame of the capture, in place; per chunk, each worker's list
-    of its frames' places and of the sweeps between them."""
+class Reader:
+    """The reader: walks an uncompressed pcap's records once (the walk of capture/files.py
+    ``_scan_pcap``: the same chunks, the same checks and warnings, on ``cap``, the file opened
+    and checked by open_capture) and sends each worker, per chunk, the places of its frames and
+    the sweeps between them. What analyze_file counts of the whole file is left in ``n``
+    (frames), ``position`` (bytes read), ``first_ts`` and ``last_ts``."""
 
-    def __init__(self, cap: CaptureFile, parts: int, interval: float,
-                 send: Callable[[int, bytes], None]) -> None:
+    def __init__(self, cap: CaptureFile, layout: tuple[bool, int], parts: int,
+                 interval: float, send: Callable[[int, bytes], None]) -> None:
         self.cap = cap
+        self.le = layout[0]
+        self.div = float(layout[1])
         self.parts = parts
         self.interval = interval
         self.send = send
         self.frames: list[list[int]] = [[] for _ in range(parts)]
         self.sweeps: list[list[tuple[int, int, float]]] = [[] for _ in range(parts)]
-        self.buf = b""
-        self.base = 0
-        self.n = 0  # frames read
+        self.n = 0
+        self.position = 0
         self.first_ts = 0.0
         self.last_ts = 0.0
         self.next_sweep = 0.0
+        snaplen = cap.snaplen or 0
+        self.maxcap = MAX_CAPLEN if snaplen == 0 else min(MAX_CAPLEN, 4 * snaplen)
+        self.linktype = cap.linktype or 0
 
-    def frame(self, ts: float, linktype: int, buf: bytes, start: int, end: int) -> None:
-        if buf is not self.buf:
-            self.flush()
-            self.buf = buf
-            self.base = self.cap._base
+    def run(self, path: str) -> None:
+        chunk_size: int = files.CHUNK_SIZE
+        with open(path, "rb", buffering=0) as raw:
+            buf = raw.read(chunk_size)
+            self.position = len(buf)
+            while len(buf) < 32:
+                more = raw.read(chunk_size)
+                if not more:
+                    break
+                self.position += len(more)
+                buf += more
+            base = 0
+            off = 24
+            while True:
+                off, caplen = self.scan(buf, off)
+                self.flush(base, len(buf))
+                if caplen > self.maxcap:
+                    self.cap._warn_corrupt(base + off, self.n, f"caplen {caplen}")
+                    return
+                chunk = raw.read(chunk_size)
+                if not chunk:
+                    if off < len(buf):
+                        self.cap._warn_truncated(base + off, self.n)
+                    return
+                self.position += len(chunk)
+                base += off
+                buf = buf[off:] + chunk if off < len(buf) else chunk
+                off = 0
+
+    def scan(self, buf: bytes, off: int) -> tuple[int, int]:
+        """Every complete record of ``buf`` from ``off``: returns where the first incomplete
+        (or corrupt) one starts and the caplen read last."""
+        blen = len(buf)
+        limit = blen - 16
+        le = self.le
+        div = self.div
+        maxcap = self.maxcap
+        parts = self.parts
+        frames = self.frames
+        ethernet = self.linktype == 1
         n = self.n
-        if not n:
-            self.first_ts = ts
-            self.next_sweep = ts + self.interval
-        elif self.last_ts >= self.next_sweep:
-            # Analyzer.frame's schedule: a sweep after frame n, at its time.
-            now = self.last_ts
-            for w in range(self.parts):
-                self.sweeps[w].append((len(self.frames[w]), n, now))
-            self.next_sweep = now + self.interval
-        n += 1
+        last_ts = self.last_ts
+        caplen = 0
+        while off <= limit:
+            if le:
+                sec = buf[off] | buf[off + 1] << 8 | buf[off + 2] << 16 | buf[off + 3] << 24
+                frac = buf[off + 4] | buf[off + 5] << 8 | buf[off + 6] << 16 | buf[off + 7] << 24
+                caplen = buf[off + 8] | buf[off + 9] << 8 | buf[off + 10] << 16 | buf[off + 11] << 24
+            else:
+                sec = buf[off] << 24 | buf[off + 1] << 16 | buf[off + 2] << 8 | buf[off + 3]
+                frac = buf[off + 4] << 24 | buf[off + 5] << 16 | buf[off + 6] << 8 | buf[off + 7]
+                caplen = buf[off + 8] << 24 | buf[off + 9] << 16 | buf[off + 10] << 8 | buf[off + 11]
+            s = off + 16
+            end = s + caplen
+            if caplen > maxcap or end > blen:
+                break
+            ts = sec + frac / div
+            if not n:
+                self.first_ts = ts
+                self.next_sweep = ts + self.interval
+            elif last_ts >= self.next_sweep:
+                # Analyzer.frame's schedule: a sweep after frame n, at its time.
+                for w in range(parts):
+                    self.sweeps[w].append((len(frames[w]), n, last_ts))
+                self.next_sweep = last_ts + self.interval
+            n += 1
+            last_ts = ts
+            place = n << _OFF_BITS | off
+            if ethernet and caplen >= 48:
+                if (buf[s + 12] == 8 and buf[s + 13] == 0 and buf[s + 14] == 0x45
+                        and buf[s + 23] == 6):
+                    frames[partition_at(buf, s + 26, 12, parts)].append(place)
+                    off = end
+                    continue
+                if (buf[s + 12] == 0x86 and buf[s + 13] == 0xDD and buf[s + 20] == 6
+                        and caplen >= 68):
+                    frames[partition_at(buf, s + 22, 36, parts)].append(place)
+                    off = end
+                    continue
+            for mine in frames:
+                mine.append(place)
+            off = end
         self.n = n
-        self.last_ts = ts
-        off = start - 16
-        if linktype == 1 and end - start >= 48:
-            s = start
-            if buf[s + 12] == 8 and buf[s + 13] == 0 and buf[s + 14] == 0x45 and buf[s + 23] == 6:
-                w = partition_at(buf, s + 26, 12, self.parts)
-                mine = self.frames[w]
-                mine.append(n)
-                mine.append(off)
-                return
-            if (buf[s + 12] == 0x86 and buf[s + 13] == 0xDD and buf[s + 20] == 6
-                    and end - s >= 68):
-                w = partition_at(buf, s + 22, 36, self.parts)
-                mine = self.frames[w]
-                mine.append(n)
-                mine.append(off)
-                return
-        for w in range(self.parts):
-            mine = self.frames[w]
-            mine.append(n)
-            mine.append(off)
+        self.last_ts = last_ts
+        return off, caplen
 
-    def flush(self) -> None:
-        """Send every worker its share of the chunk read so far (also when it is empty: the
-        frame number read so far is the worker's watermark)."""
-        if not self.n:
-            return
-        blen = len(self.buf)
+    def flush(self, base: int, blen: int) -> None:
+        """Send every worker its share of the chunk (also when it is empty: the frame number
+        read so far is the worker's watermark)."""
+        assert blen <= _OFF_MASK
         for w in range(self.parts):
-            self.send(w, pickle.dumps((self.base, blen, self.frames[w], self.sweeps[w], self.n),
+            places = array("q", self.frames[w]).tobytes()
+            self.send(w, pickle.dumps((base, blen, places, self.sweeps[w], self.n),
                                       protocol=pickle.HIGHEST_PROTOCOL))
             self.frames[w] = []
             self.sweeps[w] = []
@@ -145,23 +204,24 @@ def start_worker(a: Analyzer, path: str) -> None:
 
 def feed(a: Analyzer, buf: bytes, frames: list[int], sweeps: list[tuple[int, int, float]],
          le: bool, div: float, linktype: int) -> None:
-    """One chunk of a worker's frames: ``frames`` holds (frame number, pcap record offset in
-    ``buf``) pairs, ``sweeps`` (place in ``frames``, frame number, time) of the sweeps to run
-    before the frame at that place (or at the end)."""
+    """One chunk of a worker's frames: ``frames`` holds each frame's place (its number shifted
+    left by _OFF_BITS, or'ed with its pcap record's offset in ``buf``), ``sweeps`` (index in
+    ``frames``, frame number, time) of the sweeps to run before the frame at that index (or at
+    the end)."""
     n = len(frames)
     ns = len(sweeps)
     si = 0
     at = sweeps[0][0] if ns else n + 1
-    i = 0
-    while i < n:
+    for i in range(n):
         while at == i:
             _, m, now = sweeps[si]
             a._sweep(now, m)
             a._next_sweep = _INF
             si += 1
             at = sweeps[si][0] if si < ns else n + 1
-        no = frames[i]
-        off = frames[i + 1]
+        place = frames[i]
+        no = place >> _OFF_BITS
+        off = place & _OFF_MASK
         if le:
             sec = buf[off] | buf[off + 1] << 8 | buf[off + 2] << 16 | buf[off + 3] << 24
             frac = buf[off + 4] | buf[off + 5] << 8 | buf[off + 6] << 16 | buf[off + 7] << 24
@@ -174,7 +234,6 @@ def feed(a: Analyzer, buf: bytes, frames: list[int], sweeps: list[tuple[int, int
         a.frame(sec + frac / div, linktype, buf, off + 16, off + 16 + caplen)
         if no == 1:
             a._next_sweep = _INF  # frame one armed the schedule: the reader keeps it
-        i += 2
     while si < ns:
         _, m, now = sweeps[si]
         a._sweep(now, m)
@@ -243,13 +302,16 @@ def run_worker(a: Analyzer, keeper: LineKeeper, path: str, layout: tuple[bool, i
     gc.set_threshold(max(thresholds[0], GC_THRESHOLD), *thresholds[1:])
     try:
         start_worker(a, path)
+        a.hash_frames = False  # the reader sends only this partition's fast-path frames
         while True:
             msg = recv()
             if not msg:
                 break
-            base, blen, frames, sweeps, last = pickle.loads(msg)
-            if frames or sweeps:
-                feed(a, os.pread(fd, blen, base), frames, sweeps, le, div, linktype)
+            base, blen, places, sweeps, last = pickle.loads(msg)
+            if places or sweeps:
+                frames = array("q")
+                frames.frombytes(places)
+                feed(a, os.pread(fd, blen, base), frames.tolist(), sweeps, le, div, linktype)
             records = keeper.records
             keeper.records = []
             send(pickle.dumps((records, (last, PHASE_TCP_SWEEP, 0)),

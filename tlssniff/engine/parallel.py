@@ -370,30 +370,29 @@ def _ignore(v: ConnectionVerdict) -> None:
     pass
 
 
-def _fan_reader(path: str, limits: Limits, jobs: int, inputs: list, result, close: list) -> None:
+def _fan_reader(path: str, limits: Limits, jobs: int, layout: tuple[bool, int], inputs: list,
+                result, close: list) -> None:
     """The reader process of the fan-out (engine/fanout.py): walks the capture once, sends each
     worker its frames' places chunk by chunk, then the counters of the whole file."""
     for c in close:
         c.close()
     try:
-        cap = open_capture(path)
-        interval = Analyzer(_ignore, partition_limits(limits, jobs)).table.sweep_interval()
         sends = [c.send_bytes for c in inputs]
 
         def send(w: int, data: bytes) -> None:
             sends[w](data)
 
-        router = fanout.Router(cap, jobs, interval, send)
-        with cap:
-            cap.walk(router)
-        router.flush()
+        with open_capture(path) as cap:
+            interval = Analyzer(_ignore, partition_limits(limits, jobs)).table.sweep_interval()
+            reader = fanout.Reader(cap, layout, jobs, interval, send)
+            reader.run(path)
         for c in inputs:
             c.send_bytes(b"")
         # What analyze_file counts of the whole file.
-        counters = Counters(frames=router.n, bytes=cap.position)
-        if router.n:
-            counters.first_ts = router.first_ts
-            counters.last_ts = router.last_ts
+        counters = Counters(frames=reader.n, bytes=reader.position)
+        if reader.n:
+            counters.first_ts = reader.first_ts
+            counters.last_ts = reader.last_ts
         for message in cap.warnings:
             (counters.errors if "corrupt" in message else counters.warnings).append(message)
     except BaseException as err:  # noqa: BLE001 - reported to the parent, which re-raises
@@ -438,7 +437,7 @@ def _fan_out(path: str, limits: Limits, jobs: int, split: Split, tmp: str,
     res_r, res_w = ctx.Pipe(duplex=False)
     everything = [c for pair in ins + outs for c in pair] + [res_r, res_w]
     procs = [ctx.Process(target=_fan_reader, daemon=True, args=(
-        path, limits, jobs, [w for _, w in ins], res_w,
+        path, limits, jobs, layout, [w for _, w in ins], res_w,
         [c for c in everything if c is not res_w and all(c is not w for _, w in ins)]))]
     for i in range(jobs):
         mine = (ins[i][0], outs[i][1])
