@@ -32,7 +32,6 @@ from __future__ import annotations
 import gc
 import os
 import pickle
-from array import array
 from multiprocessing.connection import wait
 from typing import IO, Any, Callable, Final
 
@@ -43,9 +42,9 @@ from tlssniff.engine.merge import IssuedIds, OrderedAggregate
 from tlssniff.engine.pipeline import GC_THRESHOLD, PHASE_TCP_SWEEP, Analyzer, partition_at
 
 _INF: Final = float("inf")
-# A frame's place in the reader's message: its number << _OFF_BITS | its record's offset in
-# the chunk (a chunk is at most CHUNK_SIZE plus a record: under 2 MB).
-_OFF_BITS: Final = 24
+# A frame's place in the reader's message: frames since the worker's previous one << _OFF_BITS
+# | its record's offset in the chunk (a chunk is at most CHUNK_SIZE plus a record: 1.25 MB).
+_OFF_BITS: Final = 21
 _OFF_MASK: Final = (1 << _OFF_BITS) - 1
 _END: Final = 1 << 63  # a watermark past every record, those of finish() included
 
@@ -85,6 +84,7 @@ class Reader:
         self.send = send
         self.frames: list[list[int]] = [[] for _ in range(parts)]
         self.sweeps: list[list[tuple[int, int, float]]] = [[] for _ in range(parts)]
+        self.prev: list[int] = [0] * parts  # the number of the last frame sent to each worker
         self.n = 0
         self.position = 0
         self.first_ts = 0.0
@@ -133,6 +133,7 @@ class Reader:
         maxcap = self.maxcap
         parts = self.parts
         frames = self.frames
+        prev = self.prev
         ethernet = self.linktype == 1
         n = self.n
         last_ts = self.last_ts
@@ -161,20 +162,22 @@ class Reader:
                 self.next_sweep = last_ts + self.interval
             n += 1
             last_ts = ts
-            place = n << _OFF_BITS | off
             if ethernet and caplen >= 48:
+                w = -1
                 if (buf[s + 12] == 8 and buf[s + 13] == 0 and buf[s + 14] == 0x45
                         and buf[s + 23] == 6):
-                    frames[partition_at(buf, s + 26, 12, parts)].append(place)
-                    off = end
-                    continue
-                if (buf[s + 12] == 0x86 and buf[s + 13] == 0xDD and buf[s + 20] == 6
+                    w = partition_at(buf, s + 26, 12, parts)
+                elif (buf[s + 12] == 0x86 and buf[s + 13] == 0xDD and buf[s + 20] == 6
                         and caplen >= 68):
-                    frames[partition_at(buf, s + 22, 36, parts)].append(place)
+                    w = partition_at(buf, s + 22, 36, parts)
+                if w >= 0:
+                    frames[w].append((n - prev[w]) << _OFF_BITS | off)
+                    prev[w] = n
                     off = end
                     continue
-            for mine in frames:
-                mine.append(place)
+            for w in range(parts):
+                frames[w].append((n - prev[w]) << _OFF_BITS | off)
+                prev[w] = n
             off = end
         self.n = n
         self.last_ts = last_ts
@@ -185,8 +188,7 @@ class Reader:
         read so far is the worker's watermark)."""
         assert blen <= _OFF_MASK
         for w in range(self.parts):
-            places = array("q", self.frames[w]).tobytes()
-            self.send(w, pickle.dumps((base, blen, places, self.sweeps[w], self.n),
+            self.send(w, pickle.dumps((base, blen, self.frames[w], self.sweeps[w], self.n),
                                       protocol=pickle.HIGHEST_PROTOCOL))
             self.frames[w] = []
             self.sweeps[w] = []
@@ -203,11 +205,12 @@ def start_worker(a: Analyzer, path: str) -> None:
 
 
 def feed(a: Analyzer, buf: bytes, frames: list[int], sweeps: list[tuple[int, int, float]],
-         le: bool, div: float, linktype: int) -> None:
-    """One chunk of a worker's frames: ``frames`` holds each frame's place (its number shifted
-    left by _OFF_BITS, or'ed with its pcap record's offset in ``buf``), ``sweeps`` (index in
-    ``frames``, frame number, time) of the sweeps to run before the frame at that index (or at
-    the end)."""
+         le: bool, div: float, linktype: int, no: int) -> int:
+    """One chunk of a worker's frames: ``frames`` holds each frame's place (how many frames
+    after the worker's previous one it comes, ``no`` before the chunk, shifted left by
+    _OFF_BITS, or'ed with its pcap record's offset in ``buf``: small ints, cheap to pickle),
+    ``sweeps`` (index in ``frames``, frame number, time) of the sweeps to run before the frame
+    at that index (or at the end). Returns the number of the worker's last frame."""
     n = len(frames)
     ns = len(sweeps)
     si = 0
@@ -220,7 +223,7 @@ def feed(a: Analyzer, buf: bytes, frames: list[int], sweeps: list[tuple[int, int
             si += 1
             at = sweeps[si][0] if si < ns else n + 1
         place = frames[i]
-        no = place >> _OFF_BITS
+        no += place >> _OFF_BITS
         off = place & _OFF_MASK
         if le:
             sec = buf[off] | buf[off + 1] << 8 | buf[off + 2] << 16 | buf[off + 3] << 24
@@ -239,6 +242,7 @@ def feed(a: Analyzer, buf: bytes, frames: list[int], sweeps: list[tuple[int, int
         a._sweep(now, m)
         a._next_sweep = _INF
         si += 1
+    return no
 
 
 class _Line:
@@ -300,6 +304,7 @@ def run_worker(a: Analyzer, keeper: LineKeeper, path: str, layout: tuple[bool, i
     fd = os.open(path, os.O_RDONLY)
     thresholds = gc.get_threshold()
     gc.set_threshold(max(thresholds[0], GC_THRESHOLD), *thresholds[1:])
+    no = 0  # the number of the last frame of this worker
     try:
         start_worker(a, path)
         a.hash_frames = False  # the reader sends only this partition's fast-path frames
@@ -307,11 +312,9 @@ def run_worker(a: Analyzer, keeper: LineKeeper, path: str, layout: tuple[bool, i
             msg = recv()
             if not msg:
                 break
-            base, blen, places, sweeps, last = pickle.loads(msg)
-            if places or sweeps:
-                frames = array("q")
-                frames.frombytes(places)
-                feed(a, os.pread(fd, blen, base), frames.tolist(), sweeps, le, div, linktype)
+            base, blen, frames, sweeps, last = pickle.loads(msg)
+            if frames or sweeps:
+                no = feed(a, os.pread(fd, blen, base), frames, sweeps, le, div, linktype, no)
             records = keeper.records
             keeper.records = []
             send(pickle.dumps((records, (last, PHASE_TCP_SWEEP, 0)),

@@ -1,11 +1,14 @@
 """Several captures, or one capture, on several cores, merged exactly.
 
-One capture with ``jobs > 1`` is split by flow hash (:func:`analyze_partitioned`): every worker
-walks the whole file (the walk is a fraction of the analysis) and analyses only the connections
-whose symmetric flow hash is its own, both directions and UDP included; the parent merges the
-verdicts back into the order one process gives (see :class:`~tlssniff.engine.pipeline.Analyzer`
-``order``) and settles the one cross-connection question a partition cannot answer alone
-(was this session id issued by an earlier connection?).
+One capture with ``jobs > 1`` is split by flow hash (:func:`analyze_partitioned`): each worker
+analyses only the connections whose symmetric flow hash is its own, both directions and UDP
+included; the parent merges the verdicts back into the order one process gives (see
+:class:`~tlssniff.engine.pipeline.Analyzer` ``order``) and settles the one cross-connection
+question a partition cannot answer alone (was this session id issued by an earlier
+connection?). For the streamed outputs (JSONL, ECS) of an uncompressed pcap one reader walks the
+file and hands each worker only its frames (engine/fanout.py, :func:`_fan_out`); otherwise
+(pcapng, gzip, the summary formats) every worker walks the whole file and skips the frames of
+the other partitions.
 
 Each capture is analyzed on its own (its own flow table), in a worker process when ``jobs > 1``.
 Two ways home, both giving the bytes ``--jobs 1`` gives:
