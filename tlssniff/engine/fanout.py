@@ -32,6 +32,7 @@ from __future__ import annotations
 import gc
 import os
 import pickle
+import stat
 from multiprocessing.connection import wait
 from typing import IO, Any, Callable, Final
 
@@ -58,10 +59,16 @@ PCAP_MAGIC: Final = {
 
 
 def pcap_layout(path: str) -> tuple[bool, int] | None:
-    """``(little-endian, timestamp divisor)`` of an uncompressed pcap file, else None (pcapng,
-    gzip, anything else: those take the per-worker walk)."""
-    with open(path, "rb") as f:
-        return PCAP_MAGIC.get(f.read(4))
+    """``(little-endian, timestamp divisor)`` of an uncompressed pcap in a regular file (the
+    workers read it again by offset), else None (pcapng, gzip, a pipe, anything else: those
+    take the per-worker walk)."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
+        with open(path, "rb") as f:
+            return PCAP_MAGIC.get(f.read(4))
+    except OSError:
+        return None
 
 
 # -- the reader ------------------------------------------------------------------------------
