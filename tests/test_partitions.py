@@ -130,6 +130,30 @@ def test_the_fan_out_gives_the_one_process_lines_on_every_pcap(tmp_path):
     assert checked > 100
 
 
+def test_the_fan_out_sweeps_where_one_process_does(tmp_path):
+    """A short idle timeout (2 s of capture time): connections expire in the periodic sweeps,
+    which a worker runs where the reader says (it sees only its own frames); the lines and
+    counters still equal one process, the idle expiries included (TCP and DTLS over UDP)."""
+    limits = Limits(idle_timeout=2.0)
+    expired = []
+    for path in FAN_OUT:
+        try:
+            want, want_agg, want_counters = _one_process_lines(str(path), "jsonl", limits)
+        except TlssniffError:
+            continue
+        out, agg = io.StringIO(), Aggregator()
+        split = parallel.Split(line_writer("jsonl"), agg, out)
+        total, aggs, merged = parallel._fan_out(str(path), limits, 2, split, str(tmp_path),
+                                                fanout.pcap_layout(str(path)))
+        assert merged, path
+        parallel._copy_lines(merged, out)
+        assert out.getvalue() == want, path
+        assert total.to_dict() == want_counters.to_dict(), path
+        if want_counters.idle_expired:
+            expired.append(path.name)
+    assert "smtp.pcap" in expired and "dtls13-cid.pcap" in expired, expired
+
+
 def _records(data: bytes):
     """The (header fields, frame) of each record of a little-endian microsecond pcap."""
     off = 24
