@@ -47,8 +47,7 @@ _INF: Final = float("inf")
 # | its record's offset in the chunk (a chunk is at most CHUNK_SIZE plus a record: 1.25 MB).
 _OFF_BITS: Final = 21
 _OFF_MASK: Final = (1 << _OFF_BITS) - 1
-_END: Final = 1 << 63
-_KNOWN_FLOWS: Final = 1 << 16  # the reader's cache of flow partitions, emptied when full  # a watermark past every record, those of finish() included
+_END: Final = 1 << 63  # a watermark past every record, those of finish() included
 
 # pcap magic: (little-endian, timestamp divisor), as capture/files.py reads them.
 PCAP_MAGIC: Final = {
@@ -93,7 +92,6 @@ class Reader:
         self.frames: list[list[int]] = [[] for _ in range(parts)]
         self.sweeps: list[list[tuple[int, int, float]]] = [[] for _ in range(parts)]
         self.prev: list[int] = [0] * parts  # the number of the last frame sent to each worker
-        self.known: dict[bytes, int] = {}  # flow keys (the fast path's slice) -> partition
         self.n = 0
         self.position = 0
         self.first_ts = 0.0
@@ -143,7 +141,6 @@ class Reader:
         parts = self.parts
         frames = self.frames
         prev = self.prev
-        known = self.known
         ethernet = self.linktype == 1
         n = self.n
         last_ts = self.last_ts
@@ -176,24 +173,10 @@ class Reader:
                 w = -1
                 if (buf[s + 12] == 8 and buf[s + 13] == 0 and buf[s + 14] == 0x45
                         and buf[s + 23] == 6):
-                    # The flow's partition, computed once per flow: a slice and a lookup cost
-                    # less than the hash's twelve byte reads.
-                    key = buf[s + 26:s + 38]
-                    w = known.get(key, -1)
-                    if w < 0:
-                        w = partition_at(buf, s + 26, 12, parts)
-                        if len(known) >= _KNOWN_FLOWS:
-                            known.clear()
-                        known[key] = w
+                    w = partition_at(buf, s + 26, 12, parts)
                 elif (buf[s + 12] == 0x86 and buf[s + 13] == 0xDD and buf[s + 20] == 6
                         and caplen >= 68):
-                    key = buf[s + 22:s + 58]
-                    w = known.get(key, -1)
-                    if w < 0:
-                        w = partition_at(buf, s + 22, 36, parts)
-                        if len(known) >= _KNOWN_FLOWS:
-                            known.clear()
-                        known[key] = w
+                    w = partition_at(buf, s + 22, 36, parts)
                 if w >= 0:
                     frames[w].append((n - prev[w]) << _OFF_BITS | off)
                     prev[w] = n
