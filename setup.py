@@ -39,6 +39,7 @@ NATIVE_MODULES = [
     "tlssniff/analysis/verdict.py",
     "tlssniff/analysis/aggregate.py",
     "tlssniff/engine/merge.py",
+    "tlssniff/engine/fanout.py",
 ]
 STAMP = "tlssniff/_native.json"
 

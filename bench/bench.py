@@ -16,7 +16,10 @@ RSS of each (from the child's rusage). It then checks tlssniff's verdict counts 
 generator's truth file next to the capture (FILE with .truth.jsonl).
 
 ``--jobs-check`` times ``tlssniff analyze A B --jobs 1`` against ``--jobs 2`` and checks that
-their outputs are identical.
+their outputs are identical; then one more run of each sampled per process (Linux /proc): the
+start-up before the first fork, every process's CPU time, and the critical path on two cores
+they make (start-up plus the rest over both cores, or the largest process), an estimate of the
+speed-up on a free machine that other work on a busy one does not distort.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -173,6 +177,50 @@ def bench_file(path: str, rounds: int, tshark: bool) -> None:
     os.unlink(out)
 
 
+def process_cpu(cmd: list[str], out_path: str) -> tuple[float, list[float]] | None:
+    """CPU time (user + system, seconds) of each process of one run: the command's own CPU when
+    its first child appeared (the start-up, which no core shares), then every process's
+    own total (the command's first). Sampled from /proc every 5 ms (Linux only; None elsewhere),
+    so in a run of its own: the sampling takes CPU from the run it watches."""
+    if not os.path.isdir("/proc/self"):
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def table() -> dict[int, tuple[int, float]]:
+        got = {}
+        for name in os.listdir("/proc"):
+            if name.isdigit():
+                try:
+                    text = Path(f"/proc/{name}/stat").read_text()
+                except OSError:
+                    continue
+                rest = text[text.rindex(")") + 2:].split()
+                got[int(name)] = (int(rest[1]), (int(rest[11]) + int(rest[12])) / tick)
+        return got
+
+    cpu: dict[int, float] = {}
+    startup = None
+    with open(out_path, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.DEVNULL)
+        while proc.poll() is None:
+            now = table()
+            family = {proc.pid}
+            grown = True
+            while grown:
+                grown = False
+                for pid, (ppid, _) in now.items():
+                    if ppid in family and pid not in family:
+                        family.add(pid)
+                        grown = True
+            for pid in family & now.keys():
+                cpu[pid] = max(cpu.get(pid, 0.0), now[pid][1])
+            if startup is None and len(family) > 1 and proc.pid in now:
+                startup = now[proc.pid][1]
+            time.sleep(0.005)
+    own = cpu.pop(proc.pid, 0.0)
+    return (startup if startup is not None else own), [own, *sorted(cpu.values(), reverse=True)]
+
+
 def jobs_check(paths: list[str], rounds: int) -> None:
     """``--jobs 1`` against ``--jobs 2``, alternating within each round (machine noise hits both
     alike); with one capture ``--jobs 2`` splits it by flow hash (engine/parallel.py).
@@ -209,6 +257,28 @@ def jobs_check(paths: list[str], rounds: int) -> None:
           f"{cpus['2'] / cpus['1']:.2f}x the CPU of one process)")
     if len(paths) == 1:
         print(f"  {truth}")
+    # One more run of each, sampled per process: the critical path on two cores is the start-up
+    # (before the first fork) plus the rest spread over both cores, or the largest process.
+    for jobs in ("1", "2"):
+        dest = tempfile.NamedTemporaryFile(suffix=".jsonl", delete=False).name
+        warm(*paths)
+        got = process_cpu([sys.executable, "-m", "tlssniff", "analyze", *paths, "--format",
+                           "jsonl", "--no-progress", "--jobs", jobs], dest)
+        os.unlink(dest)
+        if got is None:
+            break
+        startup, each = got
+        rest = [each[0] - startup, *each[1:]] if len(each) > 1 else []
+        path_s = startup + max([*rest, sum(rest) / 2]) if rest else each[0]
+        cpus[jobs] = path_s
+        if rest:
+            print(f"  --jobs {jobs} CPU per process: start-up {startup:.2f} s, then the parent "
+                  f"{rest[0]:.2f} s and its children {', '.join(f'{c:.2f}' for c in rest[1:])} "
+                  f"s; critical path on two cores {path_s:.2f} s")
+        else:
+            print(f"  --jobs {jobs} CPU: one process, {path_s:.2f} s")
+    else:
+        print(f"  estimated speed-up on two free cores (CPU): {cpus['1'] / cpus['2']:.2f}x")
 
 
 def main() -> None:

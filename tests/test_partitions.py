@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import io
 import json
+import struct
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.conftest import CAPTURES, assert_verdicts, run_tlssniff
-from tlssniff.engine import merge, parallel
+from tlssniff.engine import fanout, merge, parallel
 from tlssniff.analysis.aggregate import Aggregator
 from tlssniff.engine.pipeline import Analyzer, partition_of
 from tlssniff.errors import TlssniffError
@@ -80,6 +81,126 @@ def test_partitions_give_the_one_process_verdicts_on_every_capture(tmp_path):
             assert counters.to_dict() == want_counters.to_dict(), (path, parts)
         checked += 1
     assert checked > 100
+
+
+def _one_process_lines(path: str, fmt: str, limits: Limits | None = None):
+    from tlssniff.output.formats import VerdictWriter
+
+    out, agg = io.StringIO(), Aggregator()
+    w = VerdictWriter(fmt, out)
+    a = Analyzer(lambda v: (agg.add(v), w.write(v)), limits)
+    a.analyze_file(path)
+    a.finish()
+    return out.getvalue(), agg, a.counters
+
+
+def _assert_same_aggregate(got: Aggregator, want: Aggregator) -> None:
+    assert list(got.servers) == list(want.servers)
+    assert [s.to_dict() for s in got.servers.values()] == [
+        s.to_dict() for s in want.servers.values()]
+    assert got.total.to_dict() == want.total.to_dict()
+
+
+FAN_OUT = [p for p in ALL if fanout.pcap_layout(str(p)) is not None]
+
+
+def test_the_fan_out_gives_the_one_process_lines_on_every_pcap(tmp_path):
+    """One reader handing each worker only its frames (engine/fanout.py, uncompressed pcap):
+    lines byte for byte, counters (the whole file's from the reader: frames, bytes, times,
+    the capture's warnings and errors) and aggregates equal one process on every shipped pcap,
+    for 2 and 3 workers."""
+    checked = 0
+    for path in FAN_OUT:
+        try:
+            want, want_agg, want_counters = _one_process_lines(str(path), "jsonl")
+        except TlssniffError:
+            continue
+        for parts in (2, 3):
+            out, agg = io.StringIO(), Aggregator()
+            split = parallel.Split(line_writer("jsonl"), agg, out)
+            total, aggs, merged = parallel._fan_out(str(path), Limits(), parts, split,
+                                                    str(tmp_path), fanout.pcap_layout(str(path)))
+            assert merged, (path, parts)
+            parallel._copy_lines(merged, out)
+            parallel.merge_ordered(agg, aggs)
+            assert out.getvalue() == want, (path, parts)
+            assert total.to_dict() == want_counters.to_dict(), (path, parts)
+            _assert_same_aggregate(agg, want_agg)
+        checked += 1
+    assert checked > 100
+
+
+def test_the_fan_out_sweeps_where_one_process_does(tmp_path):
+    """A short idle timeout (2 s of capture time): connections expire in the periodic sweeps,
+    which a worker runs where the reader says (it sees only its own frames); the lines and
+    counters still equal one process, the idle expiries included (TCP and DTLS over UDP)."""
+    limits = Limits(idle_timeout=2.0)
+    expired = []
+    for path in FAN_OUT:
+        try:
+            want, want_agg, want_counters = _one_process_lines(str(path), "jsonl", limits)
+        except TlssniffError:
+            continue
+        out, agg = io.StringIO(), Aggregator()
+        split = parallel.Split(line_writer("jsonl"), agg, out)
+        total, aggs, merged = parallel._fan_out(str(path), limits, 2, split, str(tmp_path),
+                                                fanout.pcap_layout(str(path)))
+        assert merged, path
+        parallel._copy_lines(merged, out)
+        assert out.getvalue() == want, path
+        assert total.to_dict() == want_counters.to_dict(), path
+        if want_counters.idle_expired:
+            expired.append(path.name)
+    assert "smtp.pcap" in expired and "dtls13-cid.pcap" in expired, expired
+
+
+def _records(data: bytes):
+    """The (header fields, frame) of each record of a little-endian microsecond pcap."""
+    off = 24
+    while off + 16 <= len(data):
+        sec, usec, caplen, length = struct.unpack_from("<IIII", data, off)
+        yield sec, usec, caplen, length, data[off + 16:off + 16 + caplen]
+        off += 16 + caplen
+
+
+def test_the_fan_out_on_damaged_big_endian_and_ecs_captures(tmp_path):
+    """Through the CLI's own path (analyze_partitioned), what one process gives: a capture cut
+    inside a record (the warning, the frames before it), one with a corrupt record length (the
+    error, the frames before it), a big-endian nanosecond pcap, and ECS lines."""
+    data = (CAPTURES / "nginx.pcap").read_bytes()
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(data[: len(data) - 30])
+    corrupt = bytearray(data)
+    off = 24
+    for _ in range(40):
+        off += 16 + struct.unpack_from("<I", data, off + 8)[0]
+    struct.pack_into("<I", corrupt, off + 8, 0x7FFFFF)
+    bad = tmp_path / "corrupt.pcap"
+    bad.write_bytes(bytes(corrupt))
+    magic, major, minor, zone, sigfigs, snaplen, linktype = struct.unpack_from("<IHHiIII", data)
+    big = [struct.pack(">IHHiIII", 0xA1B23C4D, major, minor, zone, sigfigs, snaplen, linktype)]
+    for sec, usec, caplen, length, frame in _records(data):
+        big.append(struct.pack(">IIII", sec, usec * 1000, caplen, length) + frame)
+    be = tmp_path / "big-endian-ns.pcap"
+    be.write_bytes(b"".join(big))
+    cases = [(cut, "jsonl"), (bad, "jsonl"), (be, "jsonl"),
+             (CAPTURES / "openssl-tls13.pcap", "ecs")]
+    for path, fmt in cases:
+        assert fanout.pcap_layout(str(path)) is not None
+        want, want_agg, want_counters = _one_process_lines(str(path), fmt)
+        out, agg = io.StringIO(), Aggregator()
+        counters = parallel.analyze_partitioned(
+            str(path), lambda v: None, Limits(), 2,
+            split=parallel.Split(line_writer(fmt), agg, out))
+        assert out.getvalue() == want, path
+        assert counters.to_dict() == want_counters.to_dict(), path
+        _assert_same_aggregate(agg, want_agg)
+        assert counters.tls_connections > 0
+    cut_counters = _one_process_lines(str(cut), "jsonl")[2]
+    assert any("truncated" in w for w in cut_counters.warnings), cut_counters.warnings
+    bad_counters = _one_process_lines(str(bad), "jsonl")[2]
+    assert any("corrupt" in e for e in bad_counters.errors), bad_counters.errors
+    assert bad_counters.frames == 40
 
 
 def test_partition_lines_and_aggregates_equal_one_process(tmp_path):

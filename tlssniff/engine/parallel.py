@@ -1,11 +1,14 @@
 """Several captures, or one capture, on several cores, merged exactly.
 
-One capture with ``jobs > 1`` is split by flow hash (:func:`analyze_partitioned`): every worker
-walks the whole file (the walk is a fraction of the analysis) and analyses only the connections
-whose symmetric flow hash is its own, both directions and UDP included; the parent merges the
-verdicts back into the order one process gives (see :class:`~tlssniff.engine.pipeline.Analyzer`
-``order``) and settles the one cross-connection question a partition cannot answer alone
-(was this session id issued by an earlier connection?).
+One capture with ``jobs > 1`` is split by flow hash (:func:`analyze_partitioned`): each worker
+analyses only the connections whose symmetric flow hash is its own, both directions and UDP
+included; the parent merges the verdicts back into the order one process gives (see
+:class:`~tlssniff.engine.pipeline.Analyzer` ``order``) and settles the one cross-connection
+question a partition cannot answer alone (was this session id issued by an earlier
+connection?). For the streamed outputs (JSONL, ECS) of an uncompressed pcap one reader walks the
+file and hands each worker only its frames (engine/fanout.py, :func:`_fan_out`); otherwise
+(pcapng, gzip, the summary formats) every worker walks the whole file and skips the frames of
+the other partitions.
 
 Each capture is analyzed on its own (its own flow table), in a worker process when ``jobs > 1``.
 Two ways home, both giving the bytes ``--jobs 1`` gives:
@@ -31,6 +34,8 @@ from dataclasses import dataclass, fields
 from typing import IO, Any, Callable, Iterator
 
 from tlssniff.analysis.aggregate import Aggregator, ServerStats
+from tlssniff.capture.files import open_capture
+from tlssniff.engine import fanout
 from tlssniff.engine.merge import IssuedIds, OrderedAggregate, merge_records, write_merged
 from tlssniff.engine.pipeline import Analyzer, Counters
 from tlssniff.analysis.verdict import ConnectionVerdict
@@ -364,6 +369,130 @@ def _stream_partitioned(
     return [*got, (None, settled, False, None)], merged if not any(g[2] for g in got) else ""
 
 
+def _ignore(v: ConnectionVerdict) -> None:
+    pass
+
+
+def _fan_reader(path: str, limits: Limits, jobs: int, layout: tuple[bool, int], inputs: list,
+                result, close: list) -> None:
+    """The reader process of the fan-out (engine/fanout.py): walks the capture once, sends each
+    worker its frames' places chunk by chunk, then the counters of the whole file."""
+    for c in close:
+        c.close()
+    try:
+        sends = [c.send_bytes for c in inputs]
+
+        def send(w: int, data: bytes) -> None:
+            sends[w](data)
+
+        with open_capture(path) as cap:
+            interval = Analyzer(_ignore, partition_limits(limits, jobs)).table.sweep_interval()
+            reader = fanout.Reader(cap, layout, jobs, interval, send)
+            reader.run(path)
+        for c in inputs:
+            c.send_bytes(b"")
+        # What analyze_file counts of the whole file.
+        counters = Counters(frames=reader.n, bytes=reader.position)
+        if reader.n:
+            counters.first_ts = reader.first_ts
+            counters.last_ts = reader.last_ts
+        for message in cap.warnings:
+            (counters.errors if "corrupt" in message else counters.warnings).append(message)
+    except BaseException as err:  # noqa: BLE001 - reported to the parent, which re-raises
+        result.send_bytes(pickle.dumps(("error", repr(err))))
+        raise
+    result.send_bytes(pickle.dumps(("end", counters), protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def _fan_worker(path: str, limits: Limits, part: int, parts: int, fmt: LineWriters,
+                layout: tuple[bool, int], linktype: int, inconn, outconn, close: list) -> None:
+    """A worker process of the fan-out: its partition's frames from the reader, its records to
+    the parent, then its counters, aggregate and whether a limit evicted."""
+    for c in close:
+        c.close()
+    try:
+        keeper = fanout.LineKeeper(fmt, None, path)
+        analyzer = Analyzer(keeper.keep, partition_limits(limits, parts), part, parts)
+        keeper.analyzer = analyzer
+        fanout.run_worker(analyzer, keeper, path, layout, linktype, inconn.recv_bytes,
+                          outconn.send_bytes)
+        evicted = analyzer.table.evictions > 0 or (
+            analyzer.udp is not None and analyzer.udp.evictions > 0
+        )
+        result = (analyzer.counters, keeper.agg, evicted)
+    except BaseException as err:  # noqa: BLE001 - reported to the parent, which re-raises
+        outconn.send_bytes(pickle.dumps(("error", repr(err))))
+        raise
+    outconn.send_bytes(pickle.dumps(("end", result), protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def _fan_out(path: str, limits: Limits, jobs: int, split: Split, tmp: str,
+             layout: tuple[bool, int]) -> tuple[Counters, list[OrderedAggregate], str]:
+    """The streamed outputs of one uncompressed pcap by one reader and ``jobs`` workers
+    (engine/fanout.py), merged meanwhile into a file of UTF-8 lines in ``tmp`` (copied to the
+    output only once every partition is known to be exact). Returns the counters, the
+    aggregates to merge and that file ("" when a partition evicted)."""
+    with open_capture(path) as cap:  # the errors one process gives, before any fork
+        linktype = cap.linktype or 0
+    ctx = multiprocessing.get_context("fork")
+    ins = [ctx.Pipe(duplex=False) for _ in range(jobs)]  # (worker's end, reader's end)
+    outs = [ctx.Pipe(duplex=False) for _ in range(jobs)]  # (parent's end, worker's end)
+    res_r, res_w = ctx.Pipe(duplex=False)
+    everything = [c for pair in ins + outs for c in pair] + [res_r, res_w]
+    procs = [ctx.Process(target=_fan_reader, daemon=True, args=(
+        path, limits, jobs, layout, [w for _, w in ins], res_w,
+        [c for c in everything if c is not res_w and all(c is not w for _, w in ins)]))]
+    for i in range(jobs):
+        mine = (ins[i][0], outs[i][1])
+        procs.append(ctx.Process(target=_fan_worker, daemon=True, args=(
+            path, limits, i, jobs, split.fmt, layout, linktype, ins[i][0], outs[i][1],
+            [c for c in everything if all(c is not m for m in mine)])))
+    for proc in procs:
+        proc.start()
+    for c in everything:
+        if c is not res_r and all(c is not r for r, _ in outs):
+            c.close()
+    merged = os.path.join(tmp, "merged")
+    settled = OrderedAggregate()
+    try:
+        with open(merged, "wb") as out:
+            ends = fanout.merge_lines([r for r, _ in outs], out.write, IssuedIds(), settled)
+        whole = pickle.loads(res_r.recv_bytes())
+        if whole[0] == "error":
+            raise RuntimeError(f"the capture's reader failed: {whole[1]}")
+        for proc in procs:
+            proc.join()
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+    total = Counters()
+    aggs = []
+    evicted = False
+    for _, (counters, agg, part_evicted) in ends:
+        merge_counters(total, counters)
+        aggs.append(agg)
+        evicted = evicted or part_evicted
+    merge_counters(total, whole[1])
+    return total, [*aggs, settled], "" if evicted else merged
+
+
+def _copy_lines(merged: str, out: IO[str]) -> None:
+    """Append the merged UTF-8 lines to ``out`` (bytes straight to its buffer when it is a
+    UTF-8 text file on POSIX, where a text write adds nothing else)."""
+    buffer = getattr(out, "buffer", None)
+    encoding = (getattr(out, "encoding", None) or "").lower().replace("-", "").replace("_", "")
+    with open(merged, "rb") as lines:
+        if buffer is not None and encoding == "utf8" and os.name == "posix":
+            out.flush()
+            shutil.copyfileobj(lines, buffer, 1 << 20)
+            buffer.flush()
+        else:
+            with open(merged, encoding="utf-8", newline="") as text:
+                shutil.copyfileobj(text, out, 1 << 20)
+
+
 def analyze_partitioned(
     path: str,
     on_verdict: Callable[[ConnectionVerdict], None],
@@ -377,8 +506,20 @@ def analyze_partitioned(
     ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
     fmt = split.fmt if split is not None else None
     if split is not None:
+        layout = fanout.pcap_layout(path) if os.name == "posix" else None
         with tempfile.TemporaryDirectory(prefix="tlssniff-") as tmp:
-            got, merged = _stream_partitioned(path, limits, jobs, split, tmp)
+            if layout is not None:
+                total, aggs, merged = _fan_out(path, limits, jobs, split, tmp, layout)
+                if merged:
+                    _copy_lines(merged, split.out)
+                    merge_ordered(split.aggregator, aggs)
+                    if progress is not None:
+                        size = os.path.getsize(path)
+                        progress(size, size)
+                    return total
+                got: list[tuple] = []
+            else:
+                got, merged = _stream_partitioned(path, limits, jobs, split, tmp)
             if merged:
                 with open(merged, encoding="utf-8", newline="") as lines:
                     shutil.copyfileobj(lines, split.out, 1 << 20)

@@ -137,6 +137,9 @@ class Analyzer(FrameSink):
         self._unsupported: set[int] = set()  # link types already warned about (this capture)
         self.part = part
         self.parts = parts
+        # The fast path tests each frame's flow hash; False when a reader already sent this
+        # Analyzer only the frames of its partition (engine/fanout.py).
+        self.hash_frames = parts > 1
         self._next_sweep = 0.0  # capture time of the next periodic sweep; armed by frame one
         self._phase = PHASE_FRAME
         self._frame_now = 0  # the frame being read (the live path's frame_no, else _frame_no)
@@ -308,7 +311,7 @@ class Analyzer(FrameSink):
         if linktype == 1 and end - start >= 48:
             s = start
             if buf[s + 12] == 8 and buf[s + 13] == 0 and buf[s + 14] == 0x45 and buf[s + 23] == 6:
-                if self.parts > 1 and partition_at(buf, s + 26, 12, self.parts) != self.part:
+                if self.hash_frames and partition_at(buf, s + 26, 12, self.parts) != self.part:
                     return
                 key = buf[s + 26 : s + 38]
                 flow = self._flows.get(key)
@@ -327,7 +330,7 @@ class Analyzer(FrameSink):
             elif (
                 buf[s + 12] == 0x86 and buf[s + 13] == 0xDD and buf[s + 20] == 6 and end - s >= 68
             ):
-                if self.parts > 1 and partition_at(buf, s + 22, 36, self.parts) != self.part:
+                if self.hash_frames and partition_at(buf, s + 22, 36, self.parts) != self.part:
                     return
                 key = buf[s + 22 : s + 58]
                 flow = self._flows.get(key)

@@ -1,0 +1,415 @@
+"""One reader, N analysis workers: ``--jobs N`` on one uncompressed pcap (engine/parallel.py).
+
+The reader (a process of its own) walks the capture's record headers once, finds each frame's
+flow-hash partition (:func:`~tlssniff.engine.pipeline.partition_at`, the test the workers' fast
+path makes) and hands every worker, per chunk of the file, only the places of its own frames:
+``(frame number, record offset)`` pairs into that chunk, which the worker reads itself from the
+page cache (``os.pread``). A worker therefore neither walks nor looks at another partition's
+frames. Frames the reader cannot place cheaply (not Ethernet + IPv4/IPv6 + TCP: UDP, VLAN,
+other link types, ARP...) go to every worker, whose Analyzer decides as it does when it walks
+the whole file (its partition, or worker 0 for frames that are neither TCP nor UDP).
+
+What one process decides from frames a worker no longer sees comes from the reader:
+
+- the periodic sweeps: the reader keeps the schedule on every frame's time (the one
+  ``Analyzer.frame`` keeps) and tells each worker where, between its own frames, a sweep runs
+  and with which frame number and time; a worker's Analyzer never sweeps by itself;
+- the counters of the whole file (frames, bytes, first and last time, the capture's warnings
+  and errors), from the reader's walk.
+
+Each worker sends its records (the verdict's place in the one-process order, its JSONL/ECS
+line as UTF-8 bytes, ...: see :class:`LineKeeper`) after each chunk, with a watermark: no later
+record of that worker comes before ``(last frame number of the chunk, PHASE_TCP_SWEEP, 0)``.
+The parent (:func:`merge_lines`) merges the workers' records in the one-process order as they
+come, writing a record once every other worker has either a later record or a later watermark;
+it reads from whichever worker has something, so no worker waits on the parent (no deadlock
+through the reader, whatever the partitions' sizes) and the parent holds at most a chunk or two
+of records. Compiled with the hot path (setup.py).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import pickle
+import stat
+from multiprocessing.connection import wait
+from typing import IO, Any, Callable, Final
+
+from tlssniff.analysis.verdict import ConnectionVerdict
+from tlssniff.capture import files
+from tlssniff.capture.files import MAX_CAPLEN, CaptureFile
+from tlssniff.engine.merge import IssuedIds, OrderedAggregate
+from tlssniff.engine.pipeline import GC_THRESHOLD, PHASE_TCP_SWEEP, Analyzer, partition_at
+
+_INF: Final = float("inf")
+# A frame's place in the reader's message: frames since the worker's previous one << _OFF_BITS
+# | its record's offset in the chunk (a chunk is at most CHUNK_SIZE plus a record: 1.25 MB).
+_OFF_BITS: Final = 21
+_OFF_MASK: Final = (1 << _OFF_BITS) - 1
+_END: Final = 1 << 63  # a watermark past every record, those of finish() included
+
+# pcap magic: (little-endian, timestamp divisor), as capture/files.py reads them.
+PCAP_MAGIC: Final = {
+    b"\xd4\xc3\xb2\xa1": (True, 1_000_000),
+    b"\xa1\xb2\xc3\xd4": (False, 1_000_000),
+    b"\x4d\x3c\xb2\xa1": (True, 1_000_000_000),
+    b"\xa1\xb2\x3c\x4d": (False, 1_000_000_000),
+}
+
+
+def pcap_layout(path: str) -> tuple[bool, int] | None:
+    """``(little-endian, timestamp divisor)`` of an uncompressed pcap in a regular file (the
+    workers read it again by offset), else None (pcapng, gzip, a pipe, anything else: those
+    take the per-worker walk)."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
+        with open(path, "rb") as f:
+            return PCAP_MAGIC.get(f.read(4))
+    except OSError:
+        return None
+
+
+# -- the reader ------------------------------------------------------------------------------
+
+
+class Reader:
+    """The reader: walks an uncompressed pcap's records once (the walk of capture/files.py
+    ``_scan_pcap``: the same chunks, the same checks and warnings, on ``cap``, the file opened
+    and checked by open_capture) and sends each worker, per chunk, the places of its frames and
+    the sweeps between them. What analyze_file counts of the whole file is left in ``n``
+    (frames), ``position`` (bytes read), ``first_ts`` and ``last_ts``."""
+
+    def __init__(self, cap: CaptureFile, layout: tuple[bool, int], parts: int,
+                 interval: float, send: Callable[[int, bytes], None]) -> None:
+        self.cap = cap
+        self.le = layout[0]
+        self.div = float(layout[1])
+        self.parts = parts
+        self.interval = interval
+        self.send = send
+        self.frames: list[list[int]] = [[] for _ in range(parts)]
+        self.sweeps: list[list[tuple[int, int, float]]] = [[] for _ in range(parts)]
+        self.prev: list[int] = [0] * parts  # the number of the last frame sent to each worker
+        self.n = 0
+        self.position = 0
+        self.first_ts = 0.0
+        self.last_ts = 0.0
+        self.next_sweep = 0.0
+        snaplen = cap.snaplen or 0
+        self.maxcap = MAX_CAPLEN if snaplen == 0 else min(MAX_CAPLEN, 4 * snaplen)
+        self.linktype = cap.linktype or 0
+
+    def run(self, path: str) -> None:
+        chunk_size: int = files.CHUNK_SIZE
+        with open(path, "rb", buffering=0) as raw:
+            buf = raw.read(chunk_size)
+            self.position = len(buf)
+            while len(buf) < 32:
+                more = raw.read(chunk_size)
+                if not more:
+                    break
+                self.position += len(more)
+                buf += more
+            base = 0
+            off = 24
+            while True:
+                off, caplen = self.scan(buf, off)
+                self.flush(base, len(buf))
+                if caplen > self.maxcap:
+                    self.cap._warn_corrupt(base + off, self.n, f"caplen {caplen}")
+                    return
+                chunk = raw.read(chunk_size)
+                if not chunk:
+                    if off < len(buf):
+                        self.cap._warn_truncated(base + off, self.n)
+                    return
+                self.position += len(chunk)
+                base += off
+                buf = buf[off:] + chunk if off < len(buf) else chunk
+                off = 0
+
+    def scan(self, buf: bytes, off: int) -> tuple[int, int]:
+        """Every complete record of ``buf`` from ``off``: returns where the first incomplete
+        (or corrupt) one starts and the caplen read last."""
+        blen = len(buf)
+        limit = blen - 16
+        le = self.le
+        div = self.div
+        maxcap = self.maxcap
+        parts = self.parts
+        frames = self.frames
+        prev = self.prev
+        ethernet = self.linktype == 1
+        n = self.n
+        last_ts = self.last_ts
+        caplen = 0
+        while off <= limit:
+            if le:
+                sec = buf[off] | buf[off + 1] << 8 | buf[off + 2] << 16 | buf[off + 3] << 24
+                frac = buf[off + 4] | buf[off + 5] << 8 | buf[off + 6] << 16 | buf[off + 7] << 24
+                caplen = buf[off + 8] | buf[off + 9] << 8 | buf[off + 10] << 16 | buf[off + 11] << 24
+            else:
+                sec = buf[off] << 24 | buf[off + 1] << 16 | buf[off + 2] << 8 | buf[off + 3]
+                frac = buf[off + 4] << 24 | buf[off + 5] << 16 | buf[off + 6] << 8 | buf[off + 7]
+                caplen = buf[off + 8] << 24 | buf[off + 9] << 16 | buf[off + 10] << 8 | buf[off + 11]
+            s = off + 16
+            end = s + caplen
+            if caplen > maxcap or end > blen:
+                break
+            ts = sec + frac / div
+            if not n:
+                self.first_ts = ts
+                self.next_sweep = ts + self.interval
+            elif last_ts >= self.next_sweep:
+                # Analyzer.frame's schedule: a sweep after frame n, at its time.
+                for w in range(parts):
+                    self.sweeps[w].append((len(frames[w]), n, last_ts))
+                self.next_sweep = last_ts + self.interval
+            n += 1
+            last_ts = ts
+            if ethernet and caplen >= 48:
+                w = -1
+                if (buf[s + 12] == 8 and buf[s + 13] == 0 and buf[s + 14] == 0x45
+                        and buf[s + 23] == 6):
+                    w = partition_at(buf, s + 26, 12, parts)
+                elif (buf[s + 12] == 0x86 and buf[s + 13] == 0xDD and buf[s + 20] == 6
+                        and caplen >= 68):
+                    w = partition_at(buf, s + 22, 36, parts)
+                if w >= 0:
+                    frames[w].append((n - prev[w]) << _OFF_BITS | off)
+                    prev[w] = n
+                    off = end
+                    continue
+            for w in range(parts):
+                frames[w].append((n - prev[w]) << _OFF_BITS | off)
+                prev[w] = n
+            off = end
+        self.n = n
+        self.last_ts = last_ts
+        return off, caplen
+
+    def flush(self, base: int, blen: int) -> None:
+        """Send every worker its share of the chunk (also when it is empty: the frame number
+        read so far is the worker's watermark)."""
+        assert blen <= _OFF_MASK
+        for w in range(self.parts):
+            self.send(w, pickle.dumps((base, blen, self.frames[w], self.sweeps[w], self.n),
+                                      protocol=pickle.HIGHEST_PROTOCOL))
+            self.frames[w] = []
+            self.sweeps[w] = []
+
+
+# -- a worker --------------------------------------------------------------------------------
+
+
+def start_worker(a: Analyzer, path: str) -> None:
+    """Ready ``a`` for frames handed to it by :func:`feed` (what analyze_file does first)."""
+    a.capture_name = str(path)
+    a._reset_file_state()
+    a._next_sweep = _INF
+
+
+def feed(a: Analyzer, buf: bytes, frames: list[int], sweeps: list[tuple[int, int, float]],
+         le: bool, div: float, linktype: int, no: int) -> int:
+    """One chunk of a worker's frames: ``frames`` holds each frame's place (how many frames
+    after the worker's previous one it comes, ``no`` before the chunk, shifted left by
+    _OFF_BITS, or'ed with its pcap record's offset in ``buf``: small ints, cheap to pickle),
+    ``sweeps`` (index in ``frames``, frame number, time) of the sweeps to run before the frame
+    at that index (or at the end). Returns the number of the worker's last frame."""
+    n = len(frames)
+    ns = len(sweeps)
+    si = 0
+    at = sweeps[0][0] if ns else n + 1
+    for i in range(n):
+        while at == i:
+            _, m, now = sweeps[si]
+            a._sweep(now, m)
+            a._next_sweep = _INF
+            si += 1
+            at = sweeps[si][0] if si < ns else n + 1
+        place = frames[i]
+        no += place >> _OFF_BITS
+        off = place & _OFF_MASK
+        if le:
+            sec = buf[off] | buf[off + 1] << 8 | buf[off + 2] << 16 | buf[off + 3] << 24
+            frac = buf[off + 4] | buf[off + 5] << 8 | buf[off + 6] << 16 | buf[off + 7] << 24
+            caplen = buf[off + 8] | buf[off + 9] << 8 | buf[off + 10] << 16 | buf[off + 11] << 24
+        else:
+            sec = buf[off] << 24 | buf[off + 1] << 16 | buf[off + 2] << 8 | buf[off + 3]
+            frac = buf[off + 4] << 24 | buf[off + 5] << 16 | buf[off + 6] << 8 | buf[off + 7]
+            caplen = buf[off + 8] << 24 | buf[off + 9] << 16 | buf[off + 10] << 8 | buf[off + 11]
+        a._frame_no = no - 1
+        a.frame(sec + frac / div, linktype, buf, off + 16, off + 16 + caplen)
+        if no == 1:
+            a._next_sweep = _INF  # frame one armed the schedule: the reader keeps it
+    while si < ns:
+        _, m, now = sweeps[si]
+        a._sweep(now, m)
+        a._next_sweep = _INF
+        si += 1
+    return no
+
+
+class _Line:
+    """A file-like that keeps the last line VerdictWriter wrote (its one write per verdict)."""
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def write(self, text: str) -> None:
+        self.text = text
+
+
+class LineKeeper:
+    """A worker's ``on_verdict``: aggregates the verdict and keeps its record for the parent,
+    ``(order, line, issued session id, None)``, or ``(order, None, None, (session id, verdict,
+    line, alternative verdict, its line))`` when the line depends on earlier connections (the
+    merge settles and aggregates those). Lines are UTF-8 bytes."""
+
+    def __init__(self, fmt: Any, capture_name: str | None, path: str) -> None:
+        self.analyzer: Analyzer | None = None
+        self.agg = OrderedAggregate()
+        self.records: list[tuple] = []
+        self.rename = capture_name is not None and capture_name != path
+        self.capture_name = capture_name
+        self.line = _Line()
+        self.writer = fmt(self.line)
+        self.jsonl = getattr(self.writer, "fmt", None) == "jsonl"
+
+    def text_of(self, v: ConnectionVerdict) -> bytes:
+        if self.jsonl:
+            return v.to_json_line().encode()
+        self.writer.write(v)
+        return self.line.text.encode()
+
+    def keep(self, v: ConnectionVerdict) -> None:
+        a = self.analyzer
+        assert a is not None
+        alt = a.alternative
+        order = a.order
+        if self.rename:
+            v.capture = self.capture_name
+            if alt is not None:
+                alt[1].capture = self.capture_name
+        if alt is None:
+            self.agg.add(order, v)
+            self.records.append((order, self.text_of(v), v.issued_session_id, None))
+        else:
+            a.alternative = None
+            self.records.append((order, None, None,
+                                 (alt[0], v, self.text_of(v), alt[1], self.text_of(alt[1]))))
+
+
+def run_worker(a: Analyzer, keeper: LineKeeper, path: str, layout: tuple[bool, int],
+               linktype: int, recv: Callable[[], bytes], send: Callable[[bytes], None]) -> None:
+    """A worker's loop: chunks from the reader in, records and watermarks out, until the
+    reader's end (an empty message); then ``a.finish()`` and its records."""
+    le, divisor = layout
+    div = float(divisor)
+    fd = os.open(path, os.O_RDONLY)
+    thresholds = gc.get_threshold()
+    gc.set_threshold(max(thresholds[0], GC_THRESHOLD), *thresholds[1:])
+    no = 0  # the number of the last frame of this worker
+    try:
+        start_worker(a, path)
+        a.hash_frames = False  # the reader sends only this partition's fast-path frames
+        while True:
+            msg = recv()
+            if not msg:
+                break
+            base, blen, frames, sweeps, last = pickle.loads(msg)
+            if frames or sweeps:
+                no = feed(a, os.pread(fd, blen, base), frames, sweeps, le, div, linktype, no)
+            records = keeper.records
+            keeper.records = []
+            send(pickle.dumps((records, (last, PHASE_TCP_SWEEP, 0)),
+                              protocol=pickle.HIGHEST_PROTOCOL))
+    finally:
+        gc.set_threshold(*thresholds)
+        os.close(fd)
+    a.finish()
+    records = keeper.records
+    keeper.records = []
+    send(pickle.dumps((records, (_END, 0, 0)), protocol=pickle.HIGHEST_PROTOCOL))
+
+
+# -- the parent ------------------------------------------------------------------------------
+
+
+def merge_lines(conns: list[Any], write: Callable[[bytes], object], issued: IssuedIds,
+                settled: OrderedAggregate) -> list[Any]:
+    """Merge the workers' records (run_worker, from ``conns``) into the one-process order as
+    they come, writing their lines; returns each worker's result (its last message, a tuple
+    ``("end", result)`` or ``("error", text)``)."""
+    n = len(conns)
+    queues: list[list[tuple]] = [[] for _ in range(n)]
+    heads: list[int] = [0] * n
+    marks: list[tuple[int, int, int]] = [(-1, -1, -1)] * n
+    results: list[Any] = [None] * n
+    index = {id(c): i for i, c in enumerate(conns)}
+    live = list(conns)
+    chunk: list[bytes] = []
+    while live:
+        ready: list[Any] = wait(live)
+        for c in ready:
+            i = index[id(c)]
+            try:
+                obj = pickle.loads(c.recv_bytes())
+            except EOFError:
+                raise RuntimeError(f"partition {i} ended without its result") from None
+            if obj[0] == "end" or obj[0] == "error":
+                results[i] = obj
+                live.remove(c)
+                if obj[0] == "error":
+                    raise RuntimeError(f"partition {i} failed: {obj[1]}")
+                continue
+            records, mark = obj
+            q = queues[i]
+            if heads[i] > 4096:
+                del q[:heads[i]]
+                heads[i] = 0
+            q.extend(records)
+            marks[i] = mark
+        # Write every record no worker can still precede.
+        while True:
+            best = -1
+            border: tuple[int, int, int] = (_END, 0, 0)
+            for i in range(n):
+                if heads[i] < len(queues[i]):
+                    o = queues[i][heads[i]][0]
+                    if best < 0 or o < border:
+                        best = i
+                        border = o
+            if best < 0:
+                break
+            ok = True
+            for i in range(n):
+                if i != best and heads[i] >= len(queues[i]) and not border < marks[i]:
+                    ok = False
+                    break
+            if not ok:
+                break
+            record = queues[best][heads[best]]
+            heads[best] += 1
+            alt = record[3]
+            text: bytes
+            if alt is None:
+                text = record[1]
+                issued_hex = record[2]
+            else:
+                sid, v, text, alt_v, alt_text = alt
+                if sid in issued:
+                    v, text = alt_v, alt_text
+                issued_hex = v.issued_session_id
+                settled.add(record[0], v)
+            if issued_hex:
+                issued.remember(issued_hex)
+            chunk.append(text)
+            if len(chunk) >= 1000:
+                write(b"".join(chunk))
+                chunk.clear()
+    if chunk:
+        write(b"".join(chunk))
+    return results
