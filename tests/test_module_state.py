@@ -61,6 +61,21 @@ def _changed_names(tree: ast.Module) -> set[str]:
         if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
             continue
         local = {a.arg for a in fn.args.args + fn.args.kwonlyargs}
+        alias = {}  # local name -> the module-level name it was given (``last = _LAST``)
+        for node in ast.walk(fn):
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Name) and \
+                    node.value.id in top - local:
+                alias.update({t.id: node.value.id for t in node.targets
+                              if isinstance(t, ast.Name)})
+
+        def module_name(expr: ast.expr) -> str | None:
+            if isinstance(expr, ast.Name):
+                if expr.id in alias:
+                    return alias[expr.id]
+                if expr.id in top - local:
+                    return expr.id
+            return None
+
         for node in ast.walk(fn):
             if isinstance(node, ast.Global):
                 changed |= set(node.names) & top
@@ -68,13 +83,15 @@ def _changed_names(tree: ast.Module) -> set[str]:
                 targets = node.targets if isinstance(node, (ast.Assign, ast.Delete)) \
                     else [node.target]
                 for t in targets:
-                    if isinstance(t, (ast.Subscript, ast.Attribute)) and \
-                            isinstance(t.value, ast.Name) and t.value.id in top - local:
-                        changed.add(t.value.id)
+                    if isinstance(t, (ast.Subscript, ast.Attribute)):
+                        name = module_name(t.value)
+                        if name is not None:
+                            changed.add(name)
             elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
-                    node.func.attr in _MUTATING and isinstance(node.func.value, ast.Name) \
-                    and node.func.value.id in top - local:
-                changed.add(node.func.value.id)
+                    node.func.attr in _MUTATING:
+                name = module_name(node.func.value)
+                if name is not None:
+                    changed.add(name)
     return changed
 
 
@@ -103,5 +120,6 @@ def test_the_rule_finds_what_it_is_meant_to():
         "def h():\n    global LIMIT\n    LIMIT = 4\n"
         "def i():\n    STATE.x = 1\n"
         "def j(NAMES):\n    NAMES.append(2)\n"  # a parameter, not the module's name
-        "def k():\n    return SEEN.get(1)\n")
-    assert _changed_names(tree) == {"SEEN", "NAMES", "LIMIT", "STATE"}
+        "def k():\n    return SEEN.get(1)\n"
+        "ALIASED = C()\ndef m():\n    last = ALIASED\n    last.y = 2\n")
+    assert _changed_names(tree) == {"SEEN", "NAMES", "LIMIT", "STATE", "ALIASED"}
