@@ -49,6 +49,18 @@ def _module_name(path: Path) -> str:
     return ".".join(parts)
 
 
+def _mutated_params(tree: ast.Module) -> dict[str, set[int]]:
+    """Module-level function -> the positions of the parameters it changes (a cache table
+    handed to a helper, ``_encoded_once(_TABLE, s)``, is still the module's state)."""
+    out = {}
+    for fn in tree.body:
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            params = [a.arg for a in fn.args.args]
+            hit = _changed_in(fn, set(params))
+            out[fn.name] = {i for i, name in enumerate(params) if name in hit}
+    return out
+
+
 def _changed_names(tree: ast.Module) -> set[str]:
     """Module-level names some function of the module changes."""
     top = set()
@@ -56,42 +68,49 @@ def _changed_names(tree: ast.Module) -> set[str]:
         targets = node.targets if isinstance(node, ast.Assign) else \
             [node.target] if isinstance(node, ast.AnnAssign) else []
         top |= {t.id for t in targets if isinstance(t, ast.Name)}
+    helpers = _mutated_params(tree)
     changed = set()
     for fn in ast.walk(tree):
         if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
             continue
         local = {a.arg for a in fn.args.args + fn.args.kwonlyargs}
-        alias = {}  # local name -> the module-level name it was given (``last = _LAST``)
+        changed |= _changed_in(fn, top - local)
         for node in ast.walk(fn):
-            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Name) and \
-                    node.value.id in top - local:
-                alias.update({t.id: node.value.id for t in node.targets
-                              if isinstance(t, ast.Name)})
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                for i in helpers.get(node.func.id, ()):
+                    if i < len(node.args) and isinstance(node.args[i], ast.Name) and \
+                            node.args[i].id in top - local:
+                        changed.add(node.args[i].id)
+    return changed
 
-        def module_name(expr: ast.expr) -> str | None:
-            if isinstance(expr, ast.Name):
-                if expr.id in alias:
-                    return alias[expr.id]
-                if expr.id in top - local:
-                    return expr.id
-            return None
 
-        for node in ast.walk(fn):
-            if isinstance(node, ast.Global):
-                changed |= set(node.names) & top
-            elif isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Delete)):
-                targets = node.targets if isinstance(node, (ast.Assign, ast.Delete)) \
-                    else [node.target]
-                for t in targets:
-                    if isinstance(t, (ast.Subscript, ast.Attribute)):
-                        name = module_name(t.value)
-                        if name is not None:
-                            changed.add(name)
-            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
-                    node.func.attr in _MUTATING:
-                name = module_name(node.func.value)
-                if name is not None:
-                    changed.add(name)
+def _changed_in(fn: ast.FunctionDef | ast.AsyncFunctionDef, names: set[str]) -> set[str]:
+    """Which of ``names`` the body of ``fn`` changes (directly, or through a local alias)."""
+    alias = {}  # local name -> the name it was given (``last = _LAST_SECOND``)
+    for node in ast.walk(fn):
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Name) and \
+                node.value.id in names:
+            alias.update({t.id: node.value.id for t in node.targets if isinstance(t, ast.Name)})
+
+    def named(expr: ast.expr) -> str | None:
+        if isinstance(expr, ast.Name):
+            return alias.get(expr.id, expr.id if expr.id in names else None)
+        return None
+
+    changed: set[str] = set()
+    for node in ast.walk(fn):
+        if isinstance(node, ast.Global):
+            changed |= set(node.names) & names
+        elif isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Delete)):
+            targets = node.targets if isinstance(node, (ast.Assign, ast.Delete)) \
+                else [node.target]
+            changed |= {n for t in targets if isinstance(t, (ast.Subscript, ast.Attribute))
+                        for n in [named(t.value)] if n is not None}
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
+                node.func.attr in _MUTATING:
+            n = named(node.func.value)
+            if n is not None:
+                changed.add(n)
     return changed
 
 
@@ -121,5 +140,6 @@ def test_the_rule_finds_what_it_is_meant_to():
         "def i():\n    STATE.x = 1\n"
         "def j(NAMES):\n    NAMES.append(2)\n"  # a parameter, not the module's name
         "def k():\n    return SEEN.get(1)\n"
-        "ALIASED = C()\ndef m():\n    last = ALIASED\n    last.y = 2\n")
-    assert _changed_names(tree) == {"SEEN", "NAMES", "LIMIT", "STATE", "ALIASED"}
+        "ALIASED = C()\ndef m():\n    last = ALIASED\n    last.y = 2\n"
+        "HANDED = {}\ndef put(table, k):\n    table[k] = 1\ndef n():\n    put(HANDED, 1)\n")
+    assert _changed_names(tree) == {"SEEN", "NAMES", "LIMIT", "STATE", "ALIASED", "HANDED"}

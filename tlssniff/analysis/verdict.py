@@ -378,33 +378,31 @@ def _opt(s: str | None) -> str:
     return "null" if s is None else _json_string(s)
 
 
-def _wire_text(s: str | None) -> str:
-    """``_opt`` of a value from the wire that recurs (SNI, ALPN names): encoded once each, in
-    a bounded table (a dict lookup instead of a call of the encoder: 700 instructions a
-    value; callgrind, the first 300,000 frames of bench/out/handshakes.pcap)."""
+def _encoded_once(table: dict[str, str], s: str | None) -> str:
+    """``_opt`` of a value that recurs, encoded once and kept in ``table`` (bounded: cleared
+    at 4,096 entries). A dict lookup instead of a call of the encoder: 700 instructions a
+    value (callgrind, the first 300,000 frames of bench/out/handshakes.pcap)."""
     if s is None:
         return "null"
-    text = _WIRE_TEXT.get(s)
+    text = table.get(s)
     if text is None:
-        if len(_WIRE_TEXT) >= 4096:
-            _WIRE_TEXT.clear()
-        text = _WIRE_TEXT[s] = _json_string(s)
+        if len(table) >= 4096:
+            table.clear()
+        text = table[s] = _json_string(s)
     return text
+
+
+def _wire_text(s: str | None) -> str:
+    """A value from the wire that recurs (SNI, ALPN names)."""
+    return _encoded_once(_WIRE_TEXT, s)
 
 
 _WIRE_TEXT: Final[dict[str, str]] = {}
 
 
 def _capture_text(s: str | None) -> str:
-    """``_opt`` of a capture path: the same few paths on every line, encoded once each."""
-    if s is None:
-        return "null"
-    text = _CAPTURE_TEXT.get(s)
-    if text is None:
-        if len(_CAPTURE_TEXT) >= 4096:
-            _CAPTURE_TEXT.clear()
-        text = _CAPTURE_TEXT[s] = _json_string(s)
-    return text
+    """A capture path: the same few paths on every line."""
+    return _encoded_once(_CAPTURE_TEXT, s)
 
 
 _CAPTURE_TEXT: Final[dict[str, str]] = {}
