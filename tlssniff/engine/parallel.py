@@ -350,18 +350,11 @@ def _stream_partitioned(
         procs.append(proc)
     results: dict[int, tuple] = {}
     merged = os.path.join(tmp, "merged")
-    try:
+    with _reaped(procs):
         with open(merged, "w", encoding="utf-8", newline="") as out:
             streams = [_piped_batches(c, results, i) for i, c in enumerate(conns)]
             settled = OrderedAggregate()
             write_merged(merge_records(streams), IssuedIds(), settled, out.write)
-        for proc in procs:
-            proc.join()
-    finally:
-        for proc in procs:
-            if proc.is_alive():
-                proc.kill()
-                proc.join()
     got = [results[i] for i in range(jobs)]
     for *_, error in got:
         if error is not None:
@@ -454,19 +447,12 @@ def _fan_out(path: str, limits: Limits, jobs: int, split: Split, tmp: str,
             c.close()
     merged = os.path.join(tmp, "merged")
     settled = OrderedAggregate()
-    try:
+    with _reaped(procs):
         with open(merged, "wb") as out:
             ends = fanout.merge_lines([r for r, _ in outs], out.write, IssuedIds(), settled)
         whole = pickle.loads(res_r.recv_bytes())
         if whole[0] == "error":
             raise RuntimeError(f"the capture's reader failed: {whole[1]}")
-        for proc in procs:
-            proc.join()
-    finally:
-        for proc in procs:
-            if proc.is_alive():
-                proc.kill()
-                proc.join()
     total = Counters()
     aggs = []
     evicted = False
@@ -491,6 +477,21 @@ def _copy_lines(merged: str, out: IO[str]) -> None:
         else:
             with open(merged, encoding="utf-8", newline="") as text:
                 shutil.copyfileobj(text, out, 1 << 20)
+
+
+@contextlib.contextmanager
+def _reaped(procs: list) -> Iterator[None]:
+    """The block's worker processes: joined when it ends, killed (then joined) when it fails
+    before they ended."""
+    try:
+        yield
+        for proc in procs:
+            proc.join()
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
 
 
 def analyze_partitioned(
