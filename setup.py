@@ -38,6 +38,7 @@ NATIVE_MODULES = [
     "tlssniff/engine/pipeline.py",
     "tlssniff/analysis/verdict.py",
     "tlssniff/analysis/aggregate.py",
+    "tlssniff/analysis/diagnostics.py",
     "tlssniff/engine/merge.py",
     "tlssniff/engine/fanout.py",
 ]

@@ -130,15 +130,11 @@ def test_disjoint_at_once_equals_the_pairwise_definition(spec):
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.integers(0, 30), min_size=1, max_size=20), st.integers(-5, 35))
 def test_nearest_equals_the_scan(starts, t):
-    class C:
-        def __init__(self, i, start):
-            self.start = float(start)
-            self.i = i
-
-        def order(self):
-            return (self.start, self.i)
-
-    conns = sorted((C(i, s) for i, s in enumerate(starts)), key=lambda a: (a.start, a.order()))
+    # Real Conn objects (the compiled build accepts no stand-in): connection i starts at
+    # starts[i], its client port breaking ties.
+    s = diag.ServerDiag("10.9.0.1:443", "10.9.0.1:443", None)
+    conns = sorted((diag.Conn(_verdict(i, 1, float(st_)), s, None)
+                    for i, st_ in enumerate(starts)), key=lambda a: (a.start, a.order()))
     want = min(conns, key=lambda a: (abs(a.start - t), a.order()))
     assert diag._nearest(conns, [a.start for a in conns], float(t)) is want
 

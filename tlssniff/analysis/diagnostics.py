@@ -277,10 +277,12 @@ class _HolderWindows:
 
     __slots__ = ("firsts", "spans")
 
-    def __init__(self, holders, name: str) -> None:
-        spans = []
+    def __init__(self, holders: list[ServerDiag], name: str) -> None:
+        spans: list[tuple[float, str, float, ServerDiag]] = []
         for h in holders:
-            k = h.key_names[name]
+            names = h.key_names
+            assert names is not None
+            k = names[name]
             spans.append((k.first(), h.label, k.last(), h))
         spans.sort(key=lambda t: (t[0], t[1]))
         self.spans = spans
