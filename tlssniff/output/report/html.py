@@ -203,10 +203,10 @@ def _charts(ctx: _Context):
     # first finds the time span, the classified handshakes per server and the refused offers
     # (done during the bundle's handshakes.jsonl pass when it ran: ``ctx.span``), the second
     # bins the rate of each server of the table's rows (at most --max-servers).
-    ranked = ctx.agg.sorted_servers()
+    ranked = ctx.ranked()
     span = ctx.span
     if span is None:
-        span = ChartSpan(ctx.agg)
+        span = ChartSpan(ranked)
         for r in ctx.verdicts.rows():
             span.add(r)
     order, classified, refused = span.order, span.classified, span.refused

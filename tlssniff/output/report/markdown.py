@@ -94,7 +94,7 @@ def headline(ctx: _Context, val=esc) -> list[str]:
     # Refused offers are named even when no finding explains them: a reader must not be told
     # all is well while a server turns clients away.
     unexplained = 0
-    for s in ctx.agg.sorted_servers():
+    for s in ctx.ranked():
         label = stats_label(s)
         if low_hit(s) and label not in named:
             named.add(label)
@@ -109,7 +109,7 @@ def headline(ctx: _Context, val=esc) -> list[str]:
         lines.append(f"- And {unexplained - HEADLINE_SERVERS} more servers refuse most offers "
                      f"(hit rate under {pct(LOW_HIT_RATE)}) with no finding to explain it: see "
                      "summary.json's low_hit_rate_servers.")
-    also = [s for s in ctx.agg.sorted_servers() if s.refused and stats_label(s) not in named]
+    also = [s for s in ctx.ranked() if s.refused and stats_label(s) not in named]
     if also:
         shown = ", ".join(f"**{stats_label(s)}** ({s.refused} of {s.offered})"
                           for s in also[:MAX_NAMED])
