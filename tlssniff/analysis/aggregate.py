@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -195,8 +196,12 @@ class Aggregator:
         self.other: ServerStats | None = None  # exact figures of the servers without a row
         self.evictions = 0  # rows given up for a newer server
         # The space-saving summary, built when the bound is first reached: estimate (a row's
-        # handshakes + untracked) -> its keys, oldest first; and the smallest estimate.
-        self._buckets: dict[int, dict[tuple[str, str | None, str], None]] = {}
+        # handshakes + untracked) -> its keys, oldest first; and the smallest estimate. A bucket
+        # is an OrderedDict: its oldest key is found in O(1). A plain dict drained from the
+        # front scans every deleted slot before the first live one (nothing compacts it while
+        # only deletions happen), which cost 5-7 µs per new server on the 100,000-connection
+        # egress capture (20,000 rows: bounded 15 µs against unbounded 9 µs a connection).
+        self._buckets: dict[int, OrderedDict[tuple[str, str | None, str], None]] = {}
         self._min = 0
         self._hll = bytearray(_HLL_SIZE)
 
@@ -238,7 +243,7 @@ class Aggregator:
             self._min = est
         bucket = buckets.get(est)
         if bucket is None:
-            bucket = buckets[est] = {}
+            bucket = buckets[est] = OrderedDict()
         bucket[key] = None
 
     def _bump(self, key: tuple[str, str | None, str], est: int) -> None:
@@ -249,7 +254,7 @@ class Aggregator:
             del self._buckets[est]
         up = self._buckets.get(est + 1)
         if up is None:
-            up = self._buckets[est + 1] = {}
+            up = self._buckets[est + 1] = OrderedDict()
         up[key] = None
         if est == self._min and est not in self._buckets:
             self._min = est + 1
@@ -259,8 +264,7 @@ class Aggregator:
         returns that estimate."""
         est = self._min
         bucket = self._buckets[est]
-        key = next(iter(bucket))
-        del bucket[key]
+        key = bucket.popitem(last=False)[0]
         if not bucket:
             del self._buckets[est]
             self._min = min(self._buckets) if self._buckets else 0
@@ -364,10 +368,11 @@ def _key_text(k: tuple[str, str | None, str]) -> str:
 
 
 def _hll_add(regs: bytearray, key: tuple[str, str | None, str]) -> None:
-    h = int.from_bytes(hashlib.blake2b(_key_text(key).encode("utf-8", "surrogatepass"),
-                                       digest_size=8).digest(), "big")
-    i = h >> (64 - _HLL_BITS)
-    rest = h & ((1 << (64 - _HLL_BITS)) - 1)
+    d = hashlib.blake2b(_key_text(key).encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    # The 64-bit hash's top 14 bits and its low 50, read without the 64-bit integer (which
+    # leaves the compiled build's machine ints): the same registers as before.
+    i = (d[0] << 8 | d[1]) >> (16 - _HLL_BITS)
+    rest = int.from_bytes(d[1:8], "big") & ((1 << (64 - _HLL_BITS)) - 1)
     rank = (64 - _HLL_BITS) - rest.bit_length() + 1
     if rank > regs[i]:
         regs[i] = rank
