@@ -25,7 +25,7 @@ from typing import Callable
 from tlssniff import __version__
 from tlssniff.analysis.aggregate import Aggregator, ServerStats
 from tlssniff.analysis.aggregate import servers_under as fail_under  # noqa: F401 - re-exported
-from tlssniff.analysis.diagnostics import Diagnostics, server_label
+from tlssniff.analysis.diagnostics import Diagnostics
 from tlssniff.analysis.findings import Finding
 from tlssniff.analysis.verdict import ConnectionVerdict, Handshake, Offered
 from tlssniff.output.display import clip, for_comment
