@@ -4,6 +4,7 @@
     python bench/live_load.py --minutes 10         # 10 minutes, tlssniff's RSS every 10 s
     python bench/live_load.py --reader-bench       # per-frame cost of the capture readers
     python bench/live_load.py --minutes 10 --metrics   # the same with live --metrics, scraped
+    python bench/live_load.py --replay 2 -- --workers 2 # recorded once, replayed at 2x
 
 Needs root, nginx, iproute2. Everything happens inside two network namespaces this script
 creates (``tlsl-srv-PID``, ``tlsl-cli-PID``) joined by a veth pair with MTU 1500 and
@@ -31,9 +32,40 @@ Prometheus server would; the last scrape's handshake counts must equal its verdi
 wrote (connections still open at the stop are decided after it).
 
 Reported: handshakes/s and MB/s achieved, frames/s, the kernel's received/dropped counts (from
-tlssniff's summary), connections classified vs made, disagreements, tlssniff's CPU and RSS.
+tlssniff's summary), connections classified vs made, disagreements, tlssniff's CPU (with
+``--workers``, the parent's and each worker's) and RSS.
 Exit status 0 when the acceptance holds (no kernel drop, every handshake classified and
 agreeing with its client), 1 otherwise.
+
+Record, then replay (``--replay M``). On a 2-core machine the real clients and nginx need the
+same cores as tlssniff, so they cannot make much more than the default load while tlssniff
+runs beside them. With ``--replay M`` the load is made in two steps:
+
+1. *Real*: the load above (nginx, the Python ``ssl`` clients, their records of every
+   connection's client port and ``session_reused``), at ``--rate`` and ``--bulk``, recorded by
+   ``tcpdump`` on the server's end of the veth; tlssniff does not run. The recording must be
+   complete: tcpdump's kernel drops must be 0, and ``tlssniff analyze`` on the file must agree
+   with every client (``--no-offline-check`` skips that), else the run fails as unjudgeable.
+2. *Replayed*: the recorded frames, unchanged (same addresses, ports, bytes and order), sent by
+   ``tcpreplay --pps`` (M times the recording's mean frame rate: the spacing becomes even; its
+   ``--multiplier`` drifts, see ``replay_main``) into one end of a second veth pair whose ends
+   have no addresses, so no kernel answers them; ``tlssniff live`` (with the arguments after
+   ``--``, e.g. ``--workers 2``) captures the other end. Its verdicts are compared with the
+   records of step 1, connection by connection: the truth is what each client reported when
+   the connection was made.
+
+The rates reported are the replay's: handshakes/s from the first to the last handshake tlssniff
+saw; bulk MB/s the bulk client's received bytes over its time, times the replay's measured
+speed-up; frames/s and wire MB/s from tcpreplay. The exit status also requires the replay to
+reach ``--min-rate`` handshakes/s and ``--min-mbps`` bulk MB/s (default M x 326 and M x 50, the
+single-process figures, scaled by --rate/330 and --bulk/55) and tcpreplay to send every frame.
+tcpreplay costs about a third of a core at 90,000 frames/s, mostly the kernel delivering the
+frames to the capture rings (which a NIC's receive path costs a sensor too); the Python clients
+it replaces cost both cores at 1.5x. Needs tcpdump and tcpreplay besides the above; the
+recording (~55 MB per second recorded at the default load) is written to the work directory,
+deleted at the end unless ``--keep``.
+A recording at half the rate replayed twice as fast makes the same load from half the clients
+(``--seconds 120 --rate 165 --bulk 27.5 --replay 4 --min-rate 652 --min-mbps 100``).
 """
 
 from __future__ import annotations
