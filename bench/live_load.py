@@ -821,31 +821,13 @@ def _softnet_dropped() -> int:
         return sum(int(line.split()[1], 16) for line in f)
 
 
-def replay_main(args: argparse.Namespace) -> int:
-    """Record the real load with tcpdump, then replay it ``args.replay`` times as fast onto a
-    fresh veth pair while ``tlssniff live`` captures; compare with the recording's clients."""
-    import resource
-
-    if not _check_tools(("ip", "nginx", "openssl", "ss", "tcpdump", "tcpreplay")):
-        return 2
-    seconds = args.minutes * 60 if args.minutes else args.seconds
-    mult = args.replay
-    # M times the single-process load test's figures (326 handshakes/s and 50 MB/s at the
-    # default --rate 330 --bulk 55), scaled with --rate and --bulk for shorter trials.
-    min_rate = args.min_rate if args.min_rate is not None else mult * 326 * args.rate / 330
-    min_mbps = args.min_mbps if args.min_mbps is not None else mult * 50 * args.bulk / 55
-    work = Path(tempfile.mkdtemp(prefix="tlssniff-live-load-"))
-    rec, rep = Netns(os.getpid()), Netns(os.getpid(), prefix="tlsr")
-    nginx = clients = tcpdump = sniff = scraper = None
-    lines: list[str] = []
-    recorded_ok = True
-
-    def on_signal(signum, frame):
-        raise KeyboardInterrupt
-
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGHUP)}
+def record_load(args: argparse.Namespace, work: Path, seconds: float) -> dict:
+    """Step 1 of ``--replay``: the real load, recorded by tcpdump on the server's end of the
+    veth (no tlssniff running). Writes ``load.pcap``, the clients' records and
+    ``recording.json`` (what the replay needs to know about it) into ``work``."""
+    rec = Netns(os.getpid())
+    nginx = clients = tcpdump = None
     try:
-        # 1. The real load, recorded on the server's end of the veth (no tlssniff running).
         rec.open()
         nginx = _start_nginx(rec, work)
         pcap = work / "load.pcap"
@@ -866,33 +848,77 @@ def replay_main(args: argparse.Namespace) -> int:
         _kill_clients(clients)
         time.sleep(1.0)  # the last closes
         _stop(tcpdump, signal.SIGTERM)
+    finally:
+        _kill_clients(clients)
+        _stop(tcpdump, signal.SIGKILL)
         _stop(nginx, signal.SIGQUIT)
         rec.close()
-        err_text = (work / "tcpdump.err").read_text()
-        m = re.search(r"(\d+) packets? dropped by kernel", err_text)
-        rec_dropped = int(m[1]) if m else -1
-        first, last, frames, wire = pcap_span(pcap)
-        span = last - first
-        records, _, _, _ = load_records(work)
-        lines.append(f"recorded:  {frames:,} frames ({wire / 1e6:,.0f} MB on the wire) over "
-                     f"{span:.1f} s = {frames / span:,.0f} frames/s, {wire / 1e6 / span:.1f} MB/s; "
-                     f"tcpdump: {rec_dropped} dropped by the kernel; {len(records)} client "
-                     f"connections")
-        recorded_ok = rec_dropped == 0
-        if not args.no_offline_check:
-            # The recording itself, analyzed offline: it is complete when every connection
-            # agrees with its client here (a live miss is then the live capture's).
-            offline = work / "offline.jsonl"
-            subprocess.run([sys.executable, "-m", "tlssniff", "analyze", str(pcap), "-f", "jsonl",
-                            "-o", str(offline)], cwd=REPO, check=True, capture_output=True)
-            c = compare(records, offline)
-            lines.append(f"offline:   tlssniff analyze on the recording: {c['agree']} of "
-                         f"{len(records)} agree, {c['missing']} missing, {c['unclassified']} "
-                         f"unknown, {c['wrong']} disagree")
-            lines += [f"    {e}" for e in c["examples"][:5]]
-            recorded_ok = recorded_ok and c["ok"]
-        if not recorded_ok:
+    m = re.search(r"(\d+) packets? dropped by kernel", (work / "tcpdump.err").read_text())
+    dropped = int(m[1]) if m else -1
+    first, last, frames, wire = pcap_span(pcap)
+    span = last - first
+    records, _, _, _ = load_records(work)
+    lines = [f"recorded:  {frames:,} frames ({wire / 1e6:,.0f} MB on the wire) over {span:.1f} s "
+             f"= {frames / span:,.0f} frames/s, {wire / 1e6 / span:.1f} MB/s; tcpdump: {dropped} "
+             f"dropped by the kernel; {len(records)} client connections"]
+    ok = dropped == 0
+    if not args.no_offline_check:
+        # The recording itself, analyzed offline: it is complete when every connection agrees
+        # with its client here (a live miss is then the live capture's).
+        offline = work / "offline.jsonl"
+        subprocess.run([sys.executable, "-m", "tlssniff", "analyze", str(pcap), "-f", "jsonl",
+                        "-o", str(offline)], cwd=REPO, check=True, capture_output=True)
+        c = compare(records, offline)
+        lines.append(f"offline:   tlssniff analyze on the recording: {c['agree']} of "
+                     f"{len(records)} agree, {c['missing']} missing, {c['unclassified']} "
+                     f"unknown, {c['wrong']} disagree")
+        lines += [f"    {e}" for e in c["examples"][:5]]
+        ok = ok and c["ok"]
+    meta = {"load_seconds": load_seconds, "span": span, "frames": frames, "wire": wire,
+            "rate": args.rate, "bulk": args.bulk, "lines": lines, "ok": ok}
+    (work / "recording.json").write_text(json.dumps(meta))
+    return meta
+
+
+def replay_main(args: argparse.Namespace) -> int:
+    """Record the real load with tcpdump (or take ``--replay-from``'s recording), then replay it
+    ``args.replay`` times as fast onto a fresh veth pair while ``tlssniff live`` captures;
+    compare its verdicts with the recording's clients."""
+    import resource
+
+    tools = ("ip", "tcpreplay") if args.replay_from else ("ip", "nginx", "openssl", "ss",
+                                                          "tcpdump", "tcpreplay")
+    if not _check_tools(tools):
+        return 2
+    seconds = args.minutes * 60 if args.minutes else args.seconds
+    mult = args.replay
+    work = Path(tempfile.mkdtemp(prefix="tlssniff-live-load-"))
+    rep = Netns(os.getpid(), prefix="tlsr")
+    sniff = scraper = None
+
+    def on_signal(signum, frame):
+        raise KeyboardInterrupt
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        if args.replay_from:
+            src = Path(args.replay_from)
+            meta = json.loads((src / "recording.json").read_text())
+            for path in list(src.glob("hs*.json")) + list(src.glob("bulk.json")):
+                shutil.copy(path, work / path.name)
+            pcap = src / "load.pcap"
+            print(f"live_load: the recording in {src}", flush=True)
+        else:
+            meta = record_load(args, work, seconds)
+            pcap = work / "load.pcap"
+        lines: list[str] = list(meta["lines"])
+        if not meta["ok"]:
             lines.append("           the recording is incomplete: the replay cannot be judged")
+        span, frames = meta["span"], meta["frames"]
+        # M times the single-process load test's figures (326 handshakes/s and 50 MB/s at the
+        # default --rate 330 --bulk 55), scaled with the recording's --rate and --bulk.
+        min_rate = args.min_rate if args.min_rate is not None else mult * 326 * meta["rate"] / 330
+        min_mbps = args.min_mbps if args.min_mbps is not None else mult * 50 * meta["bulk"] / 55
 
         # 2. The recording replayed M times as fast onto a new veth pair (no addresses: its
         # frames are for no one there); tlssniff live captures the other end.
@@ -946,20 +972,16 @@ def replay_main(args: argparse.Namespace) -> int:
                      f"({100 * replay_cpu / replay_s:.0f}% of a core); the kernel's input "
                      f"queues dropped {softnet}")
         replay_ok = replayed.returncode == 0 and sent == frames and n_failed == 0
-        return report(work, work / "verdicts.jsonl", sniff, load_seconds, cpu, [], peak, args,
-                      replay={"speedup": span / replay_s, "min_rate": min_rate,
-                              "min_mbps": min_mbps, "lines": lines,
-                              "ok": recorded_ok and replay_ok})
+        return report(work, work / "verdicts.jsonl", sniff, meta["load_seconds"], cpu, [], peak,
+                      args, replay={"speedup": span / replay_s, "min_rate": min_rate,
+                                    "min_mbps": min_mbps, "lines": lines,
+                                    "ok": meta["ok"] and replay_ok})
     except KeyboardInterrupt:
         print("live_load: interrupted", file=sys.stderr)
         return 130
     finally:
-        _kill_clients(clients)
-        _stop(tcpdump, signal.SIGKILL)
         _stop(scraper, signal.SIGKILL)
         _stop(sniff, signal.SIGKILL)
-        _stop(nginx, signal.SIGQUIT)
-        rec.close()
         rep.close()
         for s, h in old.items():
             signal.signal(s, h)
@@ -1096,6 +1118,9 @@ def main() -> int:
                    help="with --replay: bulk MB/s the replay must reach (default M x 50 x bulk/55)")
     p.add_argument("--replay-timer", default="nano", choices=("nano", "gtod", "select"),
                    help="tcpreplay's --timer (default nano: nanosleep; gtod polls the clock)")
+    p.add_argument("--replay-from", metavar="DIR",
+                   help="with --replay: replay the recording a --keep run left in DIR "
+                        "instead of recording one")
     p.add_argument("--no-offline-check", action="store_true",
                    help="with --replay: do not analyze the recording offline first")
     p.add_argument("tlssniff_args", nargs="*", help="extra arguments for tlssniff live (after --)")
