@@ -869,9 +869,11 @@ def record_load(args: argparse.Namespace, work: Path, seconds: float) -> dict:
         subprocess.run([sys.executable, "-m", "tlssniff", "analyze", str(pcap), "-f", "jsonl",
                         "-o", str(offline)], cwd=REPO, check=True, capture_output=True)
         c = compare(records, offline)
+        ts = c["hs_ts"]
+        made = f"; {(len(ts) - 1) / (max(ts) - min(ts)):.0f} handshakes/s" if len(ts) > 1 else ""
         lines.append(f"offline:   tlssniff analyze on the recording: {c['agree']} of "
                      f"{len(records)} agree, {c['missing']} missing, {c['unclassified']} "
-                     f"unknown, {c['wrong']} disagree")
+                     f"unknown, {c['wrong']} disagree{made}")
         lines += [f"    {e}" for e in c["examples"][:5]]
         ok = ok and c["ok"]
     meta = {"load_seconds": load_seconds, "span": span, "frames": frames, "wire": wire,
