@@ -546,15 +546,13 @@ def _start_tlssniff(net: Netns, work: Path, args: argparse.Namespace,
     return sniff
 
 
-def _start_clients(net: Netns, work: Path, args: argparse.Namespace,
-                   seconds: float) -> subprocess.Popen:
+def _start_clients(net: Netns, work: Path, args: argparse.Namespace, seconds: float,
+                   nice: int) -> subprocess.Popen:
     client_ips = [net.cli_ip] + [net.extra_ip(k) for k in range(args.workers)]
     for ip in client_ips[1:]:
         run("ip", "addr", "add", f"{ip}/24", "dev", net.cli_if, ns=net.cli)
-    # The clients stand for other machines: niced, they do not take the CPU the server
-    # host (nginx, tlssniff) would have to itself (--client-nice 0 to compare).
     return subprocess.Popen(
-        ["nice", "-n", str(args.client_nice),
+        ["nice", "-n", str(nice),
          "ip", "netns", "exec", net.cli, sys.executable, __file__, "_clients",
          "--server", net.srv_ip, "--client-ips", ",".join(client_ips),
          "--rate", str(args.rate), "--bulk", str(args.bulk), "--seconds", str(seconds),
@@ -600,7 +598,10 @@ def load_main(args: argparse.Namespace) -> int:
                 stdout=subprocess.DEVNULL, stderr=open(work / "scrape.err", "w"))
         cpu0 = _tree_cpu(sniff.pid)
         t0 = time.monotonic()
-        clients = _start_clients(net, work, args, seconds)
+        # The clients stand for other machines: niced, they do not take the CPU the server
+        # host (nginx, tlssniff) would have to itself (--client-nice 0 to compare).
+        nice = 10 if args.client_nice is None else args.client_nice
+        clients = _start_clients(net, work, args, seconds, nice)
         next_sample = t0 + 10
         while clients.poll() is None and time.monotonic() < t0 + seconds + 60:
             time.sleep(0.5)
@@ -841,7 +842,9 @@ def record_load(args: argparse.Namespace, work: Path, seconds: float) -> dict:
               f"{args.bulk:.0f} MB/s over {rec.srv_if} ({rec.cli_ip} -> {rec.srv_ip}) with tcpdump",
               flush=True)
         t0 = time.monotonic()
-        clients = _start_clients(rec, work, args, seconds)
+        # Nothing to leave the CPU to while recording (tlssniff runs at the replay): not niced.
+        nice = 0 if args.client_nice is None else args.client_nice
+        clients = _start_clients(rec, work, args, seconds, nice)
         with contextlib.suppress(subprocess.TimeoutExpired):
             clients.wait(seconds + 60)
         load_seconds = time.monotonic() - t0
@@ -1099,8 +1102,9 @@ def main() -> int:
     p.add_argument("--bulk", type=float, default=55, help="bulk MB/s (default 55)")
     p.add_argument("--workers", type=int, default=6, help="handshake client processes")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
-    p.add_argument("--client-nice", type=int, default=10,
-                   help="nice value of the client processes (default 10)")
+    p.add_argument("--client-nice", type=int, default=None,
+                   help="nice value of the client processes (default 10; 0 while recording "
+                        "for --replay)")
     p.add_argument("--ephemeral-ports", action="store_true",
                    help="let the kernel choose client ports (4-tuples get reused quickly)")
     p.add_argument("--reader-bench", action="store_true",
