@@ -794,8 +794,10 @@ def report(work: Path, verdicts: Path, sniff: subprocess.Popen, seconds: float,
 # Record, then replay (--replay M)
 
 
-def pcap_span(path: Path) -> tuple[float, float, int, int]:
-    """(first timestamp, last timestamp, frames, bytes on the wire) of a classic pcap file."""
+def pcap_span(path: Path) -> dict:
+    """A classic Ethernet pcap's frames and bytes on the wire (``frames``, ``wire``), its TCP
+    frames (``tcp``) and the time from the first to the last of those (``span``): the load,
+    without the link's own chatter (neighbour discovery, ARP) before it starts."""
     import mmap
 
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
@@ -803,17 +805,22 @@ def pcap_span(path: Path) -> tuple[float, float, int, int]:
         little = magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1")
         frac = 1e-9 if magic in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d") else 1e-6
         header = struct.Struct("<IIII" if little else ">IIII")
-        off, size, frames, wire = 24, len(m), 0, 0
+        off, size, frames, wire, tcp = 24, len(m), 0, 0, 0
         first = last = 0.0
         while off + 16 <= size:
             sec, sub, incl, orig = header.unpack_from(m, off)
-            last = sec + sub * frac
-            if not frames:
-                first = last
             frames += 1
             wire += orig
-            off += 16 + incl
-    return first, last, frames, wire
+            data = off + 16
+            ether = m[data + 12:data + 14]
+            if incl >= 34 and ((ether == b"\x08\x00" and m[data + 23] == 6)
+                               or (ether == b"\x86\xdd" and m[data + 20] == 6)):
+                last = sec + sub * frac
+                if not tcp:
+                    first = last
+                tcp += 1
+            off = data + incl
+    return {"frames": frames, "wire": wire, "tcp": tcp, "span": last - first}
 
 
 def _softnet_dropped() -> int:
@@ -858,11 +865,12 @@ def record_load(args: argparse.Namespace, work: Path, seconds: float) -> dict:
         rec.close()
     m = re.search(r"(\d+) packets? dropped by kernel", (work / "tcpdump.err").read_text())
     dropped = int(m[1]) if m else -1
-    first, last, frames, wire = pcap_span(pcap)
-    span = last - first
+    cap = pcap_span(pcap)
+    frames, wire, span = cap["frames"], cap["wire"], cap["span"]
     records, _, _, _ = load_records(work)
-    lines = [f"recorded:  {frames:,} frames ({wire / 1e6:,.0f} MB on the wire) over {span:.1f} s "
-             f"= {frames / span:,.0f} frames/s, {wire / 1e6 / span:.1f} MB/s; tcpdump: {dropped} "
+    lines = [f"recorded:  {frames:,} frames ({wire / 1e6:,.0f} MB on the wire); {cap['tcp']:,} TCP "
+             f"frames over {span:.1f} s = {cap['tcp'] / span:,.0f} frames/s, "
+             f"{wire / 1e6 / span:.1f} MB/s; tcpdump: {dropped} "
              f"dropped by the kernel; {len(records)} client connections"]
     ok = dropped == 0
     if not args.no_offline_check:
@@ -880,6 +888,7 @@ def record_load(args: argparse.Namespace, work: Path, seconds: float) -> dict:
         lines += [f"    {e}" for e in c["examples"][:5]]
         ok = ok and c["ok"]
     meta = {"load_seconds": load_seconds, "span": span, "frames": frames, "wire": wire,
+            "tcp": cap["tcp"],
             "rate": args.rate, "bulk": args.bulk, "lines": lines, "ok": ok}
     (work / "recording.json").write_text(json.dumps(meta))
     return meta
@@ -919,7 +928,7 @@ def replay_main(args: argparse.Namespace) -> int:
         lines: list[str] = list(meta["lines"])
         if not meta["ok"]:
             lines.append("           the recording is incomplete: the replay cannot be judged")
-        span, frames = meta["span"], meta["frames"]
+        span, frames, tcp = meta["span"], meta["frames"], meta["tcp"]
         # M times the single-process load test's figures (326 handshakes/s and 50 MB/s at the
         # default --rate 330 --bulk 55), scaled with the recording's --rate and --bulk.
         min_rate = args.min_rate if args.min_rate is not None else mult * 326 * meta["rate"] / 330
@@ -941,11 +950,11 @@ def replay_main(args: argparse.Namespace) -> int:
         cpu0 = _tree_cpu(sniff.pid)
         softnet0 = _softnet_dropped()
         ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        # --pps (the recording's mean frame rate times M) and not --multiplier: tcpreplay
+        # --pps (the recording's mean TCP frame rate times M) and not --multiplier: tcpreplay
         # 4.4's --multiplier adds every sleep's overshoot up (it ran a 2x replay at 1.1x here;
         # appneta/tcpreplay#724), its --pps aims at a fixed start. The order of the frames is
         # kept; their spacing becomes even.
-        pps = mult * frames / span
+        pps = mult * tcp / span
         replayed = subprocess.run(
             ["ip", "netns", "exec", rep.cli, "tcpreplay", "-i", rep.cli_if,
              "--pps", f"{pps:.1f}", "--timer", args.replay_timer, "--no-flow-stats", str(pcap)],
@@ -968,17 +977,19 @@ def replay_main(args: argparse.Namespace) -> int:
             sent, sent_bytes, replay_s = 0, 0, span / mult
         else:
             sent, sent_bytes, replay_s = int(m[1]), int(m[2]), float(m[3])
+        # the frames go out evenly spaced: the TCP ones took their share of the time
+        speedup = span / (replay_s * tcp / frames)
         replay_cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
         n_failed = int(failed[1]) if failed else -1
         lines.append(f"replay:    tcpreplay --pps {pps:.0f} --timer {args.replay_timer}: "
                      f"{sent:,} frames in {replay_s:.1f} s = {sent / replay_s:,.0f} frames/s, "
-                     f"{sent_bytes / 1e6 / replay_s:.1f} MB/s on the wire ({span / replay_s:.2f}x "
+                     f"{sent_bytes / 1e6 / replay_s:.1f} MB/s on the wire ({speedup:.2f}x "
                      f"the recording); {n_failed} failed; CPU {replay_cpu:.1f} s "
                      f"({100 * replay_cpu / replay_s:.0f}% of a core); the kernel's input "
                      f"queues dropped {softnet}")
         replay_ok = replayed.returncode == 0 and sent == frames and n_failed == 0
         return report(work, work / "verdicts.jsonl", sniff, meta["load_seconds"], cpu, [], peak,
-                      args, replay={"speedup": span / replay_s, "min_rate": min_rate,
+                      args, replay={"speedup": speedup, "min_rate": min_rate,
                                     "min_mbps": min_mbps, "lines": lines,
                                     "ok": meta["ok"] and replay_ok})
     except KeyboardInterrupt:
