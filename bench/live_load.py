@@ -63,7 +63,8 @@ tcpreplay costs about a third of a core at 90,000 frames/s, mostly the kernel de
 frames to the capture rings (which a NIC's receive path costs a sensor too); the Python clients
 it replaces cost both cores at 1.5x. Needs tcpdump and tcpreplay besides the above; the
 recording (~55 MB per second recorded at the default load) is written to the work directory,
-deleted at the end unless ``--keep``.
+deleted at the end unless ``--keep``; ``--replay-from DIR`` replays a kept one again (another
+M, another build of tlssniff).
 A recording at half the rate replayed twice as fast makes the same load from half the clients
 (``--seconds 120 --rate 165 --bulk 27.5 --replay 4 --min-rate 652 --min-mbps 100``).
 """
@@ -906,6 +907,14 @@ def replay_main(args: argparse.Namespace) -> int:
         return 2
     seconds = args.minutes * 60 if args.minutes else args.seconds
     mult = args.replay
+    if not args.replay_from:
+        # the recording: the bulk bytes plus framing, ~4 KB per handshake, and some room
+        need = seconds * (args.bulk * 1.08 + args.rate * 0.004) * 1e6 + 200e6
+        free = shutil.disk_usage(tempfile.gettempdir()).free
+        if need > 0.9 * free:
+            print(f"live_load: the recording needs ~{need / 1e9:.1f} GB, {tempfile.gettempdir()} "
+                  f"has {free / 1e9:.1f} GB free (fewer --seconds, or TMPDIR)", file=sys.stderr)
+            return 2
     work = Path(tempfile.mkdtemp(prefix="tlssniff-live-load-"))
     rep = Netns(os.getpid(), prefix="tlsr")
     sniff = scraper = None
