@@ -47,8 +47,8 @@ runs beside them. With ``--replay M`` the load is made in two steps:
    complete: tcpdump's kernel drops must be 0, and ``tlssniff analyze`` on the file must agree
    with every client (``--no-offline-check`` skips that), else the run fails as unjudgeable.
 2. *Replayed*: the recorded frames, unchanged (same addresses, ports, bytes and order), sent by
-   ``tcpreplay --pps`` (M times the recording's mean frame rate: the spacing becomes even; its
-   ``--multiplier`` drifts, see ``replay_main``) into one end of a second veth pair whose ends
+   ``tcpreplay --pps`` (M times the recording's mean TCP frame rate: the spacing becomes even;
+   its ``--multiplier`` drifts, see ``replay_main``) into one end of a second veth pair whose ends
    have no addresses, so no kernel answers them; ``tlssniff live`` (with the arguments after
    ``--``, e.g. ``--workers 2``) captures the other end. Its verdicts are compared with the
    records of step 1, connection by connection: the truth is what each client reported when
@@ -59,9 +59,9 @@ saw; bulk MB/s the bulk client's received bytes over its time, times the replay'
 speed-up; frames/s and wire MB/s from tcpreplay. The exit status also requires the replay to
 reach ``--min-rate`` handshakes/s and ``--min-mbps`` bulk MB/s (default M x 326 and M x 50, the
 single-process figures, scaled by --rate/330 and --bulk/55) and tcpreplay to send every frame.
-tcpreplay costs about a third of a core at 90,000 frames/s, mostly the kernel delivering the
-frames to the capture rings (which a NIC's receive path costs a sensor too); the Python clients
-it replaces cost both cores at 1.5x. Needs tcpdump and tcpreplay besides the above; the
+tcpreplay costs about 5 us of CPU a frame (under half a core at 90,000 frames/s), most of it
+the kernel's, delivering the frames to the capture rings (as a NIC's receive path costs a
+sensor); the Python clients it stands in for need both cores at 1.5x the default load. Needs tcpdump and tcpreplay besides the above; the
 recording (~55 MB per second recorded at the default load) is written to the work directory,
 deleted at the end unless ``--keep``; ``--replay-from DIR`` replays a kept one again (another
 M, another build of tlssniff).
