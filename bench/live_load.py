@@ -965,8 +965,9 @@ def replay_main(args: argparse.Namespace) -> int:
         # kept; their spacing becomes even.
         pps = mult * tcp / span
         replayed = subprocess.run(
-            ["ip", "netns", "exec", rep.cli, "tcpreplay", "-i", rep.cli_if,
-             "--pps", f"{pps:.1f}", "--timer", args.replay_timer, "--no-flow-stats", str(pcap)],
+            ["nice", "-n", str(args.replay_nice), "ip", "netns", "exec", rep.cli, "tcpreplay",
+             "-i", rep.cli_if, "--pps", f"{pps:.1f}", "--timer", args.replay_timer,
+             "--no-flow-stats", str(pcap)],
             capture_output=True, text=True, timeout=span / mult * 4 + 60)
         ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         softnet = _softnet_dropped() - softnet0
@@ -1144,6 +1145,9 @@ def main() -> int:
                    help="with --replay: bulk MB/s the replay must reach (default M x 50 x bulk/55)")
     p.add_argument("--replay-timer", default="nano", choices=("nano", "gtod", "select"),
                    help="tcpreplay's --timer (default nano: nanosleep; gtod polls the clock)")
+    p.add_argument("--replay-nice", type=int, default=0,
+                   help="with --replay: tcpreplay's nice value (default 0; below 0 it stands "
+                        "for a wire that does not wait for a busy machine)")
     p.add_argument("--replay-from", metavar="DIR",
                    help="with --replay: replay the recording a --keep run left in DIR "
                         "instead of recording one")
