@@ -4,6 +4,7 @@
     python bench/live_load.py --minutes 10         # 10 minutes, tlssniff's RSS every 10 s
     python bench/live_load.py --reader-bench       # per-frame cost of the capture readers
     python bench/live_load.py --minutes 10 --metrics   # the same with live --metrics, scraped
+    python bench/live_load.py --replay 2 -- --workers 2 # recorded once, replayed at 2x
 
 Needs root, nginx, iproute2. Everything happens inside two network namespaces this script
 creates (``tlsl-srv-PID``, ``tlsl-cli-PID``) joined by a veth pair with MTU 1500 and
@@ -31,9 +32,41 @@ Prometheus server would; the last scrape's handshake counts must equal its verdi
 wrote (connections still open at the stop are decided after it).
 
 Reported: handshakes/s and MB/s achieved, frames/s, the kernel's received/dropped counts (from
-tlssniff's summary), connections classified vs made, disagreements, tlssniff's CPU and RSS.
+tlssniff's summary), connections classified vs made, disagreements, tlssniff's CPU (with
+``--workers``, the parent's and each worker's) and RSS.
 Exit status 0 when the acceptance holds (no kernel drop, every handshake classified and
 agreeing with its client), 1 otherwise.
+
+Record, then replay (``--replay M``). On a 2-core machine the real clients and nginx need the
+same cores as tlssniff, so they cannot make much more than the default load while tlssniff
+runs beside them. With ``--replay M`` the load is made in two steps:
+
+1. *Real*: the load above (nginx, the Python ``ssl`` clients, their records of every
+   connection's client port and ``session_reused``), at ``--rate`` and ``--bulk``, recorded by
+   ``tcpdump`` on the server's end of the veth; tlssniff does not run. The recording must be
+   complete: tcpdump's kernel drops must be 0, and ``tlssniff analyze`` on the file must agree
+   with every client (``--no-offline-check`` skips that), else the run fails as unjudgeable.
+2. *Replayed*: the recorded frames, unchanged (same addresses, ports, bytes and order), sent by
+   ``tcpreplay --pps`` (M times the recording's mean TCP frame rate: the spacing becomes even;
+   its ``--multiplier`` drifts, see ``replay_main``) into one end of a second veth pair whose ends
+   have no addresses, so no kernel answers them; ``tlssniff live`` (with the arguments after
+   ``--``, e.g. ``--workers 2``) captures the other end. Its verdicts are compared with the
+   records of step 1, connection by connection: the truth is what each client reported when
+   the connection was made.
+
+The rates reported are the replay's: handshakes/s from the first to the last handshake tlssniff
+saw; bulk MB/s the bulk client's received bytes over its time, times the replay's measured
+speed-up; frames/s and wire MB/s from tcpreplay. The exit status also requires the replay to
+reach ``--min-rate`` handshakes/s and ``--min-mbps`` bulk MB/s (default M x 326 and M x 50, the
+single-process figures, scaled by --rate/330 and --bulk/55) and tcpreplay to send every frame.
+tcpreplay costs about 5 us of CPU a frame (under half a core at 90,000 frames/s), most of it
+the kernel's, delivering the frames to the capture rings (as a NIC's receive path costs a
+sensor); the Python clients it stands in for need both cores at 1.5x the default load. Needs tcpdump and tcpreplay besides the above; the
+recording (~55 MB per second recorded at the default load) is written to the work directory,
+deleted at the end unless ``--keep``; ``--replay-from DIR`` replays a kept one again (another
+M, another build of tlssniff).
+A recording at half the rate replayed twice as fast makes the same load from half the clients
+(``--seconds 120 --rate 165 --bulk 27.5 --replay 4 --min-rate 652 --min-mbps 100``).
 """
 
 from __future__ import annotations
@@ -73,10 +106,10 @@ def run(*cmd: str, ns: str | None = None, check: bool = True) -> subprocess.Comp
 class Netns:
     """Two namespaces and a veth pair; ``close()`` deletes them (and so the veth)."""
 
-    def __init__(self, tag: int):
+    def __init__(self, tag: int, prefix: str = "tlsl"):
         n = tag % 250 + 1
-        self.srv, self.cli = f"tlsl-srv-{tag}", f"tlsl-cli-{tag}"
-        self.srv_if, self.cli_if = f"tlslS{tag}"[:15], f"tlslC{tag}"[:15]
+        self.srv, self.cli = f"{prefix}-srv-{tag}", f"{prefix}-cli-{tag}"
+        self.srv_if, self.cli_if = f"{prefix}S{tag}"[:15], f"{prefix}C{tag}"[:15]
         self.srv_ip, self.cli_ip = f"10.200.{n}.1", f"10.200.{n}.2"
         self.created: list[str] = []
         self._n = n
@@ -85,7 +118,9 @@ class Netns:
         """Another client address (one per handshake worker)."""
         return f"10.200.{self._n}.{10 + k}"
 
-    def open(self) -> Netns:
+    def open(self, addresses: bool = True) -> Netns:
+        """Create them; without ``addresses`` the veth ends have no IP address (a replay's:
+        its frames are for no one there, and no kernel answers them)."""
         for ns in (self.srv, self.cli):
             run("ip", "netns", "add", ns)
             self.created.append(ns)
@@ -97,7 +132,8 @@ class Netns:
         run("ip", "link", "set", self.cli_if, "netns", self.cli)
         for ns, ifname, ip in ((self.srv, self.srv_if, self.srv_ip),
                                (self.cli, self.cli_if, self.cli_ip)):
-            run("ip", "addr", "add", f"{ip}/24", "dev", ifname, ns=ns)
+            if addresses:
+                run("ip", "addr", "add", f"{ip}/24", "dev", ifname, ns=ns)
             run("ip", "link", "set", ifname, "up", ns=ns)
             run(sys.executable, __file__, "_offloads", ifname, ns=ns)
         return self
@@ -426,6 +462,36 @@ def _proc_cpu_s(pid: int) -> float | None:
         return None
 
 
+def _tree_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds of ``pid`` and of each of its live descendants (``live --workers``' forked
+    workers are not in the parent's own count until they are reaped)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = {}, [pid]
+    while todo:
+        p = todo.pop()
+        cpu = _proc_cpu_s(p)
+        if cpu is not None:
+            out[p] = cpu
+        todo += children.get(p, [])
+    return out
+
+
+def _cpu_parts(pid: int, before: dict[int, float], after: dict[int, float]) -> dict[str, float]:
+    """Per-process CPU between two ``_tree_cpu`` samples: the parent, then each worker."""
+    parts = {"parent": after.get(pid, 0.0) - before.get(pid, 0.0)}
+    for k, p in enumerate(sorted(q for q in after if q != pid)):
+        parts[f"worker {k + 1}"] = after[p] - before.get(p, 0.0)
+    return parts
+
+
 def _stop(proc: subprocess.Popen | None, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
     if proc is None or proc.poll() is not None:
         return
@@ -437,14 +503,75 @@ def _stop(proc: subprocess.Popen | None, sig: int = signal.SIGTERM, timeout: flo
         proc.wait(timeout=5)
 
 
-def load_main(args: argparse.Namespace) -> int:
+def _check_tools(tools: tuple[str, ...]) -> bool:
     if os.geteuid() != 0:
         print("live_load: needs root (network namespaces, capture)", file=sys.stderr)
-        return 2
-    for tool in ("ip", "nginx", "openssl", "ss"):
+        return False
+    for tool in tools:
         if shutil.which(tool) is None and not os.access(f"/usr/sbin/{tool}", os.X_OK):
             print(f"live_load: {tool} is not installed", file=sys.stderr)
-            return 2
+            return False
+    return True
+
+
+def _start_nginx(net: Netns, work: Path) -> subprocess.Popen:
+    make_server_files(work)
+    (work / "nginx.conf").write_text(NGINX_CONF.format(d=work, ip=net.srv_ip, sni=SNI))
+    nginx = subprocess.Popen(
+        ["ip", "netns", "exec", net.srv, shutil.which("nginx") or "/usr/sbin/nginx",
+         "-p", str(work), "-c", str(work / "nginx.conf"), "-e", str(work / "error.log")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(net.srv, 443, nginx)
+    wait_port(net.srv, 8443, nginx)
+    return nginx
+
+
+def _wait_for(path: Path, text: str, proc: subprocess.Popen, what: str) -> None:
+    deadline = time.monotonic() + 30
+    while text not in path.read_text():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not start: " + path.read_text())
+        time.sleep(0.05)
+
+
+def _start_tlssniff(net: Netns, work: Path, args: argparse.Namespace,
+                    metrics_port: int) -> subprocess.Popen:
+    """``tlssniff live`` on the server end of the veth; returns once it listens."""
+    cmd = ["ip", "netns", "exec", net.srv, sys.executable, "-m", "tlssniff", "live",
+           net.srv_if, "-f", "jsonl", "-o", str(work / "verdicts.jsonl"), *args.tlssniff_args]
+    if args.metrics:
+        cmd += ["--metrics", f"127.0.0.1:{metrics_port}"]
+    with open(work / "tlssniff.err", "w") as err:
+        sniff = subprocess.Popen(cmd, cwd=REPO, stdout=err, stderr=subprocess.STDOUT)
+    _wait_for(work / "tlssniff.err", "listening on", sniff, "tlssniff")
+    return sniff
+
+
+def _start_clients(net: Netns, work: Path, args: argparse.Namespace, seconds: float,
+                   nice: int) -> subprocess.Popen:
+    client_ips = [net.cli_ip] + [net.extra_ip(k) for k in range(args.workers)]
+    for ip in client_ips[1:]:
+        run("ip", "addr", "add", f"{ip}/24", "dev", net.cli_if, ns=net.cli)
+    return subprocess.Popen(
+        ["nice", "-n", str(nice),
+         "ip", "netns", "exec", net.cli, sys.executable, __file__, "_clients",
+         "--server", net.srv_ip, "--client-ips", ",".join(client_ips),
+         "--rate", str(args.rate), "--bulk", str(args.bulk), "--seconds", str(seconds),
+         "--workers", str(args.workers), "--out", str(work)]
+        + (["--ephemeral-ports"] if args.ephemeral_ports else []),
+        start_new_session=True)  # its own process group: the workers are killed with it
+
+
+def _kill_clients(clients: subprocess.Popen | None) -> None:
+    if clients is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(clients.pid, signal.SIGKILL)  # the client process and its workers
+    _stop(clients, signal.SIGKILL)
+
+
+def load_main(args: argparse.Namespace) -> int:
+    if not _check_tools(("ip", "nginx", "openssl", "ss")):
+        return 2
     seconds = args.minutes * 60 if args.minutes else args.seconds
     work = Path(tempfile.mkdtemp(prefix="tlssniff-live-load-"))
     net = Netns(os.getpid())
@@ -457,29 +584,10 @@ def load_main(args: argparse.Namespace) -> int:
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
         net.open()
-        make_server_files(work)
-        (work / "nginx.conf").write_text(NGINX_CONF.format(d=work, ip=net.srv_ip, sni=SNI))
-        nginx = subprocess.Popen(
-            ["ip", "netns", "exec", net.srv, shutil.which("nginx") or "/usr/sbin/nginx",
-             "-p", str(work), "-c", str(work / "nginx.conf"), "-e", str(work / "error.log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_port(net.srv, 443, nginx)
-        wait_port(net.srv, 8443, nginx)
-
+        nginx = _start_nginx(net, work)
         verdicts = work / "verdicts.jsonl"
-        sniff_err = open(work / "tlssniff.err", "w")
-        cmd = ["ip", "netns", "exec", net.srv, sys.executable, "-m", "tlssniff", "live",
-               net.srv_if, "-f", "jsonl", "-o", str(verdicts), *args.tlssniff_args]
         metrics_port = 23900 + os.getpid() % 100  # the namespace's own loopback
-        if args.metrics:
-            cmd += ["--metrics", f"127.0.0.1:{metrics_port}"]
-        sniff = subprocess.Popen(cmd, cwd=REPO, stdout=sniff_err, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while "listening on" not in (work / "tlssniff.err").read_text():
-            if sniff.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("tlssniff did not start: "
-                                   + (work / "tlssniff.err").read_text())
-            time.sleep(0.05)
+        sniff = _start_tlssniff(net, work, args, metrics_port)
         print(f"live_load: {seconds:.0f} s of {args.rate:.0f} handshakes/s and {args.bulk:.0f} MB/s "
               f"over {net.srv_if} ({net.cli_ip} -> {net.srv_ip}); tlssniff pid {sniff.pid}",
               flush=True)
@@ -489,21 +597,12 @@ def load_main(args: argparse.Namespace) -> int:
                  "--url", f"http://127.0.0.1:{metrics_port}/metrics",
                  "--interval", str(args.scrape_interval), "--out", str(work / "scrape.json")],
                 stdout=subprocess.DEVNULL, stderr=open(work / "scrape.err", "w"))
-        client_ips = [net.cli_ip] + [net.extra_ip(k) for k in range(args.workers)]
-        for ip in client_ips[1:]:
-            run("ip", "addr", "add", f"{ip}/24", "dev", net.cli_if, ns=net.cli)
-        cpu0 = _proc_cpu_s(sniff.pid) or 0.0
+        cpu0 = _tree_cpu(sniff.pid)
         t0 = time.monotonic()
         # The clients stand for other machines: niced, they do not take the CPU the server
         # host (nginx, tlssniff) would have to itself (--client-nice 0 to compare).
-        clients = subprocess.Popen(
-            ["nice", "-n", str(args.client_nice),
-             "ip", "netns", "exec", net.cli, sys.executable, __file__, "_clients",
-             "--server", net.srv_ip, "--client-ips", ",".join(client_ips),
-             "--rate", str(args.rate), "--bulk", str(args.bulk), "--seconds", str(seconds),
-             "--workers", str(args.workers), "--out", str(work)]
-            + (["--ephemeral-ports"] if args.ephemeral_ports else []),
-            start_new_session=True)  # its own process group: the workers are killed with it
+        nice = 10 if args.client_nice is None else args.client_nice
+        clients = _start_clients(net, work, args, seconds, nice)
         next_sample = t0 + 10
         while clients.poll() is None and time.monotonic() < t0 + seconds + 60:
             time.sleep(0.5)
@@ -520,19 +619,15 @@ def load_main(args: argparse.Namespace) -> int:
         if scraper is not None:
             time.sleep(max(1.0, 2 * args.scrape_interval))  # a scrape after the last verdicts
             _stop(scraper, signal.SIGKILL)
-        cpu1 = _proc_cpu_s(sniff.pid) or cpu0
+        cpu = _cpu_parts(sniff.pid, cpu0, _tree_cpu(sniff.pid))
         peak = _peak_rss_mb(sniff.pid)
         _stop(sniff, signal.SIGTERM, timeout=30)
-        sniff_err.close()
-        return report(work, verdicts, sniff, load_seconds, cpu1 - cpu0, samples, peak, args)
+        return report(work, verdicts, sniff, load_seconds, cpu, samples, peak, args)
     except KeyboardInterrupt:
         print("live_load: interrupted", file=sys.stderr)
         return 130
     finally:
-        if clients is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(clients.pid, signal.SIGKILL)  # the client process and its workers
-        _stop(clients, signal.SIGKILL)
+        _kill_clients(clients)
         _stop(scraper, signal.SIGKILL)
         _stop(sniff, signal.SIGKILL)
         _stop(nginx, signal.SIGQUIT)
@@ -556,20 +651,20 @@ def _peak_rss_mb(pid: int) -> float | None:
     return None
 
 
-def report(work: Path, verdicts: Path, sniff: subprocess.Popen, seconds: float, cpu: float,
-           samples: list, peak: float | None, args) -> int:
-    err = (work / "tlssniff.err").read_text()
-    m = re.search(r"Captured (\d+) frames .*? in ([\d.]+) s .*?kernel:\s+(\d+)\s+received,\s+(\d+)\s+dropped",
-                  err, re.S)
-    records, errors, bulk_bytes, bulk_seconds = [], 0, 0, seconds
+def load_records(work: Path) -> tuple[list, int, int, float | None]:
+    """The clients' records: (records, client errors, bulk bytes, bulk seconds)."""
+    records, errors, bulk_bytes, bulk_seconds = [], 0, 0, None
     for path in sorted(work.glob("hs*.json")) + sorted(work.glob("bulk.json")):
         doc = json.loads(path.read_text())
         records += doc["records"]
         errors += doc["errors"]
         if "bytes" in doc:
             bulk_bytes, bulk_seconds = doc["bytes"], doc["seconds"]
-    keys = [(r["client"], r["server"]) for r in records]
-    reused_tuples = len(keys) - len(set(keys))
+    return records, errors, bulk_bytes, bulk_seconds
+
+
+def compare(records: list, verdicts: Path) -> dict:
+    """tlssniff's verdicts against the clients' records, connection by connection."""
     # A 4-tuple used twice (--ephemeral-ports) has two records (one worker's, in order) and
     # should have two verdicts: matched in time order.
     got: dict[tuple, list] = {}
@@ -580,9 +675,8 @@ def report(work: Path, verdicts: Path, sniff: subprocess.Popen, seconds: float, 
         reported += 1
     for vs in got.values():
         vs.sort(key=lambda v: v["ts"])
-    hs = [r for r in records if r["kind"] != "bulk"]
     missing = unclassified = wrong = 0
-    examples = []
+    examples, hs_ts = [], []
     for r in records:
         vs = got.get((r["client"], r["server"]))
         v = vs.pop(0) if vs else None
@@ -590,6 +684,8 @@ def report(work: Path, verdicts: Path, sniff: subprocess.Popen, seconds: float, 
             missing += 1
             examples.append(f"not reported: {r}")
             continue
+        if r["kind"] != "bulk":
+            hs_ts.append(v["ts"])
         if v["handshake"] == "unknown":
             unclassified += 1
             examples.append(f"unknown ({v['note']}): {r}")
@@ -599,11 +695,45 @@ def report(work: Path, verdicts: Path, sniff: subprocess.Popen, seconds: float, 
             wrong += 1
             examples.append(f"disagrees: client {r} tlssniff {v['offered']}/{v['handshake']}")
     extra = sum(len(vs) for vs in got.values())
+    agree = len(records) - missing - unclassified - wrong
+    return {"reported": reported, "agree": agree, "missing": missing,
+            "unclassified": unclassified, "wrong": wrong, "extra": extra,
+            "examples": examples, "ok": agree == len(records), "hs_ts": hs_ts}
+
+
+def report(work: Path, verdicts: Path, sniff: subprocess.Popen, seconds: float,
+           cpu: dict[str, float],
+           samples: list, peak: float | None, args, replay: dict | None = None) -> int:
+    """Print the figures; 0 when the acceptance holds. With ``replay`` (the replay's
+    ``speedup`` over the recording, its ``min_rate``/``min_mbps`` and its own ``lines``),
+    ``seconds`` is the recording's load time and the rates are the replay's."""
+    err = (work / "tlssniff.err").read_text()
+    m = re.search(r"Captured (\d+) frames .*? in ([\d.]+) s .*?kernel:\s+(\d+)\s+received,\s+(\d+)\s+dropped",
+                  err, re.S)
+    records, errors, bulk_bytes, bulk_seconds = load_records(work)
+    speedup = replay["speedup"] if replay else 1.0
+    seconds /= speedup
+    bulk_seconds = (bulk_seconds or seconds * speedup) / speedup
+    keys = [(r["client"], r["server"]) for r in records]
+    reused_tuples = len(keys) - len(set(keys))
+    hs = [r for r in records if r["kind"] != "bulk"]
+    c = compare(records, verdicts)
+    missing, unclassified, wrong = c["missing"], c["unclassified"], c["wrong"]
+    reported, examples = c["reported"], c["examples"]
+    extra = c["extra"]
     resumed = sum(r["reused"] for r in hs)
+    hs_rate, bulk_rate = len(hs) / seconds, bulk_bytes / 1e6 / bulk_seconds
+    if replay and len(c["hs_ts"]) > 1:
+        # what the capture saw: handshakes over the time from its first to its last one
+        arrived = max(c["hs_ts"]) - min(c["hs_ts"])
+        hs_rate = (len(c["hs_ts"]) - 1) / arrived
+        seconds = len(hs) / hs_rate
     print()
-    print(f"load:      {len(hs)} handshakes in {seconds:.1f} s = {len(hs) / seconds:.0f}/s "
+    for line in (replay or {}).get("lines", ()):
+        print(line)
+    print(f"load:      {len(hs)} handshakes in {seconds:.1f} s = {hs_rate:.0f}/s "
           f"({resumed} resumed, {len(hs) - resumed} full; client errors {errors}); "
-          f"bulk {bulk_bytes / 1e6 / bulk_seconds:.1f} MB/s")
+          f"bulk {bulk_rate:.1f} MB/s" + (f" (replayed {speedup:.2f}x)" if replay else ""))
     if m:
         frames, cap_s, received, dropped = int(m[1]), float(m[2]), int(m[3]), int(m[4])
         print(f"capture:   {frames} frames in {cap_s:.1f} s = {frames / cap_s:,.0f} frames/s; "
@@ -619,10 +749,19 @@ def report(work: Path, verdicts: Path, sniff: subprocess.Popen, seconds: float, 
         print(f"           {reused_tuples} client connections reused the 4-tuple of an earlier one")
     for line in examples[:10]:
         print("   ", line)
-    print(f"tlssniff:  CPU {cpu:.1f} s over {seconds:.0f} s ({100 * cpu / seconds:.0f}% of a core); "
-          f"exit {sniff.returncode}; peak RSS {peak if peak is None else round(peak, 1)} MB")
+    total = sum(cpu.values())
+    parts = "; ".join(f"{k} {v:.1f} s" for k, v in cpu.items()) if len(cpu) > 1 else ""
+    print(f"tlssniff:  CPU {total:.1f} s over {seconds:.0f} s ({100 * total / seconds:.0f}% of a core"
+          + (f": {parts}" if parts else "") + f"); exit {sniff.returncode}; "
+          f"peak RSS {peak if peak is None else round(peak, 1)} MB (parent)")
     ok = (dropped == 0 and missing == 0 and unclassified == 0 and wrong == 0
           and sniff.returncode == 0)
+    if replay:
+        fast = hs_rate >= replay["min_rate"] and bulk_rate >= replay["min_mbps"]
+        print(f"rate:      {hs_rate:.0f} handshakes/s and {bulk_rate:.1f} MB/s against the "
+              f"{replay['min_rate']:.0f}/s and {replay['min_mbps']:.0f} MB/s asked: "
+              + ("reached" if fast else "NOT reached"))
+        ok = ok and fast and replay["ok"]
     if args.metrics:
         scrape = work / "scrape.json"
         st = json.loads(scrape.read_text()) if scrape.exists() else None
@@ -650,6 +789,232 @@ def report(work: Path, verdicts: Path, sniff: subprocess.Popen, seconds: float, 
             ok = ok and growth < 20
     print("result:   ", "PASS" if ok else "FAIL")
     return 0 if ok else 1
+
+
+# --------------------------------------------------------------------------------------------
+# Record, then replay (--replay M)
+
+
+def pcap_span(path: Path) -> dict:
+    """A classic Ethernet pcap's frames and bytes on the wire (``frames``, ``wire``), its TCP
+    frames (``tcp``) and the time from the first to the last of those (``span``): the load,
+    without the link's own chatter (neighbour discovery, ARP) before it starts."""
+    import mmap
+
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        magic = bytes(m[:4])
+        little = magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1")
+        frac = 1e-9 if magic in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d") else 1e-6
+        header = struct.Struct("<IIII" if little else ">IIII")
+        off, size, frames, wire, tcp = 24, len(m), 0, 0, 0
+        first = last = 0.0
+        while off + 16 <= size:
+            sec, sub, incl, orig = header.unpack_from(m, off)
+            frames += 1
+            wire += orig
+            data = off + 16
+            ether = m[data + 12:data + 14]
+            if incl >= 34 and ((ether == b"\x08\x00" and m[data + 23] == 6)
+                               or (ether == b"\x86\xdd" and m[data + 20] == 6)):
+                last = sec + sub * frac
+                if not tcp:
+                    first = last
+                tcp += 1
+            off = data + incl
+    return {"frames": frames, "wire": wire, "tcp": tcp, "span": last - first}
+
+
+def _softnet_dropped() -> int:
+    """Frames the kernel's per-CPU input queues dropped (all namespaces): /proc/net/softnet_stat."""
+    with open("/proc/net/softnet_stat") as f:
+        return sum(int(line.split()[1], 16) for line in f)
+
+
+def record_load(args: argparse.Namespace, work: Path, seconds: float) -> dict:
+    """Step 1 of ``--replay``: the real load, recorded by tcpdump on the server's end of the
+    veth (no tlssniff running). Writes ``load.pcap``, the clients' records and
+    ``recording.json`` (what the replay needs to know about it) into ``work``."""
+    rec = Netns(os.getpid())
+    nginx = clients = tcpdump = None
+    try:
+        rec.open()
+        nginx = _start_nginx(rec, work)
+        pcap = work / "load.pcap"
+        with open(work / "tcpdump.err", "w") as err:
+            tcpdump = subprocess.Popen(
+                ["ip", "netns", "exec", rec.srv, "tcpdump", "-i", rec.srv_if, "-n", "-s", "0",
+                 "-B", "262144", "-w", str(pcap)],
+                stdout=subprocess.DEVNULL, stderr=err)
+        _wait_for(work / "tcpdump.err", "listening on", tcpdump, "tcpdump")
+        print(f"live_load: recording {seconds:.0f} s of {args.rate:.0f} handshakes/s and "
+              f"{args.bulk:.0f} MB/s over {rec.srv_if} ({rec.cli_ip} -> {rec.srv_ip}) with tcpdump",
+              flush=True)
+        t0 = time.monotonic()
+        # Nothing to leave the CPU to while recording (tlssniff runs at the replay): not niced.
+        nice = 0 if args.client_nice is None else args.client_nice
+        clients = _start_clients(rec, work, args, seconds, nice)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            clients.wait(seconds + 60)
+        load_seconds = time.monotonic() - t0
+        _kill_clients(clients)
+        time.sleep(1.0)  # the last closes
+        _stop(tcpdump, signal.SIGTERM)
+    finally:
+        _kill_clients(clients)
+        _stop(tcpdump, signal.SIGKILL)
+        _stop(nginx, signal.SIGQUIT)
+        rec.close()
+    m = re.search(r"(\d+) packets? dropped by kernel", (work / "tcpdump.err").read_text())
+    dropped = int(m[1]) if m else -1
+    cap = pcap_span(pcap)
+    frames, wire, span = cap["frames"], cap["wire"], cap["span"]
+    records, _, _, _ = load_records(work)
+    lines = [f"recorded:  {frames:,} frames ({wire / 1e6:,.0f} MB on the wire); {cap['tcp']:,} TCP "
+             f"frames over {span:.1f} s = {cap['tcp'] / span:,.0f} frames/s, "
+             f"{wire / 1e6 / span:.1f} MB/s; tcpdump: {dropped} "
+             f"dropped by the kernel; {len(records)} client connections"]
+    ok = dropped == 0
+    if not args.no_offline_check:
+        # The recording itself, analyzed offline: it is complete when every connection agrees
+        # with its client here (a live miss is then the live capture's).
+        offline = work / "offline.jsonl"
+        subprocess.run([sys.executable, "-m", "tlssniff", "analyze", str(pcap), "-f", "jsonl",
+                        "-o", str(offline)], cwd=REPO, check=True, capture_output=True)
+        c = compare(records, offline)
+        ts = c["hs_ts"]
+        made = f"; {(len(ts) - 1) / (max(ts) - min(ts)):.0f} handshakes/s" if len(ts) > 1 else ""
+        lines.append(f"offline:   tlssniff analyze on the recording: {c['agree']} of "
+                     f"{len(records)} agree, {c['missing']} missing, {c['unclassified']} "
+                     f"unknown, {c['wrong']} disagree{made}")
+        lines += [f"    {e}" for e in c["examples"][:5]]
+        ok = ok and c["ok"]
+    meta = {"load_seconds": load_seconds, "span": span, "frames": frames, "wire": wire,
+            "tcp": cap["tcp"],
+            "rate": args.rate, "bulk": args.bulk, "lines": lines, "ok": ok}
+    (work / "recording.json").write_text(json.dumps(meta))
+    return meta
+
+
+def replay_main(args: argparse.Namespace) -> int:
+    """Record the real load with tcpdump (or take ``--replay-from``'s recording), then replay it
+    ``args.replay`` times as fast onto a fresh veth pair while ``tlssniff live`` captures;
+    compare its verdicts with the recording's clients."""
+    import resource
+
+    tools = ("ip", "tcpreplay") if args.replay_from else ("ip", "nginx", "openssl", "ss",
+                                                          "tcpdump", "tcpreplay")
+    if not _check_tools(tools):
+        return 2
+    seconds = args.minutes * 60 if args.minutes else args.seconds
+    mult = args.replay
+    if not args.replay_from:
+        # the recording: the bulk bytes plus framing, ~4 KB per handshake, and some room
+        need = seconds * (args.bulk * 1.08 + args.rate * 0.004) * 1e6 + 200e6
+        free = shutil.disk_usage(tempfile.gettempdir()).free
+        if need > 0.9 * free:
+            print(f"live_load: the recording needs ~{need / 1e9:.1f} GB, {tempfile.gettempdir()} "
+                  f"has {free / 1e9:.1f} GB free (fewer --seconds, or TMPDIR)", file=sys.stderr)
+            return 2
+    work = Path(tempfile.mkdtemp(prefix="tlssniff-live-load-"))
+    rep = Netns(os.getpid(), prefix="tlsr")
+    sniff = scraper = None
+
+    def on_signal(signum, frame):
+        raise KeyboardInterrupt
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        if args.replay_from:
+            src = Path(args.replay_from)
+            meta = json.loads((src / "recording.json").read_text())
+            for path in list(src.glob("hs*.json")) + list(src.glob("bulk.json")):
+                shutil.copy(path, work / path.name)
+            pcap = src / "load.pcap"
+            print(f"live_load: the recording in {src}", flush=True)
+        else:
+            meta = record_load(args, work, seconds)
+            pcap = work / "load.pcap"
+        lines: list[str] = list(meta["lines"])
+        if not meta["ok"]:
+            lines.append("           the recording is incomplete: the replay cannot be judged")
+        span, frames, tcp = meta["span"], meta["frames"], meta["tcp"]
+        # M times the single-process load test's figures (326 handshakes/s and 50 MB/s at the
+        # default --rate 330 --bulk 55), scaled with the recording's --rate and --bulk.
+        min_rate = args.min_rate if args.min_rate is not None else mult * 326 * meta["rate"] / 330
+        min_mbps = args.min_mbps if args.min_mbps is not None else mult * 50 * meta["bulk"] / 55
+
+        # 2. The recording replayed M times as fast onto a new veth pair (no addresses: its
+        # frames are for no one there); tlssniff live captures the other end.
+        rep.open(addresses=False)
+        metrics_port = 23900 + os.getpid() % 100
+        sniff = _start_tlssniff(rep, work, args, metrics_port)
+        print(f"live_load: replaying it at {mult:g}x ({span / mult:.1f} s) over {rep.srv_if} with "
+              f"tcpreplay; tlssniff pid {sniff.pid}", flush=True)
+        if args.metrics:
+            scraper = subprocess.Popen(
+                ["ip", "netns", "exec", rep.srv, sys.executable, __file__, "_scrape",
+                 "--url", f"http://127.0.0.1:{metrics_port}/metrics",
+                 "--interval", str(args.scrape_interval), "--out", str(work / "scrape.json")],
+                stdout=subprocess.DEVNULL, stderr=open(work / "scrape.err", "w"))
+        cpu0 = _tree_cpu(sniff.pid)
+        softnet0 = _softnet_dropped()
+        ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        # --pps (the recording's mean TCP frame rate times M) and not --multiplier: tcpreplay
+        # 4.4's --multiplier adds every sleep's overshoot up (it ran a 2x replay at 1.1x here;
+        # appneta/tcpreplay#724), its --pps aims at a fixed start. The order of the frames is
+        # kept; their spacing becomes even.
+        pps = mult * tcp / span
+        replayed = subprocess.run(
+            ["nice", "-n", str(args.replay_nice), "ip", "netns", "exec", rep.cli, "tcpreplay",
+             "-i", rep.cli_if, "--pps", f"{pps:.1f}", "--timer", args.replay_timer,
+             "--no-flow-stats", str(pcap)],
+            capture_output=True, text=True, timeout=span / mult * 4 + 60)
+        ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        softnet = _softnet_dropped() - softnet0
+        time.sleep(1.0)
+        if scraper is not None:
+            time.sleep(max(1.0, 2 * args.scrape_interval))
+            _stop(scraper, signal.SIGKILL)
+        cpu = _cpu_parts(sniff.pid, cpu0, _tree_cpu(sniff.pid))
+        peak = _peak_rss_mb(sniff.pid)
+        _stop(sniff, signal.SIGTERM, timeout=30)
+
+        out = replayed.stdout + replayed.stderr
+        m = re.search(r"Actual: (\d+) packets \((\d+) bytes\) sent in ([\d.]+) seconds", out)
+        failed = re.search(r"Failed packets:\s+(\d+)", out)
+        if replayed.returncode != 0 or m is None:
+            lines.append(f"replay:    tcpreplay failed (exit {replayed.returncode}): {out[-1000:]}")
+            sent, sent_bytes, replay_s = 0, 0, span / mult
+        else:
+            sent, sent_bytes, replay_s = int(m[1]), int(m[2]), float(m[3])
+        # the frames go out evenly spaced: the TCP ones took their share of the time
+        speedup = span / (replay_s * tcp / frames)
+        replay_cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+        n_failed = int(failed[1]) if failed else -1
+        lines.append(f"replay:    tcpreplay --pps {pps:.0f} --timer {args.replay_timer}: "
+                     f"{sent:,} frames in {replay_s:.1f} s = {sent / replay_s:,.0f} frames/s, "
+                     f"{sent_bytes / 1e6 / replay_s:.1f} MB/s on the wire ({speedup:.2f}x "
+                     f"the recording); {n_failed} failed; CPU {replay_cpu:.1f} s "
+                     f"({100 * replay_cpu / replay_s:.0f}% of a core); the kernel's input "
+                     f"queues dropped {softnet}")
+        replay_ok = replayed.returncode == 0 and sent == frames and n_failed == 0
+        return report(work, work / "verdicts.jsonl", sniff, meta["load_seconds"], cpu, [], peak,
+                      args, replay={"speedup": speedup, "min_rate": min_rate,
+                                    "min_mbps": min_mbps, "lines": lines,
+                                    "ok": meta["ok"] and replay_ok})
+    except KeyboardInterrupt:
+        print("live_load: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        _stop(scraper, signal.SIGKILL)
+        _stop(sniff, signal.SIGKILL)
+        rep.close()
+        for s, h in old.items():
+            signal.signal(s, h)
+        if args.keep:
+            print(f"live_load: files kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -758,8 +1123,9 @@ def main() -> int:
     p.add_argument("--bulk", type=float, default=55, help="bulk MB/s (default 55)")
     p.add_argument("--workers", type=int, default=6, help="handshake client processes")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
-    p.add_argument("--client-nice", type=int, default=10,
-                   help="nice value of the client processes (default 10)")
+    p.add_argument("--client-nice", type=int, default=None,
+                   help="nice value of the client processes (default 10; 0 while recording "
+                        "for --replay)")
     p.add_argument("--ephemeral-ports", action="store_true",
                    help="let the kernel choose client ports (4-tuples get reused quickly)")
     p.add_argument("--reader-bench", action="store_true",
@@ -769,10 +1135,30 @@ def main() -> int:
                    help="run tlssniff with --metrics and scrape it during the load")
     p.add_argument("--scrape-interval", type=float, default=1.0,
                    help="seconds between scrapes with --metrics (default 1)")
+    p.add_argument("--replay", type=float, default=0, metavar="M",
+                   help="record the load with tcpdump, then replay it M times as fast "
+                        "(tcpreplay) while tlssniff captures")
+    p.add_argument("--min-rate", type=float, default=None,
+                   help="with --replay: handshakes/s the replay must reach "
+                        "(default M x 326 x rate/330)")
+    p.add_argument("--min-mbps", type=float, default=None,
+                   help="with --replay: bulk MB/s the replay must reach (default M x 50 x bulk/55)")
+    p.add_argument("--replay-timer", default="nano", choices=("nano", "gtod", "select"),
+                   help="tcpreplay's --timer (default nano: nanosleep; gtod polls the clock)")
+    p.add_argument("--replay-nice", type=int, default=0,
+                   help="with --replay: tcpreplay's nice value (default 0; below 0 it stands "
+                        "for a wire that does not wait for a busy machine)")
+    p.add_argument("--replay-from", metavar="DIR",
+                   help="with --replay: replay the recording a --keep run left in DIR "
+                        "instead of recording one")
+    p.add_argument("--no-offline-check", action="store_true",
+                   help="with --replay: do not analyze the recording offline first")
     p.add_argument("tlssniff_args", nargs="*", help="extra arguments for tlssniff live (after --)")
     args = p.parse_args()
     if args.reader_bench:
         return reader_bench_main(args)
+    if args.replay:
+        return replay_main(args)
     return load_main(args)
 
 

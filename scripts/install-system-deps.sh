@@ -37,6 +37,8 @@ need promtool prometheus
 need systemd-analyze systemd
 need setpriv util-linux
 need capsh libcap2-bin
+# bench/live_load.py --replay (bench only): the recorded load replayed onto a veth
+need tcpreplay tcpreplay
 # headless browser for the report tests (tests/test_report.py renders report.html)
 command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
     MISSING="$MISSING chromium"
