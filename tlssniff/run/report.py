@@ -15,7 +15,7 @@ from tlssniff.analysis.aggregate import Aggregator
 from tlssniff.flow.table import Limits
 from tlssniff.output import display
 from tlssniff.run import offline
-from tlssniff.run.session import FailUnder, Session, conclude, say
+from tlssniff.run.session import FailUnder, Session, conclude
 
 
 @dataclass
@@ -38,6 +38,7 @@ class ReportRun:
         from tlssniff.analysis.diagnostics import Diagnostics
         from tlssniff.output.files import OutputDir
         from tlssniff.output.report import write_bundle
+        from tlssniff.output.report.bundle import InputDigests
         from tlssniff.output.report.spool import LineSpool, VerdictSpool
 
         offline.check_readable(self.captures)
@@ -48,6 +49,7 @@ class ReportRun:
         diag = Diagnostics()
         bar = Progress(err) if not self.quiet and err.is_terminal else None
         inputs = [str(p) for p in self.captures]
+        digests = InputDigests(inputs).start()  # provenance's hashes, beside the analysis
         with odir, contextlib.ExitStack() as stack, (bar or contextlib.nullcontext()):
             if bar is not None:
                 bar.step("analyzing")
@@ -73,7 +75,8 @@ class ReportRun:
                 verdicts.reopen(odir.read_back("handshakes.jsonl"))
             bundle = write_bundle(
                 odir, verdicts, agg, diag, session.counter_dict(), inputs, argv(),
-                anonymize=self.anonymize, redact=self.redact, cross_check=self.verify,
+                digests=digests, anonymize=self.anonymize, redact=self.redact,
+                cross_check=self.verify,
                 fail_under_rate=self.policy.rate, min_handshakes=self.policy.min_handshakes,
                 started=started, progress=bar.step if bar is not None else None,
             )

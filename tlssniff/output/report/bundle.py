@@ -14,7 +14,9 @@ import hashlib
 import json
 import os
 import shlex
+import stat
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -104,6 +106,7 @@ def write_bundle(
     inputs: list[str] | None = None,
     argv: list[str] | None = None,
     *,
+    digests: InputDigests | None = None,
     anonymize: bool = False,
     redact: bool = False,
     cross_check: bool = True,
@@ -127,6 +130,8 @@ def write_bundle(
     (for live capture: the ``--write`` file, or none: the pcapng is then empty and says so).
     ``argv``: the command line to record (default ``sys.argv``). ``progress``: called with
     the name of each step as it starts (the cross-check, the evidence, the documents).
+    ``digests``: the inputs' hashes, already started (:class:`InputDigests`); made here when
+    not given.
     """
     if isinstance(out_dir, OutputDir):  # checked and opened by the caller, who closes it
         odir = out_dir
@@ -136,7 +141,7 @@ def write_bundle(
         if odir is not out_dir:
             stack.enter_context(odir)
         return _write(odir, verdicts, aggregator, diagnostics, counters, inputs, argv,
-                      anonymize=anonymize, redact=redact, cross_check=cross_check,
+                      digests=digests, anonymize=anonymize, redact=redact, cross_check=cross_check,
                       fail_under_rate=fail_under_rate, min_handshakes=min_handshakes,
                       started=started, progress=progress or (lambda step: None))
 
@@ -150,6 +155,7 @@ def _write(
     inputs: list[str] | None,
     argv: list[str] | None,
     *,
+    digests: InputDigests | None,
     anonymize: bool,
     redact: bool,
     cross_check: bool,
@@ -160,6 +166,8 @@ def _write(
 ) -> Bundle:
     out = odir.path
     inputs = [str(p) for p in (inputs or [])]
+    if digests is None or digests.paths != inputs:
+        digests = InputDigests(inputs)
     argv = list(sys.argv if argv is None else argv)
     started = started or time.time()
     store = open_store(verdicts)
@@ -255,7 +263,7 @@ def _write(
     problems = list(named_servers)
     ctx = _Context(
         verdicts=store, agg=aggregator, diag=diagnostics, findings=public, scrub=scrubber,
-        counters=counters, inputs=_inputs(inputs), argv=argv, started=started, anon=anon,
+        counters=counters, inputs=digests.records(), argv=argv, started=started, anon=anon,
         redacted=redactor is not None, evidence=ev, check=check, failing=failing,
         fail_under=fail_under_rate, min_handshakes=min_handshakes, problems=problems,
         span=span, ranked_servers=ranked,
@@ -446,23 +454,58 @@ def _comment(v: ConnectionVerdict, cites: list[str], anon: Anonymizer | None) ->
 # -- what the documents share ------------------------------------------------------------------
 
 
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+class InputDigests:
+    """The sha256 and size of each input capture for provenance.json, computed on a thread of
+    their own from the moment :meth:`start` is called: ``report`` starts it before the
+    analysis, so hashing (hashlib releases the GIL) runs on another core while the analysis
+    reads the same files. The 400,000-connection egress capture's 2 GB cost about 1.8 s of CPU
+    either way, which no longer adds to the wall time."""
+
+    def __init__(self, paths: list[str]) -> None:
+        self.paths = [str(p) for p in paths]
+        self._results: dict[str, dict] = {}
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> InputDigests:
+        self._thread = threading.Thread(target=self._early, name="tlssniff-sha256", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        for p in self.paths:
+            if p not in self._results:
+                self._results[p] = _digest(p)
+
+    def _early(self) -> None:
+        # Only regular files: a pipe read here would take its bytes from the analysis (those
+        # are hashed afterwards, as they always were: what is left of them).
+        for p in self.paths:
+            try:
+                regular = stat.S_ISREG(os.stat(p).st_mode)
+            except OSError:
+                regular = False
+            if not regular:
+                return
+            self._results[p] = _digest(p)
+
+    def records(self) -> list[dict]:
+        """One record per input, in order (computed now if :meth:`start` was not called)."""
+        if self._thread is not None:
+            self._thread.join()
+        self._run()
+        return [self._results[p] for p in self.paths]
 
 
-def _inputs(paths: list[str]) -> list[dict]:
-    out = []
-    for p in paths:
-        try:
-            out.append({"path": p, "name": Path(p).name, "size": os.path.getsize(p),
-                        "sha256": _sha256(p)})
-        except OSError as err:
-            out.append({"path": p, "name": Path(p).name, "error": err.strerror})
-    return out
+def _digest(p: str) -> dict:
+    try:
+        h = hashlib.sha256()
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        return {"path": p, "name": Path(p).name, "size": os.path.getsize(p),
+                "sha256": h.hexdigest()}
+    except OSError as err:
+        return {"path": p, "name": Path(p).name, "error": err.strerror}
 
 
 def iso(ts: float | None) -> str | None:
