@@ -632,12 +632,17 @@ def load_main(args: argparse.Namespace) -> int:
         _stop(sniff, signal.SIGKILL)
         _stop(nginx, signal.SIGQUIT)
         net.close()
-        for s, h in old.items():
-            signal.signal(s, h)
-        if args.keep:
-            print(f"live_load: files kept in {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        _restore(old, work, args.keep)
+
+
+def _restore(handlers: dict, work: Path, keep: bool) -> None:
+    """The signal handlers back as they were; the work directory kept (``--keep``) or removed."""
+    for s, h in handlers.items():
+        signal.signal(s, h)
+    if keep:
+        print(f"live_load: files kept in {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _peak_rss_mb(pid: int) -> float | None:
@@ -1009,12 +1014,7 @@ def replay_main(args: argparse.Namespace) -> int:
         _stop(scraper, signal.SIGKILL)
         _stop(sniff, signal.SIGKILL)
         rep.close()
-        for s, h in old.items():
-            signal.signal(s, h)
-        if args.keep:
-            print(f"live_load: files kept in {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        _restore(old, work, args.keep)
 
 
 # --------------------------------------------------------------------------------------------
