@@ -140,3 +140,35 @@ def test_evidence_stops_reading_once_every_chosen_connection_is_complete(name, f
     assert sum(len(c.frames) for c in fast) > 0
     if first == 1 and len(_verdicts(path)) > 3:
         assert stopped  # the rest of the capture was not read
+
+
+@pytest.mark.parametrize("name", ["demo.pcapng", "diagnostics/concurrent-nginx.pcap"])
+def test_charts_drawn_in_the_background_are_the_charts_drawn_here(name, tmp_path):
+    """The bundle draws its charts in a forked child (html.ChartsInBackground) while it writes
+    the rest: report.html is the one drawing them in this process gives, byte for byte."""
+    from tlssniff.output.report import html
+
+    path = CAPTURES / name
+    verdicts = _verdicts(path)
+    agg, diag = Aggregator(), Diagnostics()
+    for v in verdicts:
+        agg.add(v)
+        diag.add(v)
+    write_bundle(tmp_path / "b", verdicts, agg, diag, {}, [str(path)], ["tlssniff", "report"],
+                 cross_check=False, started=1.0)
+    inputs = html.chart_inputs(verdicts_store(verdicts), agg.sorted_servers(), None, diag)
+    here = html.draw_charts(inputs)
+    background = html.ChartsInBackground(inputs)
+    assert background._future is not None  # drawn by a child indeed
+    assert background.result() == here
+    assert sum(svg is not None for svg, _ in here) >= 2
+    page = (tmp_path / "b" / "report.html").read_text()
+    for svg, _notes in here:
+        if svg is not None:
+            assert svg in page
+
+
+def verdicts_store(verdicts):
+    from tlssniff.output.report.spool import open_store
+
+    return open_store(verdicts)

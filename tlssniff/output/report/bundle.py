@@ -241,6 +241,13 @@ def _write(
                                        separators=(",", ":")) + "\n")
                 chooser.add(r)
     chosen = chooser.chosen(store.verdict)
+    from tlssniff.output.report import charts as charts_mod, html, markdown
+
+    # The charts are drawn by a child process while this one writes the evidence, summary.json
+    # and summary.md (html.ChartsInBackground).
+    drawing = None
+    if charts_mod.available() is None:
+        drawing = html.ChartsInBackground(html.chart_inputs(store, ranked, span, diagnostics))
 
     # -- evidence.pcapng -----------------------------------------------------------------------
     progress("evidence.pcapng")
@@ -274,9 +281,9 @@ def _write(
     doc = scrubber(ctx.summary_json())
     with odir.open("summary.json") as f:  # encoded piece by piece
         write_json_document(f, doc)
-    from tlssniff.output.report import html, markdown
-
     odir.write_text("summary.md", scrubber.text(markdown.render(ctx)))
+    if drawing is not None:
+        ctx.charts = drawing.result()
     odir.write_text("report.html", scrubber.text(html.render(ctx)))
     prov = scrubber(ctx.provenance(odir.files))
     odir.write_text("provenance.json", json.dumps(prov, indent=2) + "\n")
@@ -536,6 +543,7 @@ class _Context:
     scrub: Scrubber
     span: ChartSpan | None = None  # the charts' first pass, when the bundle made it
     ranked_servers: list[ServerStats] | None = None
+    charts: list | None = None  # (svg, notes) of each chart, when drawn before report.html
 
     def ranked(self) -> list[ServerStats]:
         """The aggregation's servers, busiest first: sorted once (it was sorted eleven times,

@@ -120,7 +120,9 @@ def render(ctx: _Context) -> str:
     if why:
         parts.append(f"<p class='muted'>No charts: {e(why)}.</p>")
     else:
-        for svg, notes in _charts(ctx):
+        drawn = ctx.charts if ctx.charts is not None else draw_charts(
+            chart_inputs(ctx.verdicts, ctx.ranked(), ctx.span, ctx.diag))
+        for svg, notes in drawn:
             if svg:
                 parts.append(f"<div class='chart'>{svg}</div>")
             for note in notes:
@@ -198,33 +200,36 @@ def render(ctx: _Context) -> str:
     return "\n".join(parts)
 
 
-def _charts(ctx: _Context):
-    # Two passes over the verdicts (a spool on disk for ``report``), keeping only counts: the
-    # first finds the time span, the classified handshakes per server and the refused offers
-    # (done during the bundle's handshakes.jsonl pass when it ran: ``ctx.span``), the second
-    # bins the rate of each server of the table's rows (at most --max-servers).
-    ranked = ctx.ranked()
-    span = ctx.span
+def chart_inputs(verdicts, ranked: list, span: ChartSpan | None,
+                 diag) -> list[tuple[str, tuple]]:
+    """What each chart is drawn from, as ``(charts function name, arguments)`` or
+    ``("", (None, notes))`` for a chart with only a note: plain data, so the drawing can happen
+    in another process (:class:`ChartsInBackground`). Two passes over the verdicts (a spool on
+    disk for ``report``), keeping only counts: the first finds the time span, the classified
+    handshakes per server and the refused offers (done during the bundle's evidence pass when
+    it ran: ``ctx.span``), the second bins the rate of each server of the table's rows (at most
+    --max-servers)."""
     if span is None:
         span = ChartSpan(ranked)
-        for r in ctx.verdicts.rows():
+        for r in verdicts.rows():
             span.add(r)
     order, classified, refused = span.order, span.classified, span.refused
     t0, tmax = span.t0, span.tmax
+    out: list[tuple[str, tuple]] = []
     if t0 is None or tmax is None:
-        yield None, ["Resumption over time: no classified handshake."]
+        out.append(("", (None, ["Resumption over time: no classified handshake."])))
     else:
         busiest = max(classified.values())
         width = charts.rate_bin_width(tmax - t0, busiest)
         if width is None:
-            yield None, [charts.too_few_note(busiest)]
+            out.append(("", (None, [charts.too_few_note(busiest)])))
         else:
             # A server with fewer classified handshakes than two full bins cannot get a line:
             # it is named as thin without bins (an egress capture's 20,000 table rows).
             two_bins = 2 * charts.MIN_PER_BIN
             binned: dict[str, dict[int, list[int]] | None] = {
                 k: {} if classified[k] >= two_bins else None for k in order if k in classified}
-            for v in ctx.verdicts.rows() if any(b is not None for b in binned.values()) else ():
+            for v in verdicts.rows() if any(b is not None for b in binned.values()) else ():
                 if v.handshake == "unknown":
                     continue
                 bins = binned.get(f"{v.server} {v.sni}" if v.sni else v.server)
@@ -232,9 +237,53 @@ def _charts(ctx: _Context):
                     b = bins.setdefault(int((v.ts - t0) // width), [0, 0])
                     b[0] += 1
                     b[1] += v.resumed
-            yield charts.rate_over_time_binned(binned, width, classified)
+            out.append(("rate_over_time_binned", (binned, width, classified)))
     rows = [(stats_label(s), charts.mix_counts(s, refused.get(stats_label(s), 0)))
             for s in ranked]
-    yield charts.mechanism_mix(rows)
-    yield charts.session_ages(ctx.diag.session_ages(),
-                              {stats_label(s): s.refused for s in ranked if s.refused})
+    out.append(("mechanism_mix", (rows,)))
+    out.append(("session_ages", (diag.session_ages(),
+                                 {stats_label(s): s.refused for s in ranked if s.refused})))
+    return out
+
+
+def draw_charts(inputs: list[tuple[str, tuple]]) -> list[tuple[str | None, list[str]]]:
+    """The charts of :func:`chart_inputs`: ``(svg or None, notes)`` each."""
+    return [getattr(charts, name)(*args) if name else args for name, args in inputs]
+
+
+class ChartsInBackground:
+    """The charts drawn by a forked child process while this one goes on (the evidence walk,
+    summary.json, summary.md): matplotlib's import and drawing, about 2 s of a report on one
+    core, overlap the rest on another. The SVG text is what drawing here gives (the same
+    functions, the same inputs); where no process can be forked the charts are drawn here."""
+
+    def __init__(self, inputs: list[tuple[str, tuple]]) -> None:
+        self.inputs = inputs
+        self._pool = None
+        self._future = None
+        try:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
+            self._future = self._pool.submit(draw_charts, inputs)
+        except (OSError, ValueError, ImportError):
+            self.close()
+
+    def result(self) -> list[tuple[str | None, list[str]]]:
+        try:
+            if self._future is not None:
+                from concurrent.futures.process import BrokenProcessPool
+
+                try:
+                    return self._future.result()
+                except BrokenProcessPool:
+                    pass  # the child died (out of memory, killed): draw here instead
+            return draw_charts(self.inputs)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
