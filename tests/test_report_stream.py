@@ -158,9 +158,10 @@ def test_charts_drawn_in_the_background_are_the_charts_drawn_here(name, tmp_path
                  cross_check=False, started=1.0)
     inputs = html.chart_inputs(verdicts_store(verdicts), agg.sorted_servers(), None, diag)
     here = html.draw_charts(inputs)
-    background = html.ChartsInBackground(inputs)
-    assert background._future is not None  # drawn by a child indeed
-    assert background.result() == here
+    with html.ChartsInBackground() as background:
+        background.draw(inputs)
+        assert background.drawn_by_child()
+        assert background.result() == here
     assert sum(svg is not None for svg, _ in here) >= 2
     page = (tmp_path / "b" / "report.html").read_text()
     for svg, _notes in here:

@@ -39,6 +39,7 @@ class ReportRun:
         from tlssniff.output.files import OutputDir
         from tlssniff.output.report import write_bundle
         from tlssniff.output.report.bundle import InputDigests
+        from tlssniff.output.report.html import ChartsInBackground
         from tlssniff.output.report.spool import LineSpool, VerdictSpool
 
         offline.check_readable(self.captures)
@@ -49,8 +50,10 @@ class ReportRun:
         diag = Diagnostics()
         bar = Progress(err) if not self.quiet and err.is_terminal else None
         inputs = [str(p) for p in self.captures]
+        charts_worker = ChartsInBackground()  # forked now, while this process is small
         digests = InputDigests(inputs).start()  # provenance's hashes, beside the analysis
-        with odir, contextlib.ExitStack() as stack, (bar or contextlib.nullcontext()):
+        with charts_worker, odir, contextlib.ExitStack() as stack, \
+                (bar or contextlib.nullcontext()):
             if bar is not None:
                 bar.step("analyzing")
             # handshakes.jsonl is written as the analysis goes, unless --anonymize or --redact
@@ -75,7 +78,8 @@ class ReportRun:
                 verdicts.reopen(odir.read_back("handshakes.jsonl"))
             bundle = write_bundle(
                 odir, verdicts, agg, diag, session.counter_dict(), inputs, argv(),
-                digests=digests, anonymize=self.anonymize, redact=self.redact,
+                digests=digests, charts_worker=charts_worker, anonymize=self.anonymize,
+                redact=self.redact,
                 cross_check=self.verify,
                 fail_under_rate=self.policy.rate, min_handshakes=self.policy.min_handshakes,
                 started=started, progress=bar.step if bar is not None else None,

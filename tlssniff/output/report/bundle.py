@@ -107,6 +107,7 @@ def write_bundle(
     argv: list[str] | None = None,
     *,
     digests: InputDigests | None = None,
+    charts_worker=None,
     anonymize: bool = False,
     redact: bool = False,
     cross_check: bool = True,
@@ -131,7 +132,8 @@ def write_bundle(
     ``argv``: the command line to record (default ``sys.argv``). ``progress``: called with
     the name of each step as it starts (the cross-check, the evidence, the documents).
     ``digests``: the inputs' hashes, already started (:class:`InputDigests`); made here when
-    not given.
+    not given. ``charts_worker``: a :class:`~tlssniff.output.report.html.ChartsInBackground`
+    started before the analysis; made here when not given.
     """
     if isinstance(out_dir, OutputDir):  # checked and opened by the caller, who closes it
         odir = out_dir
@@ -141,7 +143,8 @@ def write_bundle(
         if odir is not out_dir:
             stack.enter_context(odir)
         return _write(odir, verdicts, aggregator, diagnostics, counters, inputs, argv,
-                      digests=digests, anonymize=anonymize, redact=redact, cross_check=cross_check,
+                      stack, digests=digests, charts_worker=charts_worker,
+                      anonymize=anonymize, redact=redact, cross_check=cross_check,
                       fail_under_rate=fail_under_rate, min_handshakes=min_handshakes,
                       started=started, progress=progress or (lambda step: None))
 
@@ -154,8 +157,10 @@ def _write(
     counters: dict | None,
     inputs: list[str] | None,
     argv: list[str] | None,
+    stack: contextlib.ExitStack,
     *,
     digests: InputDigests | None,
+    charts_worker,
     anonymize: bool,
     redact: bool,
     cross_check: bool,
@@ -247,7 +252,11 @@ def _write(
     # and summary.md (html.ChartsInBackground).
     drawing = None
     if charts_mod.available() is None:
-        drawing = html.ChartsInBackground(html.chart_inputs(store, ranked, span, diagnostics))
+        if charts_worker is None:
+            charts_worker = html.ChartsInBackground()
+            stack.callback(charts_worker.close)
+        drawing = charts_worker
+        drawing.draw(html.chart_inputs(store, ranked, span, diagnostics))
 
     # -- evidence.pcapng -----------------------------------------------------------------------
     progress("evidence.pcapng")

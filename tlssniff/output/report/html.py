@@ -252,38 +252,63 @@ def draw_charts(inputs: list[tuple[str, tuple]]) -> list[tuple[str | None, list[
 
 
 class ChartsInBackground:
-    """The charts drawn by a forked child process while this one goes on (the evidence walk,
+    """The charts drawn by a child process while this one goes on (the evidence walk,
     summary.json, summary.md): matplotlib's import and drawing, about 2 s of a report on one
     core, overlap the rest on another. The SVG text is what drawing here gives (the same
-    functions, the same inputs); where no process can be forked the charts are drawn here."""
+    functions, the same inputs); where no process can be forked the charts are drawn here.
 
-    def __init__(self, inputs: list[tuple[str, tuple]]) -> None:
-        self.inputs = inputs
+    ``report`` makes one before its analysis (:func:`tlssniff.run.report`): the child is
+    forked while this process is small, and imports matplotlib at once, beside the analysis;
+    forked at the end, it would count a copy of the whole process in its RSS."""
+
+    def __init__(self) -> None:
         self._pool = None
         self._future = None
+        self._inputs: list[tuple[str, tuple]] = []
         try:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
             self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
-            self._future = self._pool.submit(draw_charts, inputs)
+            if charts.available() is None:
+                self._pool.submit(_warm)  # forks the child now; matplotlib imported there
         except (OSError, ValueError, ImportError):
             self.close()
 
-    def result(self) -> list[tuple[str | None, list[str]]]:
-        try:
-            if self._future is not None:
-                from concurrent.futures.process import BrokenProcessPool
+    def draw(self, inputs: list[tuple[str, tuple]]) -> None:
+        """Start drawing the charts of ``inputs`` (:func:`chart_inputs`)."""
+        self._inputs = inputs
+        if self._pool is not None:
+            try:
+                self._future = self._pool.submit(draw_charts, inputs)
+            except RuntimeError:  # the pool broke (its child died) or was shut down
+                self._future = None
 
-                try:
-                    return self._future.result()
-                except BrokenProcessPool:
-                    pass  # the child died (out of memory, killed): draw here instead
-            return draw_charts(self.inputs)
-        finally:
-            self.close()
+    def drawn_by_child(self) -> bool:
+        return self._future is not None
+
+    def result(self) -> list[tuple[str | None, list[str]]]:
+        """The charts, ``(svg or None, notes)`` each: the child's, or drawn here."""
+        if self._future is not None:
+            from concurrent.futures.process import BrokenProcessPool
+
+            try:
+                return self._future.result()
+            except BrokenProcessPool:
+                pass  # the child died (out of memory, killed): drawn here instead
+        return draw_charts(self._inputs)
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+
+    def __enter__(self) -> ChartsInBackground:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _warm() -> None:
+    charts._plt()
