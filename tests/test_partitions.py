@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import struct
 
 import pytest
@@ -201,6 +202,42 @@ def test_the_fan_out_on_damaged_big_endian_and_ecs_captures(tmp_path):
     bad_counters = _one_process_lines(str(bad), "jsonl")[2]
     assert any("corrupt" in e for e in bad_counters.errors), bad_counters.errors
     assert bad_counters.frames == 40
+
+
+def test_the_fan_out_writes_into_a_regular_output_file_and_cuts_back_on_eviction(tmp_path):
+    """Into a regular file (``-o FILE``, ``> FILE``) the merged lines go straight to the output,
+    after what it held already; when a partition evicts, they are cut off again and one
+    process writes the lines: the file then holds what --jobs 1 leaves in it. Into a pipe or a
+    StringIO the lines still go to a file of their own first (the other tests)."""
+    from tlssniff.output.formats import VerdictWriter
+
+    path = str(CAPTURES / "nginx.pcap")
+    evicted = []
+    for limits in (Limits(), Limits(max_flows=2)):
+        want, want_agg, want_counters = _one_process_lines(path, "jsonl", limits)
+        probe = parallel.Split(line_writer("jsonl"), Aggregator(), io.StringIO())
+        merged = parallel._fan_out(path, limits, 2, probe, str(tmp_path),
+                                   fanout.pcap_layout(path))[2]
+        evicted.append(not merged)
+        dest = tmp_path / "out.jsonl"
+        agg = Aggregator()
+        with open(dest, "w", encoding="utf-8", newline="") as out:
+            out.write("kept\n")
+            assert parallel._direct_output(out) == (out.buffer, 5)
+            w = VerdictWriter("jsonl", out)
+            counters = parallel.analyze_partitioned(
+                path, lambda v, agg=agg, w=w: (agg.add(v), w.write(v)), limits, 2,
+                split=parallel.Split(line_writer("jsonl"), agg, out))
+        assert dest.read_text(encoding="utf-8") == "kept\n" + want
+        assert counters.to_dict() == want_counters.to_dict()
+        _assert_same_aggregate(agg, want_agg)
+        assert want.count("\n") > 3
+    assert evicted == [False, True]
+    r, w = os.pipe()
+    with os.fdopen(w, "w", encoding="utf-8") as pipe:
+        assert parallel._direct_output(pipe) is None
+    os.close(r)
+    assert parallel._direct_output(io.StringIO()) is None
 
 
 def test_partition_lines_and_aggregates_equal_one_process(tmp_path):

@@ -43,8 +43,9 @@ from tlssniff.engine.merge import IssuedIds, OrderedAggregate
 from tlssniff.engine.pipeline import GC_THRESHOLD, PHASE_TCP_SWEEP, Analyzer, partition_at
 
 _INF: Final = float("inf")
-# A frame's place in the reader's message: frames since the worker's previous one << _OFF_BITS
-# | its record's offset in the chunk (a chunk is at most CHUNK_SIZE plus a record: 1.25 MB).
+# A frame's place in the reader's message: its number counted from the chunk's first frame
+# (1 for that one) << _OFF_BITS | its record's offset in the chunk (a chunk is at most
+# CHUNK_SIZE plus a record: 1.25 MB, so at most 82,000 records of 16 bytes).
 _OFF_BITS: Final = 21
 _OFF_MASK: Final = (1 << _OFF_BITS) - 1
 _END: Final = 1 << 63  # a watermark past every record, those of finish() included
@@ -91,7 +92,7 @@ class Reader:
         self.send = send
         self.frames: list[list[int]] = [[] for _ in range(parts)]
         self.sweeps: list[list[tuple[int, int, float]]] = [[] for _ in range(parts)]
-        self.prev: list[int] = [0] * parts  # the number of the last frame sent to each worker
+        self.chunk_n = 0  # the frames before the chunk being scanned
         self.n = 0
         self.position = 0
         self.first_ts = 0.0
@@ -103,11 +104,12 @@ class Reader:
 
     def run(self, path: str) -> None:
         chunk_size: int = files.CHUNK_SIZE
-        with open(path, "rb", buffering=0) as raw:
-            buf = raw.read(chunk_size)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            buf = os.pread(fd, chunk_size, 0)
             self.position = len(buf)
             while len(buf) < 32:
-                more = raw.read(chunk_size)
+                more = os.pread(fd, chunk_size, self.position)
                 if not more:
                     break
                 self.position += len(more)
@@ -120,15 +122,21 @@ class Reader:
                 if caplen > self.maxcap:
                     self.cap._warn_corrupt(base + off, self.n, f"caplen {caplen}")
                     return
-                chunk = raw.read(chunk_size)
-                if not chunk:
-                    if off < len(buf):
+                # The next chunk with the incomplete record before it, in one read (what
+                # ``buf[off:] + read(chunk_size)`` gives, without copying the chunk twice).
+                rest = len(buf) - off
+                nxt = os.pread(fd, rest + chunk_size, base + off)
+                got = len(nxt) - rest
+                if got <= 0:
+                    if rest > 0:
                         self.cap._warn_truncated(base + off, self.n)
                     return
-                self.position += len(chunk)
+                self.position += got
                 base += off
-                buf = buf[off:] + chunk if off < len(buf) else chunk
+                buf = nxt
                 off = 0
+        finally:
+            os.close(fd)
 
     def scan(self, buf: bytes, off: int) -> tuple[int, int]:
         """Every complete record of ``buf`` from ``off``: returns where the first incomplete
@@ -140,7 +148,7 @@ class Reader:
         maxcap = self.maxcap
         parts = self.parts
         frames = self.frames
-        prev = self.prev
+        first = self.chunk_n
         ethernet = self.linktype == 1
         n = self.n
         last_ts = self.last_ts
@@ -178,13 +186,11 @@ class Reader:
                         and caplen >= 68):
                     w = partition_at(buf, s + 22, 36, parts)
                 if w >= 0:
-                    frames[w].append((n - prev[w]) << _OFF_BITS | off)
-                    prev[w] = n
+                    frames[w].append((n - first) << _OFF_BITS | off)
                     off = end
                     continue
             for w in range(parts):
-                frames[w].append((n - prev[w]) << _OFF_BITS | off)
-                prev[w] = n
+                frames[w].append((n - first) << _OFF_BITS | off)
             off = end
         self.n = n
         self.last_ts = last_ts
@@ -195,10 +201,11 @@ class Reader:
         read so far is the worker's watermark)."""
         assert blen <= _OFF_MASK
         for w in range(self.parts):
-            self.send(w, pickle.dumps((base, blen, self.frames[w], self.sweeps[w], self.n),
-                                      protocol=pickle.HIGHEST_PROTOCOL))
+            self.send(w, pickle.dumps((base, blen, self.frames[w], self.sweeps[w], self.chunk_n,
+                                       self.n), protocol=pickle.HIGHEST_PROTOCOL))
             self.frames[w] = []
             self.sweeps[w] = []
+        self.chunk_n = self.n
 
 
 # -- a worker --------------------------------------------------------------------------------
@@ -212,12 +219,13 @@ def start_worker(a: Analyzer, path: str) -> None:
 
 
 def feed(a: Analyzer, buf: bytes, frames: list[int], sweeps: list[tuple[int, int, float]],
-         le: bool, div: float, linktype: int, no: int) -> int:
-    """One chunk of a worker's frames: ``frames`` holds each frame's place (how many frames
-    after the worker's previous one it comes, ``no`` before the chunk, shifted left by
+         le: bool, div: float, linktype: int, first: int) -> int:
+    """One chunk of a worker's frames: ``frames`` holds each frame's place (its number counted
+    from the chunk's first frame, after the ``first`` frames before the chunk, shifted left by
     _OFF_BITS, or'ed with its pcap record's offset in ``buf``: small ints, cheap to pickle),
     ``sweeps`` (index in ``frames``, frame number, time) of the sweeps to run before the frame
     at that index (or at the end). Returns the number of the worker's last frame."""
+    no = first
     n = len(frames)
     ns = len(sweeps)
     si = 0
@@ -230,7 +238,7 @@ def feed(a: Analyzer, buf: bytes, frames: list[int], sweeps: list[tuple[int, int
             si += 1
             at = sweeps[si][0] if si < ns else n + 1
         place = frames[i]
-        no += place >> _OFF_BITS
+        no = first + (place >> _OFF_BITS)
         off = place & _OFF_MASK
         if le:
             sec = buf[off] | buf[off + 1] << 8 | buf[off + 2] << 16 | buf[off + 3] << 24
@@ -311,7 +319,6 @@ def run_worker(a: Analyzer, keeper: LineKeeper, path: str, layout: tuple[bool, i
     fd = os.open(path, os.O_RDONLY)
     thresholds = gc.get_threshold()
     gc.set_threshold(max(thresholds[0], GC_THRESHOLD), *thresholds[1:])
-    no = 0  # the number of the last frame of this worker
     try:
         start_worker(a, path)
         a.hash_frames = False  # the reader sends only this partition's fast-path frames
@@ -319,9 +326,9 @@ def run_worker(a: Analyzer, keeper: LineKeeper, path: str, layout: tuple[bool, i
             msg = recv()
             if not msg:
                 break
-            base, blen, frames, sweeps, last = pickle.loads(msg)
+            base, blen, frames, sweeps, first, last = pickle.loads(msg)
             if frames or sweeps:
-                no = feed(a, os.pread(fd, blen, base), frames, sweeps, le, div, linktype, no)
+                feed(a, os.pread(fd, blen, base), frames, sweeps, le, div, linktype, first)
             records = keeper.records
             keeper.records = []
             send(pickle.dumps((records, (last, PHASE_TCP_SWEEP, 0)),

@@ -24,14 +24,22 @@ Two ways home, both giving the bytes ``--jobs 1`` gives:
 from __future__ import annotations
 
 import contextlib
+import gc
+import io
 import multiprocessing
 import os
 import pickle
+import shutil
+import stat
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
-import shutil
 from dataclasses import dataclass, fields
 from typing import IO, Any, Callable, Iterator
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no fan-out either
+    fcntl = None  # type: ignore[assignment]
 
 from tlssniff.analysis.aggregate import Aggregator, ServerStats
 from tlssniff.capture.files import open_capture
@@ -419,18 +427,38 @@ def _fan_worker(path: str, limits: Limits, part: int, parts: int, fmt: LineWrite
     outconn.send_bytes(pickle.dumps(("end", result), protocol=pickle.HIGHEST_PROTOCOL))
 
 
+_PIPE_SIZE = 1 << 20
+
+
+def _widen(conn: Any) -> None:
+    """A pipe's buffer raised to 1 MB where Linux allows it (F_SETPIPE_SZ; pipe-max-size is 1 MB
+    by default): a worker's records of a chunk then go in one write and one read, instead of
+    sixteen 64 KB turns of writer and reader."""
+    setpipe = getattr(fcntl, "F_SETPIPE_SZ", None) if fcntl is not None else None
+    if setpipe is None:
+        return
+    try:
+        fcntl.fcntl(conn.fileno(), setpipe, _PIPE_SIZE)
+    except OSError:
+        pass
+
+
 def _fan_out(path: str, limits: Limits, jobs: int, split: Split, tmp: str,
-             layout: tuple[bool, int]) -> tuple[Counters, list[OrderedAggregate], str]:
+             layout: tuple[bool, int], direct: IO[bytes] | None = None,
+             ) -> tuple[Counters, list[OrderedAggregate], str]:
     """The streamed outputs of one uncompressed pcap by one reader and ``jobs`` workers
     (engine/fanout.py), merged meanwhile into a file of UTF-8 lines in ``tmp`` (copied to the
-    output only once every partition is known to be exact). Returns the counters, the
-    aggregates to merge and that file ("" when a partition evicted)."""
+    output only once every partition is known to be exact), or straight into ``direct`` (the
+    output's bytes, see :func:`_direct_output`). Returns the counters, the aggregates to merge
+    and that file ("direct" for ``direct``; "" when a partition evicted)."""
     with open_capture(path) as cap:  # the errors one process gives, before any fork
         linktype = cap.linktype or 0
     ctx = multiprocessing.get_context("fork")
     ins = [ctx.Pipe(duplex=False) for _ in range(jobs)]  # (worker's end, reader's end)
     outs = [ctx.Pipe(duplex=False) for _ in range(jobs)]  # (parent's end, worker's end)
     res_r, res_w = ctx.Pipe(duplex=False)
+    for _, w in outs:
+        _widen(w)
     everything = [c for pair in ins + outs for c in pair] + [res_r, res_w]
     procs = [ctx.Process(target=_fan_reader, daemon=True, args=(
         path, limits, jobs, layout, [w for _, w in ins], res_w,
@@ -440,16 +468,27 @@ def _fan_out(path: str, limits: Limits, jobs: int, split: Split, tmp: str,
         procs.append(ctx.Process(target=_fan_worker, daemon=True, args=(
             path, limits, i, jobs, split.fmt, layout, linktype, ins[i][0], outs[i][1],
             [c for c in everything if all(c is not m for m in mine)])))
-    for proc in procs:
-        proc.start()
+    # The start-up's objects stay out of every process's collections (each would otherwise
+    # walk them, and copy the pages it touches, in every generation-2 collection).
+    gc.freeze()
+    try:
+        for proc in procs:
+            proc.start()
+    finally:
+        gc.unfreeze()
     for c in everything:
         if c is not res_r and all(c is not r for r, _ in outs):
             c.close()
     merged = os.path.join(tmp, "merged")
     settled = OrderedAggregate()
     with _reaped(procs):
-        with open(merged, "wb") as out:
-            ends = fanout.merge_lines([r for r, _ in outs], out.write, IssuedIds(), settled)
+        if direct is not None:
+            ends = fanout.merge_lines([r for r, _ in outs], direct.write, IssuedIds(), settled)
+            merged = "direct"
+        else:
+            with open(merged, "wb") as out:
+                ends = fanout.merge_lines([r for r, _ in outs], out.write, IssuedIds(),
+                                          settled)
         whole = pickle.loads(res_r.recv_bytes())
         if whole[0] == "error":
             raise RuntimeError(f"the capture's reader failed: {whole[1]}")
@@ -462,6 +501,33 @@ def _fan_out(path: str, limits: Limits, jobs: int, split: Split, tmp: str,
         evicted = evicted or part_evicted
     merge_counters(total, whole[1])
     return total, [*aggs, settled], "" if evicted else merged
+
+
+def _direct_output(out: IO[str]) -> tuple[IO[bytes], int] | None:
+    """The binary buffer under ``out`` and its position, when merged lines can be written
+    straight to it: a UTF-8 text file over a regular file on POSIX (where a text write adds
+    nothing else), which :func:`_take_back` can cut back to that position if the run has to
+    be repeated in one process. Otherwise None (a pipe, a terminal: the lines go to a file
+    of their own first, then are copied)."""
+    buffer = getattr(out, "buffer", None)
+    encoding = (getattr(out, "encoding", None) or "").lower().replace("-", "").replace("_", "")
+    if buffer is None or encoding != "utf8" or os.name != "posix":
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(out.fileno()).st_mode) or not buffer.seekable():
+            return None
+        out.flush()
+        return buffer, buffer.tell()
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return None
+
+
+def _take_back(buffer: IO[bytes], position: int) -> None:
+    """Cut the output back to ``position`` (what :func:`_direct_output` found), dropping the
+    lines written since."""
+    buffer.flush()
+    buffer.seek(position)
+    buffer.truncate()
 
 
 def _copy_lines(merged: str, out: IO[str]) -> None:
@@ -510,9 +576,22 @@ def analyze_partitioned(
         layout = fanout.pcap_layout(path) if os.name == "posix" else None
         with tempfile.TemporaryDirectory(prefix="tlssniff-") as tmp:
             if layout is not None:
-                total, aggs, merged = _fan_out(path, limits, jobs, split, tmp, layout)
+                direct = _direct_output(split.out)
+                try:
+                    total, aggs, merged = _fan_out(path, limits, jobs, split, tmp, layout,
+                                                   direct[0] if direct is not None else None)
+                except BaseException:
+                    if direct is not None:
+                        _take_back(*direct)
+                    raise
+                if direct is not None:
+                    if merged:
+                        direct[0].flush()
+                    else:
+                        _take_back(*direct)
                 if merged:
-                    _copy_lines(merged, split.out)
+                    if direct is None:
+                        _copy_lines(merged, split.out)
                     merge_ordered(split.aggregator, aggs)
                     if progress is not None:
                         size = os.path.getsize(path)
