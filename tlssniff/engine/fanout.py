@@ -1,13 +1,16 @@
 """One reader, N analysis workers: ``--jobs N`` on one uncompressed pcap (engine/parallel.py).
 
-The reader (a process of its own) walks the capture's record headers once, finds each frame's
-flow-hash partition (:func:`~tlssniff.engine.pipeline.partition_at`, the test the workers' fast
-path makes) and hands every worker, per chunk of the file, only the places of its own frames:
-``(frame number, record offset)`` pairs into that chunk, which the worker reads itself from the
-page cache (``os.pread``). A worker therefore neither walks nor looks at another partition's
-frames. Frames the reader cannot place cheaply (not Ethernet + IPv4/IPv6 + TCP: UDP, VLAN,
-other link types, ARP...) go to every worker, whose Analyzer decides as it does when it walks
-the whole file (its partition, or worker 0 for frames that are neither TCP nor UDP).
+The reader walks the capture's record headers once, finds each frame's flow-hash partition
+(:func:`~tlssniff.engine.pipeline.partition_at`, the test the workers' fast path makes) and
+hands every other worker, per chunk of the file, only the places of its own frames: ``(frame
+number, record offset)`` pairs into that chunk, which the worker reads itself from the page
+cache (``os.pread``). A worker therefore neither walks nor looks at another partition's frames.
+The reader is partition 0's worker as well (:func:`run_reader_worker`): it analyses its own
+frames as it meets them, in the buffer it walks (no process of its own for the walk, no
+message and no second read for partition 0). Frames the reader cannot place cheaply (not
+Ethernet + IPv4/IPv6 + TCP: UDP, VLAN, other link types, ARP...) go to every worker, whose
+Analyzer decides as it does when it walks the whole file (its partition, or worker 0 for frames
+that are neither TCP nor UDP).
 
 What one process decides from frames a worker no longer sees comes from the reader:
 
@@ -23,8 +26,9 @@ record of that worker comes before ``(last frame number of the chunk, PHASE_TCP_
 The parent (:func:`merge_lines`) merges the workers' records in the one-process order as they
 come, writing a record once every other worker has either a later record or a later watermark;
 it reads from whichever worker has something, so no worker waits on the parent (no deadlock
-through the reader, whatever the partitions' sizes) and the parent holds at most a chunk or two
-of records. Compiled with the hot path (setup.py).
+through the reader, whatever the partitions' sizes: the reader waits only on the other
+workers' input, which they drain whatever the parent does) and the parent holds at most a
+chunk or two of records. Compiled with the hot path (setup.py).
 """
 
 from __future__ import annotations
@@ -80,11 +84,20 @@ class Reader:
     ``_scan_pcap``: the same chunks, the same checks and warnings, on ``cap``, the file opened
     and checked by open_capture) and sends each worker, per chunk, the places of its frames and
     the sweeps between them. What analyze_file counts of the whole file is left in ``n``
-    (frames), ``position`` (bytes read), ``first_ts`` and ``last_ts``."""
+    (frames), ``position`` (bytes read), ``first_ts`` and ``last_ts``.
+
+    With ``local`` (partition 0's Analyzer, readied by :func:`start_worker`) the reader is that
+    partition's worker too: its frames go straight to ``local.frame`` and its sweeps run where
+    they fall, nothing is sent for it, and ``flushed`` is called after each chunk (to send its
+    records with the watermark ``n``)."""
 
     def __init__(self, cap: CaptureFile, layout: tuple[bool, int], parts: int,
-                 interval: float, send: Callable[[int, bytes], None]) -> None:
+                 interval: float, send: Callable[[int, bytes], None],
+                 local: Analyzer | None = None,
+                 flushed: Callable[[int], None] | None = None) -> None:
         self.cap = cap
+        self.local = local
+        self.flushed = flushed
         self.le = layout[0]
         self.div = float(layout[1])
         self.parts = parts
@@ -152,6 +165,9 @@ class Reader:
         ethernet = self.linktype == 1
         n = self.n
         last_ts = self.last_ts
+        local = self.local
+        own = 0 if local is not None else -1  # the partition the reader analyses itself
+        linktype = self.linktype
         caplen = 0
         while off <= limit:
             if le:
@@ -173,7 +189,11 @@ class Reader:
             elif last_ts >= self.next_sweep:
                 # Analyzer.frame's schedule: a sweep after frame n, at its time.
                 for w in range(parts):
-                    self.sweeps[w].append((len(frames[w]), n, last_ts))
+                    if w == own and local is not None:
+                        local._sweep(last_ts, n)
+                        local._next_sweep = _INF
+                    else:
+                        self.sweeps[w].append((len(frames[w]), n, last_ts))
                 self.next_sweep = last_ts + self.interval
             n += 1
             last_ts = ts
@@ -186,11 +206,23 @@ class Reader:
                         and caplen >= 68):
                     w = partition_at(buf, s + 22, 36, parts)
                 if w >= 0:
-                    frames[w].append((n - first) << _OFF_BITS | off)
+                    if w != own:
+                        frames[w].append((n - first) << _OFF_BITS | off)
+                    elif local is not None:
+                        local._frame_no = n - 1
+                        local.frame(ts, linktype, buf, s, end)
+                        if n == 1:
+                            local._next_sweep = _INF  # frame one armed the schedule: ours
                     off = end
                     continue
             for w in range(parts):
-                frames[w].append((n - first) << _OFF_BITS | off)
+                if w != own:
+                    frames[w].append((n - first) << _OFF_BITS | off)
+                elif local is not None:
+                    local._frame_no = n - 1
+                    local.frame(ts, linktype, buf, s, end)
+                    if n == 1:
+                        local._next_sweep = _INF
             off = end
         self.n = n
         self.last_ts = last_ts
@@ -200,12 +232,14 @@ class Reader:
         """Send every worker its share of the chunk (also when it is empty: the frame number
         read so far is the worker's watermark)."""
         assert blen <= _OFF_MASK
-        for w in range(self.parts):
+        for w in range(0 if self.local is None else 1, self.parts):
             self.send(w, pickle.dumps((base, blen, self.frames[w], self.sweeps[w], self.chunk_n,
                                        self.n), protocol=pickle.HIGHEST_PROTOCOL))
             self.frames[w] = []
             self.sweeps[w] = []
         self.chunk_n = self.n
+        if self.flushed is not None:
+            self.flushed(self.n)
 
 
 # -- a worker --------------------------------------------------------------------------------
@@ -336,6 +370,37 @@ def run_worker(a: Analyzer, keeper: LineKeeper, path: str, layout: tuple[bool, i
     finally:
         gc.set_threshold(*thresholds)
         os.close(fd)
+    send_last(a, keeper, send)
+
+
+def run_reader_worker(a: Analyzer, keeper: LineKeeper, cap: CaptureFile, path: str,
+                      layout: tuple[bool, int], parts: int, send_part: Callable[[int, bytes], None],
+                      send: Callable[[bytes], None]) -> Reader:
+    """Partition 0's worker, which is also the reader (no process of its own for the walk):
+    walks ``cap`` sending the other workers their places (``send_part``), analyses its own
+    frames as it meets them, and sends its records to the parent after each chunk with the
+    watermark the other workers give. Returns the reader (the whole file's counts); the caller
+    ends the other workers' input, then runs ``a.finish()`` and :func:`send_last`."""
+    thresholds = gc.get_threshold()
+    gc.set_threshold(max(thresholds[0], GC_THRESHOLD), *thresholds[1:])
+
+    def flushed(n: int) -> None:
+        records = keeper.records
+        keeper.records = []
+        send(pickle.dumps((records, (n, PHASE_TCP_SWEEP, 0)), protocol=pickle.HIGHEST_PROTOCOL))
+
+    try:
+        start_worker(a, path)
+        a.hash_frames = False  # the reader hands it only this partition's fast-path frames
+        reader = Reader(cap, layout, parts, a.table.sweep_interval(), send_part, a, flushed)
+        reader.run(path)
+    finally:
+        gc.set_threshold(*thresholds)
+    return reader
+
+
+def send_last(a: Analyzer, keeper: LineKeeper, send: Callable[[bytes], None]) -> None:
+    """``a.finish()`` and the records it gave, past every other record."""
     a.finish()
     records = keeper.records
     keeper.records = []

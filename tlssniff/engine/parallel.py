@@ -370,39 +370,46 @@ def _stream_partitioned(
     return [*got, (None, settled, False, None)], merged if not any(g[2] for g in got) else ""
 
 
-def _ignore(v: ConnectionVerdict) -> None:
-    pass
-
-
-def _fan_reader(path: str, limits: Limits, jobs: int, layout: tuple[bool, int], inputs: list,
-                result, close: list) -> None:
-    """The reader process of the fan-out (engine/fanout.py): walks the capture once, sends each
-    worker its frames' places chunk by chunk, then the counters of the whole file."""
+def _fan_reader_worker(path: str, limits: Limits, parts: int, fmt: LineWriters,
+                       layout: tuple[bool, int], inputs: list, outconn, close: list) -> None:
+    """Partition 0's worker process of the fan-out, which is also the reader (engine/fanout.py
+    run_reader_worker): walks the capture once, sending the other workers their frames'
+    places chunk by chunk (``inputs``, for partitions 1..), analyses its own frames meanwhile
+    and sends its records to the parent (``outconn``); then its counters, its aggregate,
+    whether a limit evicted and the counters of the whole file."""
     for c in close:
         c.close()
     try:
         sends = [c.send_bytes for c in inputs]
 
         def send(w: int, data: bytes) -> None:
-            sends[w](data)
+            sends[w - 1](data)
 
+        keeper = fanout.LineKeeper(fmt, None, path)
+        analyzer = Analyzer(keeper.keep, partition_limits(limits, parts), 0, parts)
+        keeper.analyzer = analyzer
         with open_capture(path) as cap:
-            interval = Analyzer(_ignore, partition_limits(limits, jobs)).table.sweep_interval()
-            reader = fanout.Reader(cap, layout, jobs, interval, send)
-            reader.run(path)
+            reader = fanout.run_reader_worker(analyzer, keeper, cap, path, layout, parts, send,
+                                              outconn.send_bytes)
         for c in inputs:
             c.send_bytes(b"")
+        fanout.send_last(analyzer, keeper, outconn.send_bytes)
         # What analyze_file counts of the whole file.
-        counters = Counters(frames=reader.n, bytes=reader.position)
+        counters = analyzer.counters
+        whole = Counters(frames=reader.n, bytes=reader.position)
         if reader.n:
-            counters.first_ts = reader.first_ts
-            counters.last_ts = reader.last_ts
+            whole.first_ts = reader.first_ts
+            whole.last_ts = reader.last_ts
         for message in cap.warnings:
-            (counters.errors if "corrupt" in message else counters.warnings).append(message)
+            (whole.errors if "corrupt" in message else whole.warnings).append(message)
+        evicted = analyzer.table.evictions > 0 or (
+            analyzer.udp is not None and analyzer.udp.evictions > 0
+        )
+        result = (counters, keeper.agg, evicted, whole)
     except BaseException as err:  # noqa: BLE001 - reported to the parent, which re-raises
-        result.send_bytes(pickle.dumps(("error", repr(err))))
+        outconn.send_bytes(pickle.dumps(("error", repr(err))))
         raise
-    result.send_bytes(pickle.dumps(("end", counters), protocol=pickle.HIGHEST_PROTOCOL))
+    outconn.send_bytes(pickle.dumps(("end", result), protocol=pickle.HIGHEST_PROTOCOL))
 
 
 def _fan_worker(path: str, limits: Limits, part: int, parts: int, fmt: LineWriters,
@@ -446,27 +453,29 @@ def _widen(conn: Any) -> None:
 def _fan_out(path: str, limits: Limits, jobs: int, split: Split, tmp: str,
              layout: tuple[bool, int], direct: IO[bytes] | None = None,
              ) -> tuple[Counters, list[OrderedAggregate], str]:
-    """The streamed outputs of one uncompressed pcap by one reader and ``jobs`` workers
-    (engine/fanout.py), merged meanwhile into a file of UTF-8 lines in ``tmp`` (copied to the
-    output only once every partition is known to be exact), or straight into ``direct`` (the
-    output's bytes, see :func:`_direct_output`). Returns the counters, the aggregates to merge
-    and that file ("direct" for ``direct``; "" when a partition evicted)."""
+    """The streamed outputs of one uncompressed pcap by ``jobs`` workers, the first of which
+    is also the reader (engine/fanout.py), merged meanwhile into a file of UTF-8 lines in
+    ``tmp`` (copied to the output only once every partition is known to be exact), or
+    straight into ``direct`` (the output's bytes, see :func:`_direct_output`). Returns the
+    counters, the aggregates to merge and that file ("direct" for ``direct``; "" when a
+    partition evicted)."""
     with open_capture(path) as cap:  # the errors one process gives, before any fork
         linktype = cap.linktype or 0
     ctx = multiprocessing.get_context("fork")
-    ins = [ctx.Pipe(duplex=False) for _ in range(jobs)]  # (worker's end, reader's end)
-    outs = [ctx.Pipe(duplex=False) for _ in range(jobs)]  # (parent's end, worker's end)
-    res_r, res_w = ctx.Pipe(duplex=False)
+    # ins[i - 1]: (worker i's end, the reader's end); outs[i]: (the parent's end, worker i's)
+    ins = [ctx.Pipe(duplex=False) for _ in range(1, jobs)]
+    outs = [ctx.Pipe(duplex=False) for _ in range(jobs)]
     for _, w in outs:
         _widen(w)
-    everything = [c for pair in ins + outs for c in pair] + [res_r, res_w]
-    procs = [ctx.Process(target=_fan_reader, daemon=True, args=(
-        path, limits, jobs, layout, [w for _, w in ins], res_w,
-        [c for c in everything if c is not res_w and all(c is not w for _, w in ins)]))]
-    for i in range(jobs):
-        mine = (ins[i][0], outs[i][1])
+    everything = [c for pair in ins + outs for c in pair]
+    mine0 = [w for _, w in ins] + [outs[0][1]]
+    procs = [ctx.Process(target=_fan_reader_worker, daemon=True, args=(
+        path, limits, jobs, split.fmt, layout, [w for _, w in ins], outs[0][1],
+        [c for c in everything if all(c is not m for m in mine0)]))]
+    for i in range(1, jobs):
+        mine = (ins[i - 1][0], outs[i][1])
         procs.append(ctx.Process(target=_fan_worker, daemon=True, args=(
-            path, limits, i, jobs, split.fmt, layout, linktype, ins[i][0], outs[i][1],
+            path, limits, i, jobs, split.fmt, layout, linktype, ins[i - 1][0], outs[i][1],
             [c for c in everything if all(c is not m for m in mine)])))
     # The start-up's objects stay out of every process's collections (each would otherwise
     # walk them, and copy the pages it touches, in every generation-2 collection).
@@ -477,7 +486,7 @@ def _fan_out(path: str, limits: Limits, jobs: int, split: Split, tmp: str,
     finally:
         gc.unfreeze()
     for c in everything:
-        if c is not res_r and all(c is not r for r, _ in outs):
+        if all(c is not r for r, _ in outs):
             c.close()
     merged = os.path.join(tmp, "merged")
     settled = OrderedAggregate()
@@ -489,17 +498,14 @@ def _fan_out(path: str, limits: Limits, jobs: int, split: Split, tmp: str,
             with open(merged, "wb") as out:
                 ends = fanout.merge_lines([r for r, _ in outs], out.write, IssuedIds(),
                                           settled)
-        whole = pickle.loads(res_r.recv_bytes())
-        if whole[0] == "error":
-            raise RuntimeError(f"the capture's reader failed: {whole[1]}")
     total = Counters()
     aggs = []
     evicted = False
-    for _, (counters, agg, part_evicted) in ends:
+    for _, (counters, agg, part_evicted, *_) in ends:
         merge_counters(total, counters)
         aggs.append(agg)
         evicted = evicted or part_evicted
-    merge_counters(total, whole[1])
+    merge_counters(total, ends[0][1][3])  # the whole file's, from the reader
     return total, [*aggs, settled], "" if evicted else merged
 
 
