@@ -5,10 +5,11 @@ analyses only the connections whose symmetric flow hash is its own, both directi
 included; the parent merges the verdicts back into the order one process gives (see
 :class:`~tlssniff.engine.pipeline.Analyzer` ``order``) and settles the one cross-connection
 question a partition cannot answer alone (was this session id issued by an earlier
-connection?). For the streamed outputs (JSONL, ECS) of an uncompressed pcap one reader walks the
-file and hands each worker only its frames (engine/fanout.py, :func:`_fan_out`); otherwise
-(pcapng, gzip, the summary formats) every worker walks the whole file and skips the frames of
-the other partitions.
+connection?). For the streamed outputs (JSONL, ECS) of an uncompressed pcap the first worker
+also reads: it walks the file, analyses its own frames and hands each other worker only its
+frames (engine/fanout.py, :func:`_fan_out`), and the merged lines go straight into the output
+when it is a regular file; otherwise (pcapng, gzip, the summary formats) every worker walks the
+whole file and skips the frames of the other partitions.
 
 Each capture is analyzed on its own (its own flow table), in a worker process when ``jobs > 1``.
 Two ways home, both giving the bytes ``--jobs 1`` gives:
@@ -24,7 +25,6 @@ Two ways home, both giving the bytes ``--jobs 1`` gives:
 from __future__ import annotations
 
 import contextlib
-import gc
 import io
 import multiprocessing
 import os
@@ -36,11 +36,6 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, fields
 from typing import IO, Any, Callable, Iterator
 
-try:
-    import fcntl
-except ImportError:  # not POSIX: no fan-out either
-    fcntl = None  # type: ignore[assignment]
-
 from tlssniff.analysis.aggregate import Aggregator, ServerStats
 from tlssniff.capture.files import open_capture
 from tlssniff.engine import fanout
@@ -49,6 +44,11 @@ from tlssniff.engine.pipeline import Analyzer, Counters
 from tlssniff.analysis.verdict import ConnectionVerdict
 from tlssniff.errors import TlssniffError
 from tlssniff.flow.table import Limits
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no fan-out either
+    fcntl = None  # type: ignore[assignment]
 
 # A factory of line writers (run/offline.py line_writer: a VerdictWriter of a format whose lines
 # stand alone, jsonl or ecs), called with the file the lines go to; it is picklable, so workers
@@ -477,14 +477,8 @@ def _fan_out(path: str, limits: Limits, jobs: int, split: Split, tmp: str,
         procs.append(ctx.Process(target=_fan_worker, daemon=True, args=(
             path, limits, i, jobs, split.fmt, layout, linktype, ins[i - 1][0], outs[i][1],
             [c for c in everything if all(c is not m for m in mine)])))
-    # The start-up's objects stay out of every process's collections (each would otherwise
-    # walk them, and copy the pages it touches, in every generation-2 collection).
-    gc.freeze()
-    try:
-        for proc in procs:
-            proc.start()
-    finally:
-        gc.unfreeze()
+    for proc in procs:
+        proc.start()
     for c in everything:
         if all(c is not r for r, _ in outs):
             c.close()
