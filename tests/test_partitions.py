@@ -397,9 +397,9 @@ def test_partition_of_spreads_ipv4_and_ipv6_clients() -> None:
                           st.integers(0, 65535)), min_size=1, max_size=40),
        st.integers(2, 5))
 def test_the_reader_places_each_frame_in_its_flow_hash_partition(flows, parts) -> None:
-    """The reader reads the flow hash's twelve bytes in place (engine/fanout.py Reader.scan):
-    every Ethernet + IPv4/IPv6 + TCP frame goes to the partition partition_of gives its
-    4-tuple (the one a worker's own Analyzer would pick), and only there."""
+    """The reader (engine/fanout.py Reader.scan) hands every Ethernet + IPv4/IPv6 + TCP frame
+    to the partition partition_of gives its 4-tuple (the one a worker's own Analyzer would
+    pick), and only there: the hash read in place at the header offsets of both families."""
     records = []
     want = []
     for v6, src, dst, sport, dport in flows:

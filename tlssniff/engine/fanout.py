@@ -44,7 +44,7 @@ from tlssniff.analysis.verdict import ConnectionVerdict
 from tlssniff.capture import files
 from tlssniff.capture.files import MAX_CAPLEN, CaptureFile
 from tlssniff.engine.merge import IssuedIds, OrderedAggregate
-from tlssniff.engine.pipeline import GC_THRESHOLD, PHASE_TCP_SWEEP, Analyzer
+from tlssniff.engine.pipeline import GC_THRESHOLD, PHASE_TCP_SWEEP, Analyzer, partition_at
 
 _INF: Final = float("inf")
 # A frame's place in the reader's message: its number counted from the chunk's first frame
@@ -198,22 +198,13 @@ class Reader:
             n += 1
             last_ts = ts
             if ethernet and caplen >= 48:
-                # partition_at's twelve bytes read here without the call (the reader's share of
-                # every frame): all of the IPv4 4-tuple, or the last four bytes of each IPv6
-                # address and the ports. tests/test_partitions.py checks it against partition_at.
                 w = -1
                 if (buf[s + 12] == 8 and buf[s + 13] == 0 and buf[s + 14] == 0x45
                         and buf[s + 23] == 6):
-                    h = (buf[s + 26] + buf[s + 27] + buf[s + 28] + buf[s + 29] + buf[s + 30]
-                         + buf[s + 31] + buf[s + 32] + buf[s + 33] + buf[s + 34] + buf[s + 35]
-                         + buf[s + 36] + buf[s + 37])
-                    w = (h * 40503 >> 8) % parts
+                    w = partition_at(buf, s + 26, 12, parts)
                 elif (buf[s + 12] == 0x86 and buf[s + 13] == 0xDD and buf[s + 20] == 6
                         and caplen >= 68):
-                    h = (buf[s + 34] + buf[s + 35] + buf[s + 36] + buf[s + 37] + buf[s + 50]
-                         + buf[s + 51] + buf[s + 52] + buf[s + 53] + buf[s + 54] + buf[s + 55]
-                         + buf[s + 56] + buf[s + 57])
-                    w = (h * 40503 >> 8) % parts
+                    w = partition_at(buf, s + 22, 36, parts)
                 if w >= 0:
                     if w != own:
                         frames[w].append((n - first) << _OFF_BITS | off)
