@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import struct
+import tempfile
 
 import pytest
 from hypothesis import given
@@ -14,6 +16,7 @@ from hypothesis import strategies as st
 from tests.conftest import CAPTURES, assert_verdicts, run_tlssniff
 from tlssniff.engine import fanout, merge, parallel
 from tlssniff.analysis.aggregate import Aggregator
+from tlssniff.capture.files import open_capture
 from tlssniff.engine.pipeline import Analyzer, partition_of
 from tlssniff.errors import TlssniffError
 from tlssniff.flow.table import Limits, flow_key
@@ -203,6 +206,42 @@ def test_the_fan_out_on_damaged_big_endian_and_ecs_captures(tmp_path):
     assert bad_counters.frames == 40
 
 
+def test_the_fan_out_writes_into_a_regular_output_file_and_cuts_back_on_eviction(tmp_path):
+    """Into a regular file (``-o FILE``, ``> FILE``) the merged lines go straight to the output,
+    after what it held already; when a partition evicts, they are cut off again and one
+    process writes the lines: the file then holds what --jobs 1 leaves in it. Into a pipe or a
+    StringIO the lines still go to a file of their own first (the other tests)."""
+    from tlssniff.output.formats import VerdictWriter
+
+    path = str(CAPTURES / "nginx.pcap")
+    evicted = []
+    for limits in (Limits(), Limits(max_flows=2)):
+        want, want_agg, want_counters = _one_process_lines(path, "jsonl", limits)
+        probe = parallel.Split(line_writer("jsonl"), Aggregator(), io.StringIO())
+        merged = parallel._fan_out(path, limits, 2, probe, str(tmp_path),
+                                   fanout.pcap_layout(path))[2]
+        evicted.append(not merged)
+        dest = tmp_path / "out.jsonl"
+        agg = Aggregator()
+        with open(dest, "w", encoding="utf-8", newline="") as out:
+            out.write("kept\n")
+            assert parallel._direct_output(out) == (out.buffer, 5)
+            w = VerdictWriter("jsonl", out)
+            counters = parallel.analyze_partitioned(
+                path, lambda v, agg=agg, w=w: (agg.add(v), w.write(v)), limits, 2,
+                split=parallel.Split(line_writer("jsonl"), agg, out))
+        assert dest.read_text(encoding="utf-8") == "kept\n" + want
+        assert counters.to_dict() == want_counters.to_dict()
+        _assert_same_aggregate(agg, want_agg)
+        assert want.count("\n") > 3
+    assert evicted == [False, True]
+    r, w = os.pipe()
+    with os.fdopen(w, "w", encoding="utf-8") as pipe:
+        assert parallel._direct_output(pipe) is None
+    os.close(r)
+    assert parallel._direct_output(io.StringIO()) is None
+
+
 def test_partition_lines_and_aggregates_equal_one_process(tmp_path):
     for path in [CAPTURES / "demo.pcapng", CAPTURES / "openssl-tls12.pcap",
                  CAPTURES / "python-ssl.pcapng"]:
@@ -351,3 +390,44 @@ def test_partition_of_spreads_ipv4_and_ipv6_clients() -> None:
         for port in range(40000, 42000):
             counts[partition_of(flow_key(a, b, port, 443), 2)] += 1
         assert min(counts) > 800, counts
+
+
+@given(st.lists(st.tuples(st.booleans(), st.binary(min_size=16, max_size=16),
+                          st.binary(min_size=16, max_size=16), st.integers(0, 65535),
+                          st.integers(0, 65535)), min_size=1, max_size=40),
+       st.integers(2, 5))
+def test_the_reader_places_each_frame_in_its_flow_hash_partition(flows, parts) -> None:
+    """The reader (engine/fanout.py Reader.scan) hands every Ethernet + IPv4/IPv6 + TCP frame
+    to the partition partition_of gives its 4-tuple (the one a worker's own Analyzer would
+    pick), and only there: the hash read in place at the header offsets of both families."""
+    records = []
+    want = []
+    for v6, src, dst, sport, dport in flows:
+        if v6:
+            ip = (b"\x60" + bytes(5) + b"\x06\x40" + src + dst)
+            key = flow_key(src, dst, sport, dport)
+            eth_type = b"\x86\xdd"
+        else:
+            ip = (b"\x45" + bytes(8) + b"\x06" + bytes(2) + src[:4] + dst[:4])
+            key = flow_key(src[:4], dst[:4], sport, dport)
+            eth_type = b"\x08\x00"
+        frame = bytes(12) + eth_type + ip + struct.pack(">HH", sport, dport) + bytes(16)
+        records.append(struct.pack("<IIII", 1, 0, len(frame), len(frame)) + frame)
+        want.append(partition_of(key, parts))
+    buf = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1) + b"".join(records)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "flows.pcap")
+        with open(path, "wb") as f:
+            f.write(buf)
+        with open_capture(path) as cap:
+            reader = fanout.Reader(cap, fanout.pcap_layout(path), parts, 60.0,
+                                   lambda w, data: None)
+            end, _ = reader.scan(buf, 24)
+    assert end == len(buf)
+    got = [-1] * len(flows)
+    for w, places in enumerate(reader.frames):
+        for place in places:
+            i = (place >> fanout._OFF_BITS) - 1
+            assert got[i] == -1
+            got[i] = w
+    assert got == want

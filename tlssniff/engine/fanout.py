@@ -1,13 +1,16 @@
 """One reader, N analysis workers: ``--jobs N`` on one uncompressed pcap (engine/parallel.py).
 
-The reader (a process of its own) walks the capture's record headers once, finds each frame's
-flow-hash partition (:func:`~tlssniff.engine.pipeline.partition_at`, the test the workers' fast
-path makes) and hands every worker, per chunk of the file, only the places of its own frames:
-``(frame number, record offset)`` pairs into that chunk, which the worker reads itself from the
-page cache (``os.pread``). A worker therefore neither walks nor looks at another partition's
-frames. Frames the reader cannot place cheaply (not Ethernet + IPv4/IPv6 + TCP: UDP, VLAN,
-other link types, ARP...) go to every worker, whose Analyzer decides as it does when it walks
-the whole file (its partition, or worker 0 for frames that are neither TCP nor UDP).
+The reader walks the capture's record headers once, finds each frame's flow-hash partition
+(:func:`~tlssniff.engine.pipeline.partition_at`, the test the workers' fast path makes) and
+hands every other worker, per chunk of the file, only the places of its own frames: ``(frame
+number, record offset)`` pairs into that chunk, which the worker reads itself from the page
+cache (``os.pread``). A worker therefore neither walks nor looks at another partition's frames.
+The reader is partition 0's worker as well (:func:`run_reader_worker`): it analyses its own
+frames as it meets them, in the buffer it walks (no process of its own for the walk, no
+message and no second read for partition 0). Frames the reader cannot place cheaply (not
+Ethernet + IPv4/IPv6 + TCP: UDP, VLAN, other link types, ARP...) go to every worker, whose
+Analyzer decides as it does when it walks the whole file (its partition, or worker 0 for frames
+that are neither TCP nor UDP).
 
 What one process decides from frames a worker no longer sees comes from the reader:
 
@@ -23,8 +26,9 @@ record of that worker comes before ``(last frame number of the chunk, PHASE_TCP_
 The parent (:func:`merge_lines`) merges the workers' records in the one-process order as they
 come, writing a record once every other worker has either a later record or a later watermark;
 it reads from whichever worker has something, so no worker waits on the parent (no deadlock
-through the reader, whatever the partitions' sizes) and the parent holds at most a chunk or two
-of records. Compiled with the hot path (setup.py).
+through the reader, whatever the partitions' sizes: the reader waits only on the other
+workers' input, which they drain whatever the parent does) and the parent holds at most a
+chunk or two of records. Compiled with the hot path (setup.py).
 """
 
 from __future__ import annotations
@@ -43,8 +47,9 @@ from tlssniff.engine.merge import IssuedIds, OrderedAggregate
 from tlssniff.engine.pipeline import GC_THRESHOLD, PHASE_TCP_SWEEP, Analyzer, partition_at
 
 _INF: Final = float("inf")
-# A frame's place in the reader's message: frames since the worker's previous one << _OFF_BITS
-# | its record's offset in the chunk (a chunk is at most CHUNK_SIZE plus a record: 1.25 MB).
+# A frame's place in the reader's message: its number counted from the chunk's first frame
+# (1 for that one) << _OFF_BITS | its record's offset in the chunk (a chunk is at most
+# CHUNK_SIZE plus a record: 1.25 MB, so at most 82,000 records of 16 bytes).
 _OFF_BITS: Final = 21
 _OFF_MASK: Final = (1 << _OFF_BITS) - 1
 _END: Final = 1 << 63  # a watermark past every record, those of finish() included
@@ -79,11 +84,20 @@ class Reader:
     ``_scan_pcap``: the same chunks, the same checks and warnings, on ``cap``, the file opened
     and checked by open_capture) and sends each worker, per chunk, the places of its frames and
     the sweeps between them. What analyze_file counts of the whole file is left in ``n``
-    (frames), ``position`` (bytes read), ``first_ts`` and ``last_ts``."""
+    (frames), ``position`` (bytes read), ``first_ts`` and ``last_ts``.
+
+    With ``local`` (partition 0's Analyzer, readied by :func:`start_worker`) the reader is that
+    partition's worker too: its frames go straight to ``local.frame`` and its sweeps run where
+    they fall, nothing is sent for it, and ``flushed`` is called after each chunk (to send its
+    records with the watermark ``n``)."""
 
     def __init__(self, cap: CaptureFile, layout: tuple[bool, int], parts: int,
-                 interval: float, send: Callable[[int, bytes], None]) -> None:
+                 interval: float, send: Callable[[int, bytes], None],
+                 local: Analyzer | None = None,
+                 flushed: Callable[[int], None] | None = None) -> None:
         self.cap = cap
+        self.local = local
+        self.flushed = flushed
         self.le = layout[0]
         self.div = float(layout[1])
         self.parts = parts
@@ -91,7 +105,7 @@ class Reader:
         self.send = send
         self.frames: list[list[int]] = [[] for _ in range(parts)]
         self.sweeps: list[list[tuple[int, int, float]]] = [[] for _ in range(parts)]
-        self.prev: list[int] = [0] * parts  # the number of the last frame sent to each worker
+        self.chunk_n = 0  # the frames before the chunk being scanned
         self.n = 0
         self.position = 0
         self.first_ts = 0.0
@@ -103,11 +117,12 @@ class Reader:
 
     def run(self, path: str) -> None:
         chunk_size: int = files.CHUNK_SIZE
-        with open(path, "rb", buffering=0) as raw:
-            buf = raw.read(chunk_size)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            buf = os.pread(fd, chunk_size, 0)
             self.position = len(buf)
             while len(buf) < 32:
-                more = raw.read(chunk_size)
+                more = os.pread(fd, chunk_size, self.position)
                 if not more:
                     break
                 self.position += len(more)
@@ -120,15 +135,21 @@ class Reader:
                 if caplen > self.maxcap:
                     self.cap._warn_corrupt(base + off, self.n, f"caplen {caplen}")
                     return
-                chunk = raw.read(chunk_size)
-                if not chunk:
-                    if off < len(buf):
+                # The next chunk with the incomplete record before it, in one read (what
+                # ``buf[off:] + read(chunk_size)`` gives, without copying the chunk twice).
+                rest = len(buf) - off
+                nxt = os.pread(fd, rest + chunk_size, base + off)
+                got = len(nxt) - rest
+                if got <= 0:
+                    if rest > 0:
                         self.cap._warn_truncated(base + off, self.n)
                     return
-                self.position += len(chunk)
+                self.position += got
                 base += off
-                buf = buf[off:] + chunk if off < len(buf) else chunk
+                buf = nxt
                 off = 0
+        finally:
+            os.close(fd)
 
     def scan(self, buf: bytes, off: int) -> tuple[int, int]:
         """Every complete record of ``buf`` from ``off``: returns where the first incomplete
@@ -140,10 +161,13 @@ class Reader:
         maxcap = self.maxcap
         parts = self.parts
         frames = self.frames
-        prev = self.prev
+        first = self.chunk_n
         ethernet = self.linktype == 1
         n = self.n
         last_ts = self.last_ts
+        local = self.local
+        own = 0 if local is not None else -1  # the partition the reader analyses itself
+        linktype = self.linktype
         caplen = 0
         while off <= limit:
             if le:
@@ -165,7 +189,11 @@ class Reader:
             elif last_ts >= self.next_sweep:
                 # Analyzer.frame's schedule: a sweep after frame n, at its time.
                 for w in range(parts):
-                    self.sweeps[w].append((len(frames[w]), n, last_ts))
+                    if w == own and local is not None:
+                        local._sweep(last_ts, n)
+                        local._next_sweep = _INF
+                    else:
+                        self.sweeps[w].append((len(frames[w]), n, last_ts))
                 self.next_sweep = last_ts + self.interval
             n += 1
             last_ts = ts
@@ -178,13 +206,23 @@ class Reader:
                         and caplen >= 68):
                     w = partition_at(buf, s + 22, 36, parts)
                 if w >= 0:
-                    frames[w].append((n - prev[w]) << _OFF_BITS | off)
-                    prev[w] = n
+                    if w != own:
+                        frames[w].append((n - first) << _OFF_BITS | off)
+                    elif local is not None:
+                        local._frame_no = n - 1
+                        local.frame(ts, linktype, buf, s, end)
+                        if n == 1:
+                            local._next_sweep = _INF  # frame one armed the schedule: ours
                     off = end
                     continue
             for w in range(parts):
-                frames[w].append((n - prev[w]) << _OFF_BITS | off)
-                prev[w] = n
+                if w != own:
+                    frames[w].append((n - first) << _OFF_BITS | off)
+                elif local is not None:
+                    local._frame_no = n - 1
+                    local.frame(ts, linktype, buf, s, end)
+                    if n == 1:
+                        local._next_sweep = _INF
             off = end
         self.n = n
         self.last_ts = last_ts
@@ -194,11 +232,14 @@ class Reader:
         """Send every worker its share of the chunk (also when it is empty: the frame number
         read so far is the worker's watermark)."""
         assert blen <= _OFF_MASK
-        for w in range(self.parts):
-            self.send(w, pickle.dumps((base, blen, self.frames[w], self.sweeps[w], self.n),
-                                      protocol=pickle.HIGHEST_PROTOCOL))
+        for w in range(0 if self.local is None else 1, self.parts):
+            self.send(w, pickle.dumps((base, blen, self.frames[w], self.sweeps[w], self.chunk_n,
+                                       self.n), protocol=pickle.HIGHEST_PROTOCOL))
             self.frames[w] = []
             self.sweeps[w] = []
+        self.chunk_n = self.n
+        if self.flushed is not None:
+            self.flushed(self.n)
 
 
 # -- a worker --------------------------------------------------------------------------------
@@ -212,12 +253,13 @@ def start_worker(a: Analyzer, path: str) -> None:
 
 
 def feed(a: Analyzer, buf: bytes, frames: list[int], sweeps: list[tuple[int, int, float]],
-         le: bool, div: float, linktype: int, no: int) -> int:
-    """One chunk of a worker's frames: ``frames`` holds each frame's place (how many frames
-    after the worker's previous one it comes, ``no`` before the chunk, shifted left by
+         le: bool, div: float, linktype: int, first: int) -> int:
+    """One chunk of a worker's frames: ``frames`` holds each frame's place (its number counted
+    from the chunk's first frame, after the ``first`` frames before the chunk, shifted left by
     _OFF_BITS, or'ed with its pcap record's offset in ``buf``: small ints, cheap to pickle),
     ``sweeps`` (index in ``frames``, frame number, time) of the sweeps to run before the frame
     at that index (or at the end). Returns the number of the worker's last frame."""
+    no = first
     n = len(frames)
     ns = len(sweeps)
     si = 0
@@ -230,7 +272,7 @@ def feed(a: Analyzer, buf: bytes, frames: list[int], sweeps: list[tuple[int, int
             si += 1
             at = sweeps[si][0] if si < ns else n + 1
         place = frames[i]
-        no += place >> _OFF_BITS
+        no = first + (place >> _OFF_BITS)
         off = place & _OFF_MASK
         if le:
             sec = buf[off] | buf[off + 1] << 8 | buf[off + 2] << 16 | buf[off + 3] << 24
@@ -311,7 +353,6 @@ def run_worker(a: Analyzer, keeper: LineKeeper, path: str, layout: tuple[bool, i
     fd = os.open(path, os.O_RDONLY)
     thresholds = gc.get_threshold()
     gc.set_threshold(max(thresholds[0], GC_THRESHOLD), *thresholds[1:])
-    no = 0  # the number of the last frame of this worker
     try:
         start_worker(a, path)
         a.hash_frames = False  # the reader sends only this partition's fast-path frames
@@ -319,9 +360,9 @@ def run_worker(a: Analyzer, keeper: LineKeeper, path: str, layout: tuple[bool, i
             msg = recv()
             if not msg:
                 break
-            base, blen, frames, sweeps, last = pickle.loads(msg)
+            base, blen, frames, sweeps, first, last = pickle.loads(msg)
             if frames or sweeps:
-                no = feed(a, os.pread(fd, blen, base), frames, sweeps, le, div, linktype, no)
+                feed(a, os.pread(fd, blen, base), frames, sweeps, le, div, linktype, first)
             records = keeper.records
             keeper.records = []
             send(pickle.dumps((records, (last, PHASE_TCP_SWEEP, 0)),
@@ -329,6 +370,37 @@ def run_worker(a: Analyzer, keeper: LineKeeper, path: str, layout: tuple[bool, i
     finally:
         gc.set_threshold(*thresholds)
         os.close(fd)
+    send_last(a, keeper, send)
+
+
+def run_reader_worker(a: Analyzer, keeper: LineKeeper, cap: CaptureFile, path: str,
+                      layout: tuple[bool, int], parts: int, send_part: Callable[[int, bytes], None],
+                      send: Callable[[bytes], None]) -> Reader:
+    """Partition 0's worker, which is also the reader (no process of its own for the walk):
+    walks ``cap`` sending the other workers their places (``send_part``), analyses its own
+    frames as it meets them, and sends its records to the parent after each chunk with the
+    watermark the other workers give. Returns the reader (the whole file's counts); the caller
+    ends the other workers' input, then runs ``a.finish()`` and :func:`send_last`."""
+    thresholds = gc.get_threshold()
+    gc.set_threshold(max(thresholds[0], GC_THRESHOLD), *thresholds[1:])
+
+    def flushed(n: int) -> None:
+        records = keeper.records
+        keeper.records = []
+        send(pickle.dumps((records, (n, PHASE_TCP_SWEEP, 0)), protocol=pickle.HIGHEST_PROTOCOL))
+
+    try:
+        start_worker(a, path)
+        a.hash_frames = False  # the reader hands it only this partition's fast-path frames
+        reader = Reader(cap, layout, parts, a.table.sweep_interval(), send_part, a, flushed)
+        reader.run(path)
+    finally:
+        gc.set_threshold(*thresholds)
+    return reader
+
+
+def send_last(a: Analyzer, keeper: LineKeeper, send: Callable[[bytes], None]) -> None:
+    """``a.finish()`` and the records it gave, past every other record."""
     a.finish()
     records = keeper.records
     keeper.records = []

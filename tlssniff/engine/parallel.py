@@ -5,10 +5,11 @@ analyses only the connections whose symmetric flow hash is its own, both directi
 included; the parent merges the verdicts back into the order one process gives (see
 :class:`~tlssniff.engine.pipeline.Analyzer` ``order``) and settles the one cross-connection
 question a partition cannot answer alone (was this session id issued by an earlier
-connection?). For the streamed outputs (JSONL, ECS) of an uncompressed pcap one reader walks the
-file and hands each worker only its frames (engine/fanout.py, :func:`_fan_out`); otherwise
-(pcapng, gzip, the summary formats) every worker walks the whole file and skips the frames of
-the other partitions.
+connection?). For the streamed outputs (JSONL, ECS) of an uncompressed pcap the first worker
+also reads: it walks the file, analyses its own frames and hands each other worker only its
+frames (engine/fanout.py, :func:`_fan_out`), and the merged lines go straight into the output
+when it is a regular file; otherwise (pcapng, gzip, the summary formats) every worker walks the
+whole file and skips the frames of the other partitions.
 
 Each capture is analyzed on its own (its own flow table), in a worker process when ``jobs > 1``.
 Two ways home, both giving the bytes ``--jobs 1`` gives:
@@ -24,12 +25,14 @@ Two ways home, both giving the bytes ``--jobs 1`` gives:
 from __future__ import annotations
 
 import contextlib
+import io
 import multiprocessing
 import os
 import pickle
+import shutil
+import stat
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
-import shutil
 from dataclasses import dataclass, fields
 from typing import IO, Any, Callable, Iterator
 
@@ -41,6 +44,11 @@ from tlssniff.engine.pipeline import Analyzer, Counters
 from tlssniff.analysis.verdict import ConnectionVerdict
 from tlssniff.errors import TlssniffError
 from tlssniff.flow.table import Limits
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no fan-out either
+    fcntl = None  # type: ignore[assignment]
 
 # A factory of line writers (run/offline.py line_writer: a VerdictWriter of a format whose lines
 # stand alone, jsonl or ecs), called with the file the lines go to; it is picklable, so workers
@@ -362,39 +370,46 @@ def _stream_partitioned(
     return [*got, (None, settled, False, None)], merged if not any(g[2] for g in got) else ""
 
 
-def _ignore(v: ConnectionVerdict) -> None:
-    pass
-
-
-def _fan_reader(path: str, limits: Limits, jobs: int, layout: tuple[bool, int], inputs: list,
-                result, close: list) -> None:
-    """The reader process of the fan-out (engine/fanout.py): walks the capture once, sends each
-    worker its frames' places chunk by chunk, then the counters of the whole file."""
+def _fan_reader_worker(path: str, limits: Limits, parts: int, fmt: LineWriters,
+                       layout: tuple[bool, int], inputs: list, outconn, close: list) -> None:
+    """Partition 0's worker process of the fan-out, which is also the reader (engine/fanout.py
+    run_reader_worker): walks the capture once, sending the other workers their frames'
+    places chunk by chunk (``inputs``, for partitions 1..), analyses its own frames meanwhile
+    and sends its records to the parent (``outconn``); then its counters, its aggregate,
+    whether a limit evicted and the counters of the whole file."""
     for c in close:
         c.close()
     try:
         sends = [c.send_bytes for c in inputs]
 
         def send(w: int, data: bytes) -> None:
-            sends[w](data)
+            sends[w - 1](data)
 
+        keeper = fanout.LineKeeper(fmt, None, path)
+        analyzer = Analyzer(keeper.keep, partition_limits(limits, parts), 0, parts)
+        keeper.analyzer = analyzer
         with open_capture(path) as cap:
-            interval = Analyzer(_ignore, partition_limits(limits, jobs)).table.sweep_interval()
-            reader = fanout.Reader(cap, layout, jobs, interval, send)
-            reader.run(path)
+            reader = fanout.run_reader_worker(analyzer, keeper, cap, path, layout, parts, send,
+                                              outconn.send_bytes)
         for c in inputs:
             c.send_bytes(b"")
+        fanout.send_last(analyzer, keeper, outconn.send_bytes)
         # What analyze_file counts of the whole file.
-        counters = Counters(frames=reader.n, bytes=reader.position)
+        counters = analyzer.counters
+        whole = Counters(frames=reader.n, bytes=reader.position)
         if reader.n:
-            counters.first_ts = reader.first_ts
-            counters.last_ts = reader.last_ts
+            whole.first_ts = reader.first_ts
+            whole.last_ts = reader.last_ts
         for message in cap.warnings:
-            (counters.errors if "corrupt" in message else counters.warnings).append(message)
+            (whole.errors if "corrupt" in message else whole.warnings).append(message)
+        evicted = analyzer.table.evictions > 0 or (
+            analyzer.udp is not None and analyzer.udp.evictions > 0
+        )
+        result = (counters, keeper.agg, evicted, whole)
     except BaseException as err:  # noqa: BLE001 - reported to the parent, which re-raises
-        result.send_bytes(pickle.dumps(("error", repr(err))))
+        outconn.send_bytes(pickle.dumps(("error", repr(err))))
         raise
-    result.send_bytes(pickle.dumps(("end", counters), protocol=pickle.HIGHEST_PROTOCOL))
+    outconn.send_bytes(pickle.dumps(("end", result), protocol=pickle.HIGHEST_PROTOCOL))
 
 
 def _fan_worker(path: str, limits: Limits, part: int, parts: int, fmt: LineWriters,
@@ -419,49 +434,100 @@ def _fan_worker(path: str, limits: Limits, part: int, parts: int, fmt: LineWrite
     outconn.send_bytes(pickle.dumps(("end", result), protocol=pickle.HIGHEST_PROTOCOL))
 
 
+_PIPE_SIZE = 1 << 20
+
+
+def _widen(conn: Any) -> None:
+    """A pipe's buffer raised to 1 MB where Linux allows it (F_SETPIPE_SZ; pipe-max-size is 1 MB
+    by default): a worker's records of a chunk then go in one write and one read, instead of
+    sixteen 64 KB turns of writer and reader."""
+    setpipe = getattr(fcntl, "F_SETPIPE_SZ", None) if fcntl is not None else None
+    if setpipe is None:
+        return
+    try:
+        fcntl.fcntl(conn.fileno(), setpipe, _PIPE_SIZE)
+    except OSError:
+        pass
+
+
 def _fan_out(path: str, limits: Limits, jobs: int, split: Split, tmp: str,
-             layout: tuple[bool, int]) -> tuple[Counters, list[OrderedAggregate], str]:
-    """The streamed outputs of one uncompressed pcap by one reader and ``jobs`` workers
-    (engine/fanout.py), merged meanwhile into a file of UTF-8 lines in ``tmp`` (copied to the
-    output only once every partition is known to be exact). Returns the counters, the
-    aggregates to merge and that file ("" when a partition evicted)."""
+             layout: tuple[bool, int], direct: IO[bytes] | None = None,
+             ) -> tuple[Counters, list[OrderedAggregate], str]:
+    """The streamed outputs of one uncompressed pcap by ``jobs`` workers, the first of which
+    is also the reader (engine/fanout.py), merged meanwhile into a file of UTF-8 lines in
+    ``tmp`` (copied to the output only once every partition is known to be exact), or
+    straight into ``direct`` (the output's bytes, see :func:`_direct_output`). Returns the
+    counters, the aggregates to merge and that file ("direct" for ``direct``; "" when a
+    partition evicted)."""
     with open_capture(path) as cap:  # the errors one process gives, before any fork
         linktype = cap.linktype or 0
     ctx = multiprocessing.get_context("fork")
-    ins = [ctx.Pipe(duplex=False) for _ in range(jobs)]  # (worker's end, reader's end)
-    outs = [ctx.Pipe(duplex=False) for _ in range(jobs)]  # (parent's end, worker's end)
-    res_r, res_w = ctx.Pipe(duplex=False)
-    everything = [c for pair in ins + outs for c in pair] + [res_r, res_w]
-    procs = [ctx.Process(target=_fan_reader, daemon=True, args=(
-        path, limits, jobs, layout, [w for _, w in ins], res_w,
-        [c for c in everything if c is not res_w and all(c is not w for _, w in ins)]))]
-    for i in range(jobs):
-        mine = (ins[i][0], outs[i][1])
+    # ins[i - 1]: (worker i's end, the reader's end); outs[i]: (the parent's end, worker i's)
+    ins = [ctx.Pipe(duplex=False) for _ in range(1, jobs)]
+    outs = [ctx.Pipe(duplex=False) for _ in range(jobs)]
+    for _, w in outs:
+        _widen(w)
+    everything = [c for pair in ins + outs for c in pair]
+    mine0 = [w for _, w in ins] + [outs[0][1]]
+    procs = [ctx.Process(target=_fan_reader_worker, daemon=True, args=(
+        path, limits, jobs, split.fmt, layout, [w for _, w in ins], outs[0][1],
+        [c for c in everything if all(c is not m for m in mine0)]))]
+    for i in range(1, jobs):
+        mine = (ins[i - 1][0], outs[i][1])
         procs.append(ctx.Process(target=_fan_worker, daemon=True, args=(
-            path, limits, i, jobs, split.fmt, layout, linktype, ins[i][0], outs[i][1],
+            path, limits, i, jobs, split.fmt, layout, linktype, ins[i - 1][0], outs[i][1],
             [c for c in everything if all(c is not m for m in mine)])))
     for proc in procs:
         proc.start()
     for c in everything:
-        if c is not res_r and all(c is not r for r, _ in outs):
+        if all(c is not r for r, _ in outs):
             c.close()
     merged = os.path.join(tmp, "merged")
     settled = OrderedAggregate()
     with _reaped(procs):
-        with open(merged, "wb") as out:
-            ends = fanout.merge_lines([r for r, _ in outs], out.write, IssuedIds(), settled)
-        whole = pickle.loads(res_r.recv_bytes())
-        if whole[0] == "error":
-            raise RuntimeError(f"the capture's reader failed: {whole[1]}")
+        if direct is not None:
+            ends = fanout.merge_lines([r for r, _ in outs], direct.write, IssuedIds(), settled)
+            merged = "direct"
+        else:
+            with open(merged, "wb") as out:
+                ends = fanout.merge_lines([r for r, _ in outs], out.write, IssuedIds(),
+                                          settled)
     total = Counters()
     aggs = []
     evicted = False
-    for _, (counters, agg, part_evicted) in ends:
+    for _, (counters, agg, part_evicted, *_) in ends:
         merge_counters(total, counters)
         aggs.append(agg)
         evicted = evicted or part_evicted
-    merge_counters(total, whole[1])
+    merge_counters(total, ends[0][1][3])  # the whole file's, from the reader
     return total, [*aggs, settled], "" if evicted else merged
+
+
+def _direct_output(out: IO[str]) -> tuple[IO[bytes], int] | None:
+    """The binary buffer under ``out`` and its position, when merged lines can be written
+    straight to it: a UTF-8 text file over a regular file on POSIX (where a text write adds
+    nothing else), which :func:`_take_back` can cut back to that position if the run has to
+    be repeated in one process. Otherwise None (a pipe, a terminal: the lines go to a file
+    of their own first, then are copied)."""
+    buffer = getattr(out, "buffer", None)
+    encoding = (getattr(out, "encoding", None) or "").lower().replace("-", "").replace("_", "")
+    if buffer is None or encoding != "utf8" or os.name != "posix":
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(out.fileno()).st_mode) or not buffer.seekable():
+            return None
+        out.flush()
+        return buffer, buffer.tell()
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return None
+
+
+def _take_back(buffer: IO[bytes], position: int) -> None:
+    """Cut the output back to ``position`` (what :func:`_direct_output` found), dropping the
+    lines written since."""
+    buffer.flush()
+    buffer.seek(position)
+    buffer.truncate()
 
 
 def _copy_lines(merged: str, out: IO[str]) -> None:
@@ -510,9 +576,22 @@ def analyze_partitioned(
         layout = fanout.pcap_layout(path) if os.name == "posix" else None
         with tempfile.TemporaryDirectory(prefix="tlssniff-") as tmp:
             if layout is not None:
-                total, aggs, merged = _fan_out(path, limits, jobs, split, tmp, layout)
+                direct = _direct_output(split.out)
+                try:
+                    total, aggs, merged = _fan_out(path, limits, jobs, split, tmp, layout,
+                                                   direct[0] if direct is not None else None)
+                except BaseException:
+                    if direct is not None:
+                        _take_back(*direct)
+                    raise
+                if direct is not None:
+                    if merged:
+                        direct[0].flush()
+                    else:
+                        _take_back(*direct)
                 if merged:
-                    _copy_lines(merged, split.out)
+                    if direct is None:
+                        _copy_lines(merged, split.out)
                     merge_ordered(split.aggregator, aggs)
                     if progress is not None:
                         size = os.path.getsize(path)
