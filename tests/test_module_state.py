@@ -23,6 +23,8 @@ CACHES: dict[tuple[str, str], str] = {
     "65,536 entries",
     ("tlssniff.tls.ja4", "_CACHE"): "JA4 per hello's wire lists, cleared at _CACHE_MAX",
     ("tlssniff.tls.ja4", "_PAIRS"): "JA4 pair per hello's wire lists, cleared at _CACHE_MAX",
+    ("tlssniff.analysis.classify", "_SHORT_HASHES"): "short SHA-256 text per ticket or PSK "
+    "identity, cleared at 4,096 entries",
     ("tlssniff.analysis.verdict", "_LAST_SECOND"): "the JSONL text of the last timestamp's "
     "second (one entry)",
     ("tlssniff.analysis.verdict", "_OWN_TEXT"): "JSON text of names tlssniff makes (versions, "
