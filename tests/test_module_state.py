@@ -31,6 +31,8 @@ CACHES: dict[tuple[str, str], str] = {
     "ciphers, JA4), bounded",
     ("tlssniff.analysis.verdict", "_WIRE_TEXT"): "JSON text of SNI and ALPN values, bounded",
     ("tlssniff.analysis.verdict", "_CAPTURE_TEXT"): "JSON text of capture paths, bounded",
+    ("tlssniff.analysis.verdict", "_OUTCOME_TEXT"): "JSONL text of each combination of the "
+    "verdict's enums and flags (at most 240)",
     ("tlssniff.probe.selfcheck", "_unavailable"): "why the probe's self-check cannot run, "
     "found once per process",
     ("tlssniff.testing.handshakes", "_CLIENT_CONTEXTS"): "test-capture generator: one "

@@ -64,7 +64,12 @@ def classify(
     v.sni = ch.sni
     v.alpn_offered = list(ch.alpn)
     v.hrr = t.hrr
-    v.frames = [f for f in (t.ch_frame, t.sh_frame) if f]
+    frames: list[int] = []
+    if t.ch_frame:
+        frames.append(t.ch_frame)
+    if t.sh_frame:
+        frames.append(t.sh_frame)
+    v.frames = frames
     v.alert = t.alert_text()
     v.established = t.established
     if ch.session_id:
@@ -143,7 +148,11 @@ def classify(
             v.issued_ticket_hash = short_hash(t.ticket.ticket)
 
     # early_data (RFC 8446 §4.2.10): a HelloRetryRequest or a refused PSK rejects 0-RTT.
-    if early_data_seen or any(c.early_data for c in chs):
+    early = early_data_seen
+    for c in chs:  # a loop, not any() of a generator (see psk_identities above)
+        if c.early_data:
+            early = True
+    if early:
         if t.hrr:
             v.early_data = EarlyData.REJECTED
         elif sh is not None and v.handshake is Handshake.FULL:
