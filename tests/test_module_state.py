@@ -23,12 +23,16 @@ CACHES: dict[tuple[str, str], str] = {
     "65,536 entries",
     ("tlssniff.tls.ja4", "_CACHE"): "JA4 per hello's wire lists, cleared at _CACHE_MAX",
     ("tlssniff.tls.ja4", "_PAIRS"): "JA4 pair per hello's wire lists, cleared at _CACHE_MAX",
+    ("tlssniff.analysis.classify", "_SHORT_HASHES"): "short SHA-256 text per ticket or PSK "
+    "identity, cleared at 4,096 entries",
     ("tlssniff.analysis.verdict", "_LAST_SECOND"): "the JSONL text of the last timestamp's "
     "second (one entry)",
     ("tlssniff.analysis.verdict", "_OWN_TEXT"): "JSON text of names tlssniff makes (versions, "
     "ciphers, JA4), bounded",
     ("tlssniff.analysis.verdict", "_WIRE_TEXT"): "JSON text of SNI and ALPN values, bounded",
     ("tlssniff.analysis.verdict", "_CAPTURE_TEXT"): "JSON text of capture paths, bounded",
+    ("tlssniff.analysis.verdict", "_OUTCOME_TEXT"): "JSONL text of each combination of the "
+    "verdict's enums and flags (at most 240)",
     ("tlssniff.probe.selfcheck", "_unavailable"): "why the probe's self-check cannot run, "
     "found once per process",
     ("tlssniff.testing.handshakes", "_CLIENT_CONTEXTS"): "test-capture generator: one "

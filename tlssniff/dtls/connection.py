@@ -103,7 +103,7 @@ class DtlsConnection:
             # the ports with DTLS (20-63); only DTLS is read.
             return False
         t = self.tracker
-        events: list[tuple] = []
+        events: list[rec.Event] = []
         try:
             self._records(from_client, data, events)
         except DecodeError as err:
@@ -117,7 +117,7 @@ class DtlsConnection:
             self.done = True
         return True
 
-    def _records(self, from_client: bool, data: bytes, events: list[tuple]) -> None:
+    def _records(self, from_client: bool, data: bytes, events: list[rec.Event]) -> None:
         pos = 0
         n = len(data)
         while pos < n:
@@ -151,7 +151,7 @@ class DtlsConnection:
             else:
                 events.append((rec.APPLICATION_DATA, length, None))
 
-    def _handshake(self, from_client: bool, body: bytes, events: list[tuple]) -> None:
+    def _handshake(self, from_client: bool, body: bytes, events: list[rec.Event]) -> None:
         side = self.sides[0 if from_client else 1]
         pos = 0
         while len(body) - pos >= HANDSHAKE_HEADER:

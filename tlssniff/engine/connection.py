@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, cast
 
 from tlssniff import preamble as pa
 from tlssniff import starttls as st
-from tlssniff.flow.table import Flow
+from tlssniff.flow.table import Flow, FlowTable
 from tlssniff.tls.handshake import HandshakeTracker
 from tlssniff.tls.records import MAX_RECORD
 
@@ -210,3 +210,25 @@ class TlsApp:
         if self.tracker is not None:
             self.tracker.finish()
         self.done = True
+
+
+class TlsFlowTable(FlowTable):
+    """The flow table of the pipeline, whose apps are all :class:`TlsApp` (its factory's): the
+    app is called directly instead of through the ``App`` protocol's Python-level method calls
+    (compiled: no boxing of the frame number and time, no argument parsing, no bound method
+    for ``held``; 2.2% of the instructions of the first 300,000 frames of
+    bench/out/handshakes.pcap, callgrind, ``analyze -f jsonl``)."""
+
+    def _deliver(self, flow: Flow, from_client: bool, data: bytes, frame: int, ts: float) -> bool:
+        app = flow.app
+        if type(app) is not TlsApp:
+            return super()._deliver(flow, from_client, data, frame, ts)
+        tls = cast(TlsApp, app)
+        tls.data(from_client, data, frame, ts)
+        return tls.done
+
+    def _app_held(self, flow: Flow) -> int:
+        app = flow.app
+        if type(app) is not TlsApp:
+            return super()._app_held(flow)
+        return cast(TlsApp, app).held()

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Callable, Final, Iterable
 
 from tlssniff.analysis.classify import classify
-from tlssniff.engine.connection import MIDSTREAM_TLS, TLS, TlsApp
+from tlssniff.engine.connection import MIDSTREAM_TLS, TLS, TlsApp, TlsFlowTable
 from tlssniff.analysis.verdict import ConnectionVerdict, Note
 from tlssniff.capture.decode import (
     LINKTYPE_NAMES,
@@ -28,6 +28,7 @@ from tlssniff.flow.table import Flow, FlowTable, Limits, flow_key
 
 if TYPE_CHECKING:
     from tlssniff.flow.udp import UdpFlow, UdpTable
+    from tlssniff.tls.handshake import HandshakeTracker
 
 # The collector's young-generation threshold while a capture file is walked (see analyze_file).
 GC_THRESHOLD: Final = 50_000
@@ -123,7 +124,7 @@ class Analyzer(FrameSink):
         self.on_verdict = on_verdict
         self.limits = limits or Limits()
         self.counters = Counters()
-        self.table = FlowTable(self._new_app, self._flow_done, self.limits)
+        self.table: FlowTable = TlsFlowTable(self._new_app, self._flow_done, self.limits)
         self._issued: OrderedDict[bytes, None] = OrderedDict()
         self.capture_name: str | None = None
         # Made by the first UDP datagram (and only then imported, with QUIC's crypto): TCP-only
@@ -264,11 +265,18 @@ class Analyzer(FrameSink):
             # every 700 allocations, the whole heap of flows whenever it grew by a quarter)
             # mostly walks live flows: 2.1% of the instructions of the first 500,000 frames of
             # the handshake capture (callgrind, 4.04 G against 3.95 G with this threshold).
+            # The objects made before the walk (the modules imported since the CLI's own
+            # gc.freeze, the outputs) are frozen too, for the walk at least: the collector's
+            # passes then traverse the flows only.
             thresholds = gc.get_threshold()
             gc.set_threshold(max(thresholds[0], GC_THRESHOLD), *thresholds[1:])
+            was_frozen = gc.get_freeze_count() > 0
+            gc.freeze()
             try:
                 cap.walk(self, on_chunk)
             finally:
+                if not was_frozen:
+                    gc.unfreeze()  # as the caller had it (the CLI freezes for the process)
                 gc.set_threshold(*thresholds)
             ts = self._last_ts if self._frame_no else None
             c.frames += self._frame_no
@@ -394,7 +402,9 @@ class Analyzer(FrameSink):
         c = self.counters
         if app.state == TLS:
             v = self._verdict(flow)
-            self._classify(app.tracker, v, app.end_reason)
+            tracker = app.tracker
+            assert tracker is not None  # state TLS
+            self._classify(tracker, v, app.end_reason)
         elif app.state == MIDSTREAM_TLS:
             c.midstream_tls += 1
             v = self._verdict(flow)
@@ -429,7 +439,8 @@ class Analyzer(FrameSink):
             self.order = (self._frame_now, self._phase, flow.frame)
         self.on_verdict(v)
 
-    def _classify(self, tracker, v: ConnectionVerdict, end_reason, early_data_seen=False) -> None:
+    def _classify(self, tracker: HandshakeTracker, v: ConnectionVerdict, end_reason: int | None,
+                  early_data_seen: bool = False) -> None:
         """One classifier for TCP, QUIC and DTLS: the verdict, its counters, issued ids.
 
         A partition does not see the session ids the other partitions' connections issued: when

@@ -218,10 +218,7 @@ class FlowTable:
         if payload:
             data = stream.add(seq, payload)
             if data:
-                app = flow.app
-                assert app is not None
-                app.data(from_client, data, frame, ts)
-                if app.done:
+                if self._deliver(flow, from_client, data, frame, ts):
                     self._complete(flow)
                     self.closing(flow, flags)
                     return
@@ -237,6 +234,20 @@ class FlowTable:
                 self._closed(flow)
                 self._end(flow, END_CLOSED, keep=True)
 
+    def _deliver(self, flow: Flow, from_client: bool, data: bytes, frame: int, ts: float) -> bool:
+        """Hand reassembled bytes to the flow's app; True once the app is done. A subclass
+        that knows its app's class overrides this (and :meth:`_app_held`) with a direct call:
+        the app is typed by a Protocol here, so every call is a Python-level method call."""
+        app = flow.app
+        assert app is not None
+        app.data(from_client, data, frame, ts)
+        return app.done
+
+    def _app_held(self, flow: Flow) -> int:
+        """The bytes the flow's app buffers (its optional ``held()``; 0 without one)."""
+        measure = getattr(flow.app, "held", None)
+        return measure() if measure is not None else 0
+
     def closing(self, flow: Flow, flags: int) -> None:
         if flags & (FIN | RST) and not flow.closed:
             self._closed(flow)
@@ -249,10 +260,7 @@ class FlowTable:
         """Re-count what a flow without a verdict holds; shed the oldest when over budget."""
         c2s, s2c = flow.c2s, flow.s2c
         assert c2s is not None and s2c is not None
-        held = PENDING_COST + c2s.pending_bytes + s2c.pending_bytes
-        measure = getattr(flow.app, "held", None)
-        if measure is not None:
-            held += measure()
+        held = PENDING_COST + c2s.pending_bytes + s2c.pending_bytes + self._app_held(flow)
         self.held += held - flow.held
         flow.held = held
         if self.held > self.limits.max_pending_memory:

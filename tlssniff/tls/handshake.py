@@ -106,7 +106,7 @@ class HandshakeTracker:
             return
         self.client_events(events, frame)
 
-    def client_events(self, events: list[tuple], frame: int = 0) -> None:
+    def client_events(self, events: list[rec.Event], frame: int = 0) -> None:
         """The client's record-layer events (``records.RecordStream`` kinds), from any record
         layer: TLS records, DTLS records, QUIC packets."""
         if self.done:
@@ -144,7 +144,7 @@ class HandshakeTracker:
             return
         self.server_events(events, frame)
 
-    def server_events(self, events: list[tuple], frame: int = 0) -> None:
+    def server_events(self, events: list[rec.Event], frame: int = 0) -> None:
         """The server's record-layer events, as :meth:`client_events`."""
         if self.done:
             return
