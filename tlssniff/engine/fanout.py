@@ -38,7 +38,7 @@ import os
 import pickle
 import stat
 from multiprocessing.connection import wait
-from typing import IO, Any, Callable, Final
+from typing import Any, Callable, Final
 
 from tlssniff.analysis.verdict import ConnectionVerdict
 from tlssniff.capture import files
