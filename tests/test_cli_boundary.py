@@ -212,8 +212,11 @@ def test_ctrl_c_is_status_130(tmp_path):
         "import tlssniff.run.offline as c\n"
         "c.analyze_captures = slow\n"))
     script = SCRIPTS[0]
+    # Ctrl-C as a terminal delivers it: a job a shell started in the background (a CI runner,
+    # nohup) inherits SIGINT ignored, and Python then installs no KeyboardInterrupt at all.
     proc = subprocess.Popen([script, "analyze", str(TLS12)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=_env(script, **env), cwd=REPO)
+                            stderr=subprocess.PIPE, env=_env(script, **env), cwd=REPO,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while not marker.exists():
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
