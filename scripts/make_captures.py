@@ -129,8 +129,11 @@ class Tcpdump:
         # --immediate-mode: without it libpcap (TPACKET_V3) may hold a short capture's packets
         # in a ring block that SIGINT then discards ("0 packets captured").
         # -Z root: the file stays owned by the user running this script.
+        # -B 32768: a 32 MB ring. Loopback segments are up to 64 KB, so the default 2 MB holds
+        # about thirty of them: on a busy machine tcpdump fell behind and the kernel dropped
+        # two of 280 packets.
         self.proc = subprocess.Popen(
-            ["tcpdump", "-i", "lo", "-n", "-U", "--immediate-mode", "-Z", "root",
+            ["tcpdump", "-i", "lo", "-n", "-U", "--immediate-mode", "-B", "32768", "-Z", "root",
              "-w", str(self.path), self.filter],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
