@@ -10,7 +10,7 @@ set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 work="${1:-$(mktemp -d "${TMPDIR:-/tmp}/tlssniff-install.XXXXXX")}"
 py="${PYTHON:-python3}"
-oldest="$(sed -n 's/.*"typer>=\([0-9.]*\)".*/\1/p' "$repo/pyproject.toml")"
+oldest="$(sed -n 's/.*"typer>=\([0-9.]*\)[,"].*/\1/p' "$repo/pyproject.toml")"
 port=21090
 
 install() {  # install VENV [PIP ARGS...]

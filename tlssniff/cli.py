@@ -170,7 +170,6 @@ def _commands() -> list[str]:
 def _usage_line(err: Exception) -> str:
     """click's usage error as one line: what was wrong, and which --help to read."""
     message = err.format_message() if hasattr(err, "format_message") else str(err)
-    message = message.replace("Value error, ", "")  # newer typer prefixes a parser's ValueError
     ctx = getattr(err, "ctx", None)
     path = ctx.command_path if ctx is not None else "tlssniff"
     return f"error: {message.strip()} (see '{path} --help')"

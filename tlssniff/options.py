@@ -16,6 +16,7 @@ from tlssniff.flow.table import PENDING_COST, Limits
 from tlssniff.units import BadValue, format_size, parse_duration, parse_rate, parse_size
 
 T = TypeVar("T", int, float)
+V = TypeVar("V")
 
 LIMITS = Limits()
 # A connection without a verdict is charged PENDING_COST plus what it buffers, a whole hello
@@ -23,6 +24,23 @@ LIMITS = Limits()
 # connection would be evicted before its verdict.
 MIN_PENDING_MEMORY = 1 << 20
 assert MIN_PENDING_MEMORY > PENDING_COST + LIMITS.max_message
+
+
+def for_option(parse: Callable[[str], V]) -> Callable[[str], V]:
+    """``parse`` as an option's ``parser=``: its :class:`BadValue` becomes click's BadParameter.
+
+    click keeps a BadParameter's message ("Invalid value for '--jobs': 'x' is not a whole
+    number"); a ValueError it replaces with the bare value, and so did every typer before 0.29.
+    """
+
+    def convert(text: str) -> V:
+        try:
+            return parse(text)
+        except BadValue as err:
+            raise typer.BadParameter(str(err)) from None
+
+    convert.__name__ = getattr(parse, "__name__", "value")
+    return convert
 
 
 def at_least(parse: Callable[[str], T], low: T, shown: str = "") -> Callable[[str], T]:
@@ -35,7 +53,7 @@ def at_least(parse: Callable[[str], T], low: T, shown: str = "") -> Callable[[st
         return value
 
     check.__name__ = getattr(parse, "__name__", "value")
-    return check
+    return for_option(check)
 
 
 def count(text: str | int) -> int:
@@ -57,7 +75,7 @@ def choice(*names: str) -> Callable[[str], str]:
         return text
 
     check.__name__ = "choice"
-    return check
+    return for_option(check)
 
 
 def _positive_duration(text: str | float) -> float:
@@ -71,11 +89,12 @@ MaxFlows = Annotated[int, typer.Option(
     "--max-flows", parser=at_least(count, 1), metavar="N",
     help="Connections tracked at once; the least active are evicted beyond.")]
 IdleTimeout = Annotated[float, typer.Option(
-    "--idle-timeout", parser=_positive_duration, metavar="SECONDS", show_default=False,
+    "--idle-timeout", parser=for_option(_positive_duration), metavar="SECONDS",
+    show_default=False,
     help="Capture time (300, 90s, 5m) after which an idle connection is closed. "
     "Default: 300s.")]
 MaxBuffer = Annotated[int, typer.Option(
-    "--max-buffer", parser=parse_size, metavar="SIZE", show_default=False,
+    "--max-buffer", parser=for_option(parse_size), metavar="SIZE", show_default=False,
     help="Out-of-order bytes buffered per direction before a verdict (256K, 1M). "
     f"Default: {format_size(LIMITS.max_buffer)}.")]
 MaxPendingMemory = Annotated[int, typer.Option(
@@ -92,7 +111,7 @@ OneStream = Annotated[bool, typer.Option(
     help="The captures are consecutive pieces of one capture (tcpdump -C/-G rotation): "
     "follow connections across files. Without it each file is analyzed on its own.")]
 FailUnder = Annotated[Optional[float], typer.Option(
-    "--fail-under", parser=parse_rate, metavar="RATE",
+    "--fail-under", parser=for_option(parse_rate), metavar="RATE",
     help="Exit with status 3 when a server with at least --min-handshakes handshakes resumes "
     "less than RATE (80% or 0.8; a bare number is a fraction, 1 = 100%) of its classified "
     "handshakes; the servers are named on stderr.")]

@@ -60,7 +60,7 @@ Format = Annotated[str, typer.Option(
     "--format", "-f", parser=options.choice(*_FORMATS), metavar="FORMAT",
     help="table or json.")]
 FailUnder = Annotated[Optional[float], typer.Option(
-    "--fail-under", parser=parse_rate, metavar="RATE",
+    "--fail-under", parser=options.for_option(parse_rate), metavar="RATE",
     help="Exit with status 3 when the lowest accept rate measured is below RATE "
     "(90% or 0.9; a bare number is a fraction, 1 = 100%).")]
 Capture = Annotated[Optional[str], typer.Option(
