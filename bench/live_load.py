@@ -403,6 +403,15 @@ def clients_main(args: argparse.Namespace) -> None:
             p.join(5)
 
 
+def _start_scraper(namespace: str, port: int, interval: float, work: Path) -> subprocess.Popen:
+    """:func:`scrape_main` in ``namespace``, reading live --metrics on its own loopback."""
+    return subprocess.Popen(
+        ["ip", "netns", "exec", namespace, sys.executable, __file__, "_scrape",
+         "--url", f"http://127.0.0.1:{port}/metrics", "--interval", str(interval),
+         "--out", str(work / "scrape.json")],
+        stdout=subprocess.DEVNULL, stderr=open(work / "scrape.err", "w"))
+
+
 def scrape_main(args: argparse.Namespace) -> None:
     """Inside the server namespace: scrape ``args.url`` every ``args.interval`` seconds until
     killed; after every scrape, write what it saw to ``args.out`` (a Prometheus stand-in)."""
@@ -592,11 +601,7 @@ def load_main(args: argparse.Namespace) -> int:
               f"over {net.srv_if} ({net.cli_ip} -> {net.srv_ip}); tlssniff pid {sniff.pid}",
               flush=True)
         if args.metrics:
-            scraper = subprocess.Popen(
-                ["ip", "netns", "exec", net.srv, sys.executable, __file__, "_scrape",
-                 "--url", f"http://127.0.0.1:{metrics_port}/metrics",
-                 "--interval", str(args.scrape_interval), "--out", str(work / "scrape.json")],
-                stdout=subprocess.DEVNULL, stderr=open(work / "scrape.err", "w"))
+            scraper = _start_scraper(net.srv, metrics_port, args.scrape_interval, work)
         cpu0 = _tree_cpu(sniff.pid)
         t0 = time.monotonic()
         # The clients stand for other machines: niced, they do not take the CPU the server
@@ -956,11 +961,7 @@ def replay_main(args: argparse.Namespace) -> int:
         print(f"live_load: replaying it at {mult:g}x ({span / mult:.1f} s) over {rep.srv_if} with "
               f"tcpreplay; tlssniff pid {sniff.pid}", flush=True)
         if args.metrics:
-            scraper = subprocess.Popen(
-                ["ip", "netns", "exec", rep.srv, sys.executable, __file__, "_scrape",
-                 "--url", f"http://127.0.0.1:{metrics_port}/metrics",
-                 "--interval", str(args.scrape_interval), "--out", str(work / "scrape.json")],
-                stdout=subprocess.DEVNULL, stderr=open(work / "scrape.err", "w"))
+            scraper = _start_scraper(rep.srv, metrics_port, args.scrape_interval, work)
         cpu0 = _tree_cpu(sniff.pid)
         softnet0 = _softnet_dropped()
         ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -431,3 +431,44 @@ def test_the_reader_places_each_frame_in_its_flow_hash_partition(flows, parts) -
             assert got[i] == -1
             got[i] = w
     assert got == want
+
+
+def test_without_an_aggregator_the_workers_write_the_same_lines_and_aggregate_nothing(tmp_path):
+    """``-f jsonl``/``ecs`` without --fail-under reads no per-server figure, so the run gives
+    its Split no aggregator and the workers skip the aggregation: the lines and counters are
+    still exactly one process's, on every path --jobs takes (the fan-out of a pcap, the
+    streamed partitions of a pcapng, one worker per file), and no worker made an aggregate."""
+    from tlssniff.engine.parallel import analyze_captures
+
+    for path, fmt in ((CAPTURES / "nginx.pcap", "jsonl"), (CAPTURES / "python-ssl.pcapng", "ecs")):
+        want, _, want_counters = _one_process_lines(str(path), fmt)
+        out = io.StringIO()
+        counters = parallel.analyze_partitioned(
+            str(path), lambda v: None, Limits(), 2,
+            split=parallel.Split(line_writer(fmt), None, out))
+        assert out.getvalue() == want, path
+        assert counters.to_dict() == want_counters.to_dict(), path
+        assert want.count("\n") > 3
+    nginx, tls13 = str(CAPTURES / "nginx.pcap"), str(CAPTURES / "openssl-tls13.pcap")
+    out = io.StringIO()
+    analyze_captures([nginx, tls13], lambda v: None, jobs=2,
+                     split=parallel.Split(line_writer("jsonl"), None, out))
+    assert out.getvalue() == _one_process_lines(nginx, "jsonl")[0] + _one_process_lines(
+        tls13, "jsonl")[0]
+    spool = str(tmp_path / "part.spool")
+    assert parallel.analyze_part(nginx, Limits(), 0, 2, spool, line_writer("jsonl"),
+                                 aggregate=False)[1] is None
+    assert parallel.analyze_part(nginx, Limits(), 0, 2, spool, line_writer("jsonl"))[1] is not None
+    assert fanout.LineKeeper(line_writer("jsonl"), None, nginx, False).agg is None
+    assert fanout.LineKeeper(line_writer("jsonl"), None, nginx).agg is not None
+
+
+def test_jsonl_lines_are_the_same_whether_or_not_the_run_aggregates():
+    """--fail-under makes a jsonl run aggregate; the lines it writes are the same."""
+    capture = str(CAPTURES / "nginx.pcap")
+    for jobs in ("1", "2"):
+        plain = run_tlssniff("analyze", capture, "-f", "jsonl", "--jobs", jobs)
+        judged = run_tlssniff("analyze", capture, "-f", "jsonl", "--jobs", jobs,
+                              "--fail-under", "0%")
+        assert plain.returncode == judged.returncode == 0, (plain.stderr, judged.stderr)
+        assert plain.stdout == judged.stdout and plain.stdout.count("\n") > 3

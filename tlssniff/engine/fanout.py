@@ -310,9 +310,11 @@ class LineKeeper:
     line, alternative verdict, its line))`` when the line depends on earlier connections (the
     merge settles and aggregates those). Lines are UTF-8 bytes."""
 
-    def __init__(self, fmt: Any, capture_name: str | None, path: str) -> None:
+    def __init__(self, fmt: Any, capture_name: str | None, path: str,
+                 aggregate: bool = True) -> None:
         self.analyzer: Analyzer | None = None
-        self.agg = OrderedAggregate()
+        # None: no one reads the aggregate (parallel.Split), the verdicts are not aggregated.
+        self.agg: OrderedAggregate | None = OrderedAggregate() if aggregate else None
         self.records: list[tuple] = []
         self.rename = capture_name is not None and capture_name != path
         self.capture_name = capture_name
@@ -336,7 +338,9 @@ class LineKeeper:
             if alt is not None:
                 alt[1].capture = self.capture_name
         if alt is None:
-            self.agg.add(order, v)
+            agg = self.agg
+            if agg is not None:
+                agg.add(order, v)
             self.records.append((order, self.text_of(v), v.issued_session_id, None))
         else:
             a.alternative = None

@@ -101,27 +101,31 @@ def _analyze_to_spool(
 
 @dataclass
 class Split:
-    """Per-verdict work the workers can do themselves: aggregate, and write lines with ``fmt``
-    (a :data:`LineWriters` factory, of a format whose lines stand alone: jsonl, ecs) to
-    ``out``."""
+    """Per-verdict work the workers can do themselves: aggregate into ``aggregator`` (None when
+    nothing reads the aggregate: the workers then skip it), and write lines with ``fmt`` (a
+    :data:`LineWriters` factory, of a format whose lines stand alone: jsonl, ecs) to ``out``."""
 
     fmt: LineWriters
-    aggregator: Aggregator
+    aggregator: Aggregator | None
     out: IO[str]
 
 
 def _analyze_split(
-    path: str, limits: Limits, fmt: LineWriters, spool: str, max_servers: int
-) -> tuple[Counters, Aggregator, TlssniffError | None]:
-    """Worker: analyze one capture, aggregating it and writing its lines to ``spool``."""
-    agg = Aggregator(max_servers)
+    path: str, limits: Limits, fmt: LineWriters, spool: str, max_servers: int | None
+) -> tuple[Counters, Aggregator | None, TlssniffError | None]:
+    """Worker: analyze one capture, writing its lines to ``spool`` and aggregating it (not
+    with ``max_servers`` None: no one reads the aggregate)."""
+    agg = Aggregator(max_servers) if max_servers is not None else None
     try:
         with open(spool, "w", encoding="utf-8", newline="") as out:
             writer = fmt(out)
+            keep: Callable[[ConnectionVerdict], None] = writer.write
+            if agg is not None:
+                add, write = agg.add, writer.write
 
-            def keep(v: ConnectionVerdict) -> None:
-                agg.add(v)
-                writer.write(v)
+                def keep(v: ConnectionVerdict) -> None:
+                    add(v)
+                    write(v)
 
             analyzer = Analyzer(keep, limits)
             analyzer.analyze_file(path)
@@ -163,9 +167,12 @@ class _Line:
 _NEVER: Order = (-1, -1, -1)
 
 
-def merge_ordered(target: Aggregator, parts: list[OrderedAggregate]) -> None:
+def merge_ordered(target: Aggregator | None, parts: list[OrderedAggregate]) -> None:
     """Merge the partitions' aggregates into ``target`` as if their verdicts had been added one
-    by one in the one-process order (servers in order of first sight, the last starttls)."""
+    by one in the one-process order (servers in order of first sight, the last starttls).
+    Nothing when ``target`` is None (the workers did not aggregate: Split)."""
+    if target is None:
+        return
     first: dict[tuple, Order] = {}
     for pa in parts:
         for key, at in pa.first.items():
@@ -186,7 +193,7 @@ def merge_ordered(target: Aggregator, parts: list[OrderedAggregate]) -> None:
 
 def analyze_part(
     path: str, limits: Limits, part: int, parts: int, spool: str | Callable[[list], None],
-    fmt: LineWriters | None = None, capture_name: str | None = None,
+    fmt: LineWriters | None = None, capture_name: str | None = None, aggregate: bool = True,
 ) -> tuple[Counters, OrderedAggregate | None, bool, TlssniffError | None]:
     """Worker: analyze partition ``part`` of ``parts`` of one capture, pickling its records in
     order into ``spool``. Without ``fmt`` a record is ``(order, verdict, alternative)``, the
@@ -198,9 +205,10 @@ def analyze_part(
     (with ``fmt``), whether a limit evicted anything (then the partitions are not exact; see
     partition_limits) and the capture's error. ``capture_name``: the verdicts' ``capture``
     when it is not ``path`` (a local copy of a URL). ``spool`` may also be a function that
-    takes each batch of records (a pipe to the merging parent)."""
+    takes each batch of records (a pipe to the merging parent). ``aggregate`` False: no
+    aggregate (no one reads it, Split), None in its place."""
     batch: list[tuple] = []
-    agg = OrderedAggregate() if fmt is not None else None
+    agg = OrderedAggregate() if fmt is not None and aggregate else None
     rename = capture_name is not None and capture_name != path
     try:
         with contextlib.ExitStack() as stack:
@@ -235,8 +243,8 @@ def analyze_part(
                         if alt is not None:
                             alt[1].capture = capture_name
                     if alt is None:
-                        assert add is not None
-                        add(order, v)
+                        if add is not None:
+                            add(order, v)
                         batch.append((order, text_of(v), v.issued_session_id, None))
                     else:
                         analyzer.alternative = None
@@ -312,7 +320,7 @@ def _batches(spool: str) -> Iterator[list]:
 
 
 def _part_to_pipe(path: str, limits: Limits, part: int, parts: int, fmt: LineWriters,
-                  conn) -> None:
+                  conn, aggregate: bool) -> None:
     """Worker process: analyze_part with its batches sent down ``conn`` as they are made, then
     its result."""
 
@@ -320,7 +328,7 @@ def _part_to_pipe(path: str, limits: Limits, part: int, parts: int, fmt: LineWri
         conn.send_bytes(pickle.dumps(records, protocol=pickle.HIGHEST_PROTOCOL))
 
     try:
-        result = analyze_part(path, limits, part, parts, send, fmt)
+        result = analyze_part(path, limits, part, parts, send, fmt, aggregate=aggregate)
     except BaseException as err:  # noqa: BLE001 - reported to the parent, which re-raises
         conn.send_bytes(pickle.dumps(("error", repr(err))))
         raise
@@ -350,8 +358,8 @@ def _stream_partitioned(
     conns, procs = [], []
     for i in range(jobs):
         parent_end, child_end = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=_part_to_pipe, args=(path, limits, i, jobs, split.fmt,
-                                                        child_end), daemon=True)
+        proc = ctx.Process(target=_part_to_pipe, daemon=True, args=(
+            path, limits, i, jobs, split.fmt, child_end, split.aggregator is not None))
         proc.start()
         child_end.close()
         conns.append(parent_end)
@@ -371,7 +379,8 @@ def _stream_partitioned(
 
 
 def _fan_reader_worker(path: str, limits: Limits, parts: int, fmt: LineWriters,
-                       layout: tuple[bool, int], inputs: list, outconn, close: list) -> None:
+                       aggregate: bool, layout: tuple[bool, int], inputs: list, outconn,
+                       close: list) -> None:
     """Partition 0's worker process of the fan-out, which is also the reader (engine/fanout.py
     run_reader_worker): walks the capture once, sending the other workers their frames'
     places chunk by chunk (``inputs``, for partitions 1..), analyses its own frames meanwhile
@@ -385,7 +394,7 @@ def _fan_reader_worker(path: str, limits: Limits, parts: int, fmt: LineWriters,
         def send(w: int, data: bytes) -> None:
             sends[w - 1](data)
 
-        keeper = fanout.LineKeeper(fmt, None, path)
+        keeper = fanout.LineKeeper(fmt, None, path, aggregate)
         analyzer = Analyzer(keeper.keep, partition_limits(limits, parts), 0, parts)
         keeper.analyzer = analyzer
         with open_capture(path) as cap:
@@ -413,13 +422,14 @@ def _fan_reader_worker(path: str, limits: Limits, parts: int, fmt: LineWriters,
 
 
 def _fan_worker(path: str, limits: Limits, part: int, parts: int, fmt: LineWriters,
-                layout: tuple[bool, int], linktype: int, inconn, outconn, close: list) -> None:
+                aggregate: bool, layout: tuple[bool, int], linktype: int, inconn, outconn,
+                close: list) -> None:
     """A worker process of the fan-out: its partition's frames from the reader, its records to
     the parent, then its counters, aggregate and whether a limit evicted."""
     for c in close:
         c.close()
     try:
-        keeper = fanout.LineKeeper(fmt, None, path)
+        keeper = fanout.LineKeeper(fmt, None, path, aggregate)
         analyzer = Analyzer(keeper.keep, partition_limits(limits, parts), part, parts)
         keeper.analyzer = analyzer
         fanout.run_worker(analyzer, keeper, path, layout, linktype, inconn.recv_bytes,
@@ -469,13 +479,15 @@ def _fan_out(path: str, limits: Limits, jobs: int, split: Split, tmp: str,
         _widen(w)
     everything = [c for pair in ins + outs for c in pair]
     mine0 = [w for _, w in ins] + [outs[0][1]]
+    aggregate = split.aggregator is not None
     procs = [ctx.Process(target=_fan_reader_worker, daemon=True, args=(
-        path, limits, jobs, split.fmt, layout, [w for _, w in ins], outs[0][1],
+        path, limits, jobs, split.fmt, aggregate, layout, [w for _, w in ins], outs[0][1],
         [c for c in everything if all(c is not m for m in mine0)]))]
     for i in range(1, jobs):
         mine = (ins[i - 1][0], outs[i][1])
         procs.append(ctx.Process(target=_fan_worker, daemon=True, args=(
-            path, limits, i, jobs, split.fmt, layout, linktype, ins[i - 1][0], outs[i][1],
+            path, limits, i, jobs, split.fmt, aggregate, layout, linktype, ins[i - 1][0],
+            outs[i][1],
             [c for c in everything if all(c is not m for m in mine)])))
     for proc in procs:
         proc.start()
@@ -619,7 +631,9 @@ def analyze_partitioned(
     with tempfile.TemporaryDirectory(prefix="tlssniff-") as tmp:
         spools = [os.path.join(tmp, f"{i}.spool") for i in range(jobs)]
         with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-            futures = [pool.submit(analyze_part, path, limits, i, jobs, spool, fmt)
+            aggregate = split is None or split.aggregator is not None
+            futures = [pool.submit(analyze_part, path, limits, i, jobs, spool, fmt,
+                                   aggregate=aggregate)
                        for i, spool in enumerate(spools)]
             results = [f.result() for f in futures]
         for *_, error in results:
@@ -701,7 +715,7 @@ def analyze_captures(
         if split is not None:
             futures = [
                 pool.submit(_analyze_split, path, limits, split.fmt, spool,
-                            split.aggregator.max_servers)
+                            split.aggregator.max_servers if split.aggregator else None)
                 for path, spool in zip(paths, spools)
             ]
         else:
@@ -718,7 +732,8 @@ def analyze_captures(
                     raise error
                 with open(spool, encoding="utf-8", newline="") as lines:
                     shutil.copyfileobj(lines, split.out, 1 << 20)
-                split.aggregator.merge(agg)
+                if split.aggregator is not None:
+                    split.aggregator.merge(agg)
             else:
                 counters, error = future.result()
                 if error is not None:

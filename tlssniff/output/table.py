@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from tlssniff.analysis.aggregate import Aggregator, ServerStats
 from tlssniff.output.display import for_terminal, terminal_text
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 # A finding's message quotes names (SNI); one holding a 64 KB name is shortened (JSON has it whole).
 MESSAGE_LIMIT = 4096
@@ -47,6 +51,8 @@ def server_table(agg: Aggregator, title: str | None = "TLS resumption per server
                  top: int = 0) -> Table:
     """The busiest ``top`` servers (0: every server with a row), then one row for the rest
     (the hidden rows and the aggregator's "other servers", exact figures) and the totals."""
+    from rich.table import Table  # only when a table is drawn: 8 ms of every start-up otherwise
+
     table = Table(title=title, title_justify="left", expand=False)
     table.add_column("server / SNI", overflow="fold", max_width=30)
     table.add_column("hs", justify="right")

@@ -170,6 +170,7 @@ def warm_up(console, dashboard: bool) -> None:
 
     from tlssniff.analysis.verdict import ConnectionVerdict
     from tlssniff.output.formats import VerdictWriter
+    from tlssniff.output.report import fail_under_lines  # noqa: F401 - run.session's --fail-under
     from tlssniff.output.table import print_report
 
     agg = Aggregator()

@@ -46,9 +46,10 @@ def line_writer(fmt: str) -> Callable[[IO[str]], VerdictWriter]:
     return functools.partial(VerdictWriter, fmt)
 
 
-def stream_split(fmt: str, agg: Aggregator, out: IO[str]) -> Split:
+def stream_split(fmt: str, agg: Aggregator | None, out: IO[str]) -> Split:
     """The workers' share of a streamed output in ``fmt`` (a format whose lines stand alone:
-    run/outputs.py ``stream``): they aggregate and write their own verdicts."""
+    run/outputs.py ``stream``): they write their own verdicts, and aggregate them into ``agg``
+    unless it is None."""
     return Split(line_writer(fmt), agg, out)
 
 

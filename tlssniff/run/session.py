@@ -21,7 +21,6 @@ from tlssniff.analysis.verdict import ConnectionVerdict
 from tlssniff.errors import CaptureError, ExitCode
 from tlssniff.flow.table import Limits
 from tlssniff.output import display
-from tlssniff.output.report import fail_under_lines  # imported as root (live)
 
 Sink = Callable[[ConnectionVerdict], None]
 
@@ -115,6 +114,10 @@ def conclude(err_console, *, warnings: Iterable[str] = (), errors: Iterable[str]
     if failing is None:
         assert agg is not None
         failing = policy.failing(agg)
+    # Imported here, not at start-up (the report package costs 15 ms); live imports it while
+    # still root (run/live.py warm_up).
+    from tlssniff.output.report import fail_under_lines
+
     for line in fail_under_lines(failing, policy.rate):
         say(err_console, line)
     if failing:
