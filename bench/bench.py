@@ -10,9 +10,12 @@ For each capture it runs, alternating within each round so that machine noise hi
   (a) tlssniff analyze FILE --format jsonl         (the whole CLI, startup included)
   (b) tshark -r FILE -Y 'tls.handshake.type in {1,2}' -T fields -e ... (the same hello fields)
   (c) the floor: a bare Python loop that walks the pcap record headers and touches nothing else
+      (run before and after (a) in each round)
 
 and prints the best time of each, packets/s, handshakes/s, the ratios a/b and a/c, and the peak
-RSS of each (from the child's rusage). It then checks tlssniff's verdict counts against the
+RSS of each (from the child's rusage); then the paired ratio: per round, (a)'s CPU time over the
+mean of the two floor runs around it, the median over the rounds (the steadier figure where the
+machine's speed drifts between runs). It then checks tlssniff's verdict counts against the
 generator's truth file next to the capture (FILE with .truth.jsonl).
 
 ``--jobs-check`` times ``tlssniff analyze A B --jobs 1`` against ``--jobs 2`` and checks that
@@ -144,19 +147,28 @@ def bench_file(path: str, rounds: int, tshark: bool) -> None:
     # wall times wait for a core, CPU times much less so.
     cpu = {"tlssniff": 1e9, "tshark": 1e9, "floor": 1e9}
     out = tempfile.NamedTemporaryFile(suffix=".jsonl", delete=False).name
+    # This machine's speed drifts by up to 2x over minutes (the floor alone has taken 1.6 to
+    # 3.1 s for the same file), so best-of figures of separate runs can pair a fast moment of
+    # one with a slow moment of the other. Each round therefore also gives a ratio of its own:
+    # tlssniff's CPU time over the mean of the floor's just before and just after it.
+    paired: list[float] = []
+    floor_cmd = [sys.executable, "-c", FLOOR, path]
     for _ in range(rounds):
-        runs = [("floor", [sys.executable, "-c", FLOOR, path], None),
-                ("tlssniff", tlssniff_cmd(path), out)]
+        runs = [("floor", floor_cmd, None), ("tlssniff", tlssniff_cmd(path), out),
+                ("floor", floor_cmd, None)]
         if tshark:
             runs.append(("tshark", tshark_cmd(path), None))
+        used_in_round = []
         for name, cmd, dest in runs:
             warm(path)
             wall, rss, used = measured(cmd, dest)
+            used_in_round.append(used)
             cpu[name] = min(cpu[name], used)
             if wall < best[name][0]:
                 best[name] = (wall, max(rss, best[name][1]))
             else:
                 best[name] = (best[name][0], max(rss, best[name][1]))
+        paired.append(used_in_round[1] * 2 / (used_in_round[0] + used_in_round[2]))
     handshakes = sum(1 for _ in open(out))
     print(f"\n{path}: {size / 1e9:.2f} GB, {packets:,} packets, {handshakes:,} TLS connections "
           f"(best of {rounds}, python {sys.version.split()[0]}, {os.cpu_count()} cores)")
@@ -173,6 +185,10 @@ def bench_file(path: str, rounds: int, tshark: bool) -> None:
         print(f"  tshark / tlssniff = {best['tshark'][0] / a:.1f}x (tlssniff is that much faster)")
     print(f"  tlssniff / floor  = {a / best['floor'][0]:.2f}x "
           f"(CPU time: {cpu['tlssniff'] / cpu['floor']:.2f}x)")
+    paired.sort()
+    print(f"  paired CPU ratio  = {paired[len(paired) // 2]:.2f}x median of {rounds} rounds "
+          f"(each: tlssniff over the floor runs on both sides of it; "
+          f"{', '.join(f'{r:.2f}' for r in paired)})")
     print(f"  {check_truth(path, out)}")
     os.unlink(out)
 
