@@ -209,20 +209,14 @@ class Reader:
                     if w != own:
                         frames[w].append((n - first) << _OFF_BITS | off)
                     elif local is not None:
-                        local._frame_no = n - 1
-                        local.frame(ts, linktype, buf, s, end)
-                        if n == 1:
-                            local._next_sweep = _INF  # frame one armed the schedule: ours
+                        _analyse_own(local, n, ts, linktype, buf, s, end)
                     off = end
                     continue
             for w in range(parts):
                 if w != own:
                     frames[w].append((n - first) << _OFF_BITS | off)
                 elif local is not None:
-                    local._frame_no = n - 1
-                    local.frame(ts, linktype, buf, s, end)
-                    if n == 1:
-                        local._next_sweep = _INF
+                    _analyse_own(local, n, ts, linktype, buf, s, end)
             off = end
         self.n = n
         self.last_ts = last_ts
@@ -240,6 +234,15 @@ class Reader:
         self.chunk_n = self.n
         if self.flushed is not None:
             self.flushed(self.n)
+
+
+def _analyse_own(local: Analyzer, n: int, ts: float, linktype: int, buf: bytes, s: int,
+                 end: int) -> None:
+    """Frame ``n`` (counted from 1) is the reader's own partition's: its Analyzer takes it."""
+    local._frame_no = n - 1
+    local.frame(ts, linktype, buf, s, end)
+    if n == 1:
+        local._next_sweep = _INF  # frame one armed the schedule: the reader keeps its own
 
 
 # -- a worker --------------------------------------------------------------------------------
