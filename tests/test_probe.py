@@ -295,6 +295,8 @@ def rates(result: ProbeResult, target: str | None = None) -> dict:
 
 
 def codes(result: ProbeResult) -> list[tuple[str, str | None]]:
+    # A self-check disagreement would show below as one more finding: shown in full instead.
+    assert result.self_check.disagreements == [], result.self_check.disagreements
     return sorted((f.code, f.details.get("mechanism")) for f in findings(result))
 
 
@@ -411,12 +413,12 @@ def test_nginx_two_nodes_separate_keys(pki, nginx_cluster):
         assert _matrix(r, m) == own_only, m
         for t in (a, b):
             assert rates(r, t)[m] == ("ok", full(6), full(6))
+    assert_self_check(r)  # first: a disagreement is shown in full, not as one more finding
     assert codes(r) == [("cross_server_refused", "id"), ("cross_server_refused", "psk"),
                         ("cross_server_refused", "ticket"), ("ticket_keys_differ", "psk"),
                         ("ticket_keys_differ", "ticket")]
     keys = next(f for f in findings(r) if f.code == "ticket_keys_differ")
     assert keys.servers == sorted([r.targets[0].endpoint, r.targets[1].endpoint])
-    assert_self_check(r)
 
 
 @need_nginx

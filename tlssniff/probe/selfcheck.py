@@ -28,7 +28,8 @@ from tlssniff.probe.client import MECHANISMS
 from tlssniff.probe.target import Target
 
 START_TIMEOUT = 5.0  # seconds for tcpdump to say "listening on"
-SETTLE = 0.25  # seconds after the last connection before tcpdump is stopped
+SETTLE = 0.25  # seconds the capture file must stay the same size before tcpdump is stopped
+SETTLE_MAX = 5.0  # ... waiting at most this long for it (tcpdump writes each packet, -U)
 
 
 PHASES = ("issue", "sequential", "concurrent", "matrix", "age")
@@ -65,7 +66,16 @@ class Capture:
                     f"tcpdump did not start: {seen.decode(errors='replace').strip()[-300:]}")
 
     def stop(self) -> Path:
-        time.sleep(SETTLE)
+        # tcpdump may still be behind the last connection on a busy machine, and what it has
+        # not read from the kernel when it stops is lost: wait until the file stops growing.
+        deadline = time.monotonic() + SETTLE_MAX
+        size = -1
+        while time.monotonic() < deadline:
+            now = self.path.stat().st_size if self.path.exists() else 0
+            if now == size:
+                break
+            size = now
+            time.sleep(SETTLE)
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
             try:
