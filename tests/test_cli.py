@@ -159,3 +159,32 @@ def test_cut_anywhere_never_crashes(tmp_path, cut):
     proc = run_tlssniff("analyze", str(p), "-f", "jsonl", check=False)
     assert proc.returncode in (0, 2)
     assert "Traceback" not in proc.stderr
+
+
+def test_analyze_to_jsonl_imports_neither_pydantic_nor_the_report():
+    """What every run pays before its first frame: typer 0.29 imports pydantic and builds a
+    TypeAdapter per parameter (0.15 s a run; pyproject.toml holds typer below it), and the
+    report package and rich's tables are for other outputs. A run of ``-f jsonl`` with bad
+    usage, and one that analyses a capture, import none of them."""
+    import subprocess
+    import sys
+
+    from tests.conftest import CAPTURES
+
+    probe = ("import runpy, sys\n"
+             "sys.argv = ['tlssniff', *sys.argv[1:]]\n"
+             "try:\n"
+             "    runpy.run_module('tlssniff', run_name='__main__')\n"
+             "except SystemExit as e:\n"
+             "    code = e.code\n"
+             "heavy = sorted(m for m in sys.modules if m.split('.')[0] == 'pydantic'\n"
+             "               or m.startswith(('tlssniff.output.report', 'rich.table')))\n"
+             "print(code, heavy, file=sys.stderr)\n")
+    for args, status in ((["analyze", str(CAPTURES / "nginx.pcap"), "-f", "jsonl"], 0),
+                         (["analyze", str(CAPTURES / "nginx.pcap"), "--jobs", "x"], 2)):
+        proc = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True,
+                              text=True, timeout=120)
+        assert proc.stderr.splitlines()[-1] == f"{status} []", proc.stderr
+    table = subprocess.run([sys.executable, "-c", probe, "analyze", str(CAPTURES / "nginx.pcap")],
+                           capture_output=True, text=True, timeout=120)
+    assert "'rich.table'" in table.stderr.splitlines()[-1], table.stderr  # the probe sees imports
