@@ -48,14 +48,16 @@ def _local_copy(name: str, directory: str) -> str:
 
 
 def part_task(
-    name: str, limits: Limits, part: int, parts: int, fmt: parallel.LineWriters | None
+    name: str, limits: Limits, part: int, parts: int, fmt: parallel.LineWriters | None,
+    aggregate: bool = True,
 ) -> tuple[Counters, parallel.OrderedAggregate | None, bool, TlssniffError | None, bytes]:
-    """On a worker: :func:`parallel.analyze_part` of one capture, its spool returned as bytes."""
+    """On a worker: :func:`parallel.analyze_part` of one capture, its spool returned as bytes
+    (``aggregate`` False: no one reads the aggregate, parallel.Split)."""
     with tempfile.TemporaryDirectory(prefix="tlssniff-dask-") as tmp:
         path = _local_copy(name, tmp)
         spool = os.path.join(tmp, "spool")
-        counters, agg, evicted, error = parallel.analyze_part(path, limits, part, parts, spool,
-                                                              fmt, capture_name=name)
+        counters, agg, evicted, error = parallel.analyze_part(
+            path, limits, part, parts, spool, fmt, capture_name=name, aggregate=aggregate)
         with open(spool, "rb") as f:
             data = f.read()
     return counters, agg, evicted, error, data
@@ -93,12 +95,14 @@ def analyze_on_dask(
             threads = sum(client.nthreads().values()) or 1
             parts = threads if len(paths) == 1 else 1
         fmt = split.fmt if split is not None else None
+        aggregate = split is not None and split.aggregator is not None
         sizes = [_size(p) for p in paths]
         total_bytes = sum(sizes)
         futures = {}
         for i, path in enumerate(paths):
             for p in range(parts):
-                fut = client.submit(part_task, path, limits, p, parts, fmt, pure=False)
+                fut = client.submit(part_task, path, limits, p, parts, fmt, aggregate,
+                                    pure=False)
                 futures[fut] = (i, p)
         results: dict[tuple[int, int], tuple] = {}
         done_bytes = 0.0
@@ -139,7 +143,8 @@ def _merge_file(client, name: str, got: list[tuple], limits: Limits, parts: int,
             raise error
     if parts > 1 and any(evicted for _, _, evicted, _, _ in got):
         # A partition reached its share of a limit: the capture again, as one task.
-        got = [client.submit(part_task, name, limits, 0, 1, fmt, pure=False).result()]
+        aggregate = split is not None and split.aggregator is not None
+        got = [client.submit(part_task, name, limits, 0, 1, fmt, aggregate, pure=False).result()]
         for *_, error, _ in got:
             if error is not None:
                 raise error

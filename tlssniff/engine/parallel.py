@@ -583,7 +583,6 @@ def analyze_partitioned(
     """One capture on ``jobs`` processes by flow hash; the verdicts, lines and counters one
     process gives. Falls back to one process when a partition hit its share of a limit."""
     ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
-    fmt = split.fmt if split is not None else None
     if split is not None:
         layout = fanout.pcap_layout(path) if os.name == "posix" else None
         with tempfile.TemporaryDirectory(prefix="tlssniff-") as tmp:
@@ -628,12 +627,11 @@ def analyze_partitioned(
         analyzer.analyze_file(path, progress)
         analyzer.finish()
         return analyzer.counters
+    # No split: the workers pickle their verdicts, and the parent replays them in order.
     with tempfile.TemporaryDirectory(prefix="tlssniff-") as tmp:
         spools = [os.path.join(tmp, f"{i}.spool") for i in range(jobs)]
         with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-            aggregate = split is None or split.aggregator is not None
-            futures = [pool.submit(analyze_part, path, limits, i, jobs, spool, fmt,
-                                   aggregate=aggregate)
+            futures = [pool.submit(analyze_part, path, limits, i, jobs, spool)
                        for i, spool in enumerate(spools)]
             results = [f.result() for f in futures]
         for *_, error in results:
@@ -644,10 +642,7 @@ def analyze_partitioned(
             analyzer.analyze_file(path, progress)
             analyzer.finish()
             return analyzer.counters
-        if split is not None:
-            merge_part_lines(spools, [agg for _, agg, _, _ in results if agg is not None], split)
-        else:
-            merge_parts(spools, on_verdict)
+        merge_parts(spools, on_verdict)
         total = Counters()
         for counters, *_ in results:
             merge_counters(total, counters)
