@@ -121,7 +121,7 @@ def analyze_on_dask(
                         (next_file, q) in results for q in range(parts)):
                     got = [results.pop((next_file, q)) for q in range(parts)]
                     merge_counters = _merge_file(client, paths[next_file], got, limits, parts,
-                                                 fmt, tmp, on_verdict, split)
+                                                 fmt, aggregate, tmp, on_verdict, split)
                     parallel.merge_counters(total, merge_counters)
                     next_file += 1
         return total
@@ -137,13 +137,13 @@ def _size(name: str) -> int:
 
 
 def _merge_file(client, name: str, got: list[tuple], limits: Limits, parts: int,
-                fmt: parallel.LineWriters | None, tmp: str, on_verdict, split) -> Counters:
+                fmt: parallel.LineWriters | None, aggregate: bool, tmp: str, on_verdict,
+                split) -> Counters:
     for *_, error, _ in got:
         if error is not None:
             raise error
     if parts > 1 and any(evicted for _, _, evicted, _, _ in got):
         # A partition reached its share of a limit: the capture again, as one task.
-        aggregate = split is not None and split.aggregator is not None
         got = [client.submit(part_task, name, limits, 0, 1, fmt, aggregate, pure=False).result()]
         for *_, error, _ in got:
             if error is not None:
