@@ -98,6 +98,13 @@ def test_dask_output_equals_the_local_run(cluster):
             remote = run_tlssniff("analyze", one, "-f", fmt, "-q", "--dask", cluster.address,
                                   "--jobs", jobs).stdout
             assert remote == local, (fmt, jobs)
+    # A partition that reaches its share of a limit (3 flows each of --max-flows 10): the
+    # capture again as one task, with the aggregate when the format reads it.
+    for fmt in ("jsonl", "json"):
+        local = run_tlssniff("analyze", one, "-f", fmt, "-q", "--max-flows", "10").stdout
+        remote = run_tlssniff("analyze", one, "-f", fmt, "-q", "--max-flows", "10", "--dask",
+                              cluster.address, "--jobs", "3").stdout
+        assert remote == local, (fmt, "evicted")
 
 
 def test_a_worker_killed_mid_run_loses_nothing(cluster, tmp_path):
