@@ -27,6 +27,10 @@ from tlssniff.capture.files import FrameSink, open_capture
 from tlssniff.flow.table import Flow, FlowTable, Limits, flow_key
 
 if TYPE_CHECKING:
+    # Machine integers for mypyc (setup.py): annotations only, never evaluated by the
+    # interpreter, so the pure-Python modules need no mypy_extensions.
+    from mypy_extensions import i64
+
     from tlssniff.flow.udp import UdpFlow, UdpTable
     from tlssniff.tls.handshake import HandshakeTracker
 
@@ -51,7 +55,7 @@ def partition_of(key: bytes, parts: int) -> int:
     return partition_at(key, 0, len(key), parts)
 
 
-def partition_at(buf: bytes, start: int, n: int, parts: int) -> int:
+def partition_at(buf: bytes, start: i64, n: i64, parts: i64) -> int:
     """:func:`partition_of` of ``buf[start:start + n]``, read in place (the frame fast path:
     no slice for a frame of another partition).
 
@@ -62,16 +66,28 @@ def partition_at(buf: bytes, start: int, n: int, parts: int) -> int:
     (IPv6) for the former sum of every byte times 2654435761 (a product that is no longer a
     machine int): a mypyc build of both, 5 million calls each on one frame, on the busy 2-core
     machine (load average 8)."""
+    total: i64 = 0
     if n < 12:
-        total = 0
         for i in range(start, start + n):
             total += buf[i]
         return share_of(total * 40503 >> 8, parts)
-    p = start + n - 4  # the ports
-    a = start + (n - 4) // 2 - 4  # the source address's last four bytes
-    b = p - 4  # the destination address's
-    total = (buf[a] + buf[a + 1] + buf[a + 2] + buf[a + 3] + buf[b] + buf[b + 1] + buf[b + 2]
-             + buf[b + 3] + buf[p] + buf[p + 1] + buf[p + 2] + buf[p + 3])
+    p: i64 = start + n - 4  # the ports
+    a: i64 = start + (n - 4) // 2 - 4  # the source address's last four bytes
+    b: i64 = p - 4  # the destination address's
+    # One byte at a time into the i64: a sum of the bytes as ints is tagged arithmetic, 17 ns
+    # a call against 12.5 ns (mypyc, 1,000,000 calls).
+    total = buf[a]
+    total += buf[a + 1]
+    total += buf[a + 2]
+    total += buf[a + 3]
+    total += buf[b]
+    total += buf[b + 1]
+    total += buf[b + 2]
+    total += buf[b + 3]
+    total += buf[p]
+    total += buf[p + 1]
+    total += buf[p + 2]
+    total += buf[p + 3]
     return share_of(total * 40503 >> 8, parts)
 
 
@@ -83,13 +99,13 @@ SLOTS: Final = 32
 READER_SLOTS: Final = 31
 
 
-def share_of(h: int, parts: int) -> int:
+def share_of(h: i64, parts: i64) -> int:
     """The partition of flow hash ``h``: one of ``parts * SLOTS`` slots, READER_SLOTS of them
     partition 0's, the rest dealt evenly to the others."""
     if parts < 2:
         return 0
-    slots = parts * SLOTS
-    slot = h % slots
+    slots: i64 = parts * SLOTS
+    slot: i64 = h % slots
     if slot < READER_SLOTS:
         return 0
     return 1 + (slot - READER_SLOTS) * (parts - 1) // (slots - READER_SLOTS)
