@@ -182,12 +182,19 @@ def test_internal_error_is_one_line_and_status_1(tmp_path):
 
 
 @needs_script
+@pytest.mark.parametrize("unbuffered", ["1", ""])
 @pytest.mark.parametrize("fmt", ["jsonl", "csv", "ecs", "table"])
-def test_reader_that_stops_early_is_status_0(fmt):
-    """``tlssniff analyze ... | head -1``: the run ends quietly, with status 0."""
+def test_reader_that_stops_early_is_status_0(fmt, unbuffered):
+    """``tlssniff analyze ... | head -1``: the run ends quietly, with status 0, whether
+    Python's own streams write through (PYTHONUNBUFFERED, as in many container images) or
+    not: the output's own buffer (output/files.py block_buffered) meets the closed pipe."""
     script = SCRIPTS[0]
+    env = _env(script)
+    env.pop("PYTHONUNBUFFERED", None)
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = unbuffered
     proc = subprocess.Popen([script, "analyze", *[str(DEMO)] * 30, "-f", fmt],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(script),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
                             cwd=REPO)
     assert proc.stdout is not None and proc.stderr is not None
     first = proc.stdout.readline()

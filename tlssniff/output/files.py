@@ -56,6 +56,38 @@ def _trusted_owner(uid: int) -> bool:
     return uid in (os.geteuid(), 0)
 
 
+OUTPUT_BUFFER = 1 << 20  # bytes an output holds before it writes: 117 writes for 117 MB
+
+
+@contextlib.contextmanager
+def block_buffered(stream: IO[str]) -> Iterator[IO[str]]:
+    """``stream`` (standard output) block-buffered for the block, unless it is a terminal.
+
+    Python makes standard output write through, one write(2) per line, where
+    PYTHONUNBUFFERED is set (as container images commonly do), and gives it 8 KB buffers
+    otherwise. ``analyze -f jsonl`` writes a line per connection: with PYTHONUNBUFFERED=1
+    the 100,000-connection handshake capture (bench/) took 100,000 writes and 9.0 s
+    against 7.4 s for the same run with 8 KB buffers. Here the text goes through a 1 MB
+    buffer onto a duplicate of the stream's descriptor (the same open file), flushed and
+    closed when the block ends; the stream itself stays open. A terminal, or a stream with
+    no descriptor, is used as it is."""
+    try:
+        if stream.isatty():
+            yield stream
+            return
+        fd = os.dup(stream.fileno())
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        yield stream
+        return
+    stream.flush()
+    text = io.TextIOWrapper(io.BufferedWriter(io.FileIO(fd, "w"), OUTPUT_BUFFER),
+                            encoding=stream.encoding, errors=stream.errors, newline="")
+    try:
+        yield text
+    finally:
+        text.close()  # flushes (a closed pipe raises here); closes the duplicate only
+
+
 def open_output(path: str | os.PathLike, mode: str = "w") -> IO:
     """``open(path, mode)`` for an output file (``"w"`` text in UTF-8, or ``"wb"``), without
     following a symbolic link, created 0600, an existing file truncated (see module doc)."""
@@ -90,8 +122,8 @@ def open_output(path: str | os.PathLike, mode: str = "w") -> IO:
         os.close(fd)
         raise UsageError(f"{p}: cannot write: {err.strerror}") from None
     if mode == "wb":
-        return os.fdopen(fd, "wb")
-    return os.fdopen(fd, "w", encoding="utf-8", newline="")
+        return os.fdopen(fd, "wb", buffering=OUTPUT_BUFFER)
+    return os.fdopen(fd, "w", encoding="utf-8", newline="", buffering=OUTPUT_BUFFER)
 
 
 class OutputDir:

@@ -56,11 +56,14 @@ class AnalyzeRun:
         with contextlib.ExitStack() as stack:
             file = None
             if not fmt.binary:
-                file = sys.stdout
-                if self.output is not None:
-                    from tlssniff.output.files import open_output
+                from tlssniff.output.files import block_buffered, open_output
 
+                if self.output is not None:
                     file = stack.enter_context(open_output(self.output, "w"))
+                elif self.fmt != "table":  # the table's report goes through rich's console
+                    file = stack.enter_context(block_buffered(sys.stdout))
+                else:
+                    file = sys.stdout
             out = fmt.open(Where(file, self.output, [str(p) for p in self.captures], self.top),
                            stack)
             session = Session(self.limits, [out.write] if agg is None else [agg.add, out.write])
