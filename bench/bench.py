@@ -19,7 +19,7 @@ machine's speed drifts between runs). It then checks tlssniff's verdict counts a
 generator's truth file next to the capture (FILE with .truth.jsonl).
 
 ``--jobs-check`` times ``tlssniff analyze A B --jobs 1`` against ``--jobs 2`` and checks that
-their outputs are identical; then one more run of each sampled per process (Linux /proc): the
+their outputs are identical (the best of each and the median of the rounds' own ratios); then one more run of each sampled per process (Linux /proc): the
 start-up before the first fork, every process's CPU time, and the critical path on two cores
 they make (start-up plus the rest over both cores, or the largest process), an estimate of the
 speed-up on a free machine that other work on a busy one does not distort.
@@ -249,13 +249,18 @@ def jobs_check(paths: list[str], rounds: int) -> None:
     times = {"1": 1e9, "2": 1e9}
     cpus = {"1": 1e9, "2": 1e9}
     same = True
+    # Per round, --jobs 1's wall time over --jobs 2's just after it: the median is the steadier
+    # figure where the machine's speed drifts between rounds (as bench_file's paired ratio).
+    paired: list[float] = []
     for _ in range(rounds):
+        walls = {}
         for jobs in ("1", "2"):
             dest = tempfile.NamedTemporaryFile(suffix=".jsonl", delete=False).name
             warm(*paths)
             cmd = [sys.executable, "-m", "tlssniff", "analyze", *paths, "--format", "jsonl",
                    "--no-progress", "--jobs", jobs]
             wall, _, cpu = measured(cmd, dest)
+            walls[jobs] = wall
             times[jobs] = min(times[jobs], wall)
             cpus[jobs] = min(cpus[jobs], cpu)
             data = Path(dest).read_bytes()
@@ -265,10 +270,15 @@ def jobs_check(paths: list[str], rounds: int) -> None:
             if len(paths) == 1 and jobs == "1":
                 truth = check_truth(paths[0], dest)
             os.unlink(dest)
+        paired.append(walls["1"] / walls["2"])
     same = same and outs["1"] == outs["2"]
     print(f"\n{' '.join(paths)} (best of {rounds}, alternating)")
     print(f"--jobs 1: {times['1']:.2f} s, --jobs 2: {times['2']:.2f} s, "
           f"speed-up {times['1'] / times['2']:.2f}x, outputs identical: {same}")
+    paired.sort()
+    print(f"  paired speed-up {paired[len(paired) // 2]:.2f}x median of {rounds} rounds "
+          f"(each: --jobs 1 over the --jobs 2 run after it; "
+          f"{', '.join(f'{r:.2f}' for r in paired)})")
     print(f"  CPU time: --jobs 1 {cpus['1']:.2f} s, --jobs 2 {cpus['2']:.2f} s (all processes; "
           f"{cpus['2'] / cpus['1']:.2f}x the CPU of one process)")
     if len(paths) == 1:
