@@ -25,10 +25,13 @@ line as UTF-8 bytes, ...: see :class:`LineKeeper`) after each chunk, with a wate
 record of that worker comes before ``(last frame number of the chunk, PHASE_TCP_SWEEP, 0)``.
 The parent (:func:`merge_lines`) merges the workers' records in the one-process order as they
 come, writing a record once every other worker has either a later record or a later watermark;
-it reads from whichever worker has something, so no worker waits on the parent (no deadlock
-through the reader, whatever the partitions' sizes: the reader waits only on the other
-workers' input, which they drain whatever the parent does) and the parent holds at most a
-chunk or two of records. Compiled with the hot path (setup.py).
+it reads from whichever worker has something, so no worker waits on the parent for long (no
+deadlock through the reader, whatever the partitions' sizes: the reader waits only on the
+other workers' input, which they drain whatever the parent does, and on the parent's, which it
+drains between merges) and the parent holds at most a chunk or two of records. The parent is
+the last partition's worker too (:class:`WorkerLoop`, given to merge_lines as ``local``): its
+chunks come from the reader like any worker's, and its records go to the merge unpickled.
+Compiled with the hot path (setup.py).
 """
 
 from __future__ import annotations
@@ -384,33 +387,62 @@ class LineKeeper:
                                  (alt[0], v, self.text_of(v), alt[1], self.text_of(alt[1]))))
 
 
-def run_worker(a: Analyzer, keeper: LineKeeper, path: str, layout: tuple[bool, int],
-               linktype: int, recv: Callable[[], bytes], send: Callable[[bytes], None]) -> None:
-    """A worker's loop: chunks from the reader in, records and watermarks out, until the
-    reader's end (an empty message); then ``a.finish()`` and its records."""
-    le, divisor = layout
-    div = float(divisor)
-    fd = os.open(path, os.O_RDONLY)
-    thresholds = gc.get_threshold()
-    gc.set_threshold(max(thresholds[0], GC_THRESHOLD), *thresholds[1:])
-    try:
+class WorkerLoop:
+    """One partition's worker fed by the reader: each message (a chunk's places and sweeps)
+    becomes the records it gave and their watermark, ``(records, (last frame number,
+    PHASE_TCP_SWEEP, 0))``. A worker process runs it (:func:`run_worker`); so does the parent
+    for the last partition (parallel._fan_out), where its records need no pickling."""
+
+    def __init__(self, a: Analyzer, keeper: LineKeeper, path: str, layout: tuple[bool, int],
+                 linktype: int) -> None:
+        self.a = a
+        self.keeper = keeper
+        self.le = layout[0]
+        self.div = float(layout[1])
+        self.linktype = linktype
+        self.fd = os.open(path, os.O_RDONLY)
         start_worker(a, path)
         a.hash_frames = False  # the reader sends only this partition's fast-path frames
+
+    def step(self, msg: bytes) -> tuple[list[tuple], tuple[int, int, int]]:
+        base, blen, frames, sweeps, first, last = pickle.loads(msg)
+        if frames or sweeps:
+            feed(self.a, os.pread(self.fd, blen, base), frames, sweeps, self.le, self.div,
+                 self.linktype, first)
+        records = self.keeper.records
+        self.keeper.records = []
+        return records, (last, PHASE_TCP_SWEEP, 0)
+
+    def last(self) -> tuple[list[tuple], tuple[int, int, int]]:
+        """``a.finish()`` and the records it gave, past every other record."""
+        self.a.finish()
+        records = self.keeper.records
+        self.keeper.records = []
+        return records, (_END, 0, 0)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def run_worker(a: Analyzer, keeper: LineKeeper, path: str, layout: tuple[bool, int],
+               linktype: int, recv: Callable[[], bytes], send: Callable[[bytes], None]) -> None:
+    """A worker process's loop: chunks from the reader in, records and watermarks out, until
+    the reader's end (an empty message); then ``a.finish()`` and its records."""
+    thresholds = gc.get_threshold()
+    gc.set_threshold(max(thresholds[0], GC_THRESHOLD), *thresholds[1:])
+    loop = WorkerLoop(a, keeper, path, layout, linktype)
+    try:
         while True:
             msg = recv()
             if not msg:
                 break
-            base, blen, frames, sweeps, first, last = pickle.loads(msg)
-            if frames or sweeps:
-                feed(a, os.pread(fd, blen, base), frames, sweeps, le, div, linktype, first)
-            records = keeper.records
-            keeper.records = []
-            send(pickle.dumps((records, (last, PHASE_TCP_SWEEP, 0)),
-                              protocol=pickle.HIGHEST_PROTOCOL))
+            send(pickle.dumps(loop.step(msg), protocol=pickle.HIGHEST_PROTOCOL))
     finally:
         gc.set_threshold(*thresholds)
-        os.close(fd)
-    send_last(a, keeper, send)
+        loop.close()
+    send(pickle.dumps(loop.last(), protocol=pickle.HIGHEST_PROTOCOL))
 
 
 def run_reader_worker(a: Analyzer, keeper: LineKeeper, cap: CaptureFile, path: str,
@@ -451,39 +483,50 @@ def send_last(a: Analyzer, keeper: LineKeeper, send: Callable[[bytes], None]) ->
 
 
 def merge_lines(conns: list[Any], write: Callable[[bytes], object], issued: IssuedIds,
-                settled: OrderedAggregate) -> list[Any]:
+                settled: OrderedAggregate,
+                local: tuple[Any, Callable[[bytes], list[Any]]] | None = None) -> list[Any]:
     """Merge the workers' records (run_worker, from ``conns``) into the one-process order as
     they come, writing their lines; returns each worker's result (its last message, a tuple
-    ``("end", result)`` or ``("error", text)``)."""
-    n = len(conns)
+    ``("end", result)`` or ``("error", text)``).
+
+    ``local`` is the partition this process analyses itself, after those of ``conns``: the
+    connection its chunks come in on (from the reader) and the function that turns one into
+    the messages a worker would send (its records and watermark; at the end, an empty
+    message, also its result). Its records are never pickled."""
+    n = len(conns) + (local is not None)
     queues: list[list[tuple]] = [[] for _ in range(n)]
     heads: list[int] = [0] * n
     marks: list[tuple[int, int, int]] = [(-1, -1, -1)] * n
     results: list[Any] = [None] * n
-    index = {id(c): i for i, c in enumerate(conns)}
     live = list(conns)
+    if local is not None:
+        live.append(local[0])
+    index = {id(c): i for i, c in enumerate(live)}
+    own = n - 1 if local is not None else -1
     chunk: list[bytes] = []
     while live:
         ready: list[Any] = wait(live)
         for c in ready:
             i = index[id(c)]
             try:
-                obj = pickle.loads(c.recv_bytes())
+                data = c.recv_bytes()
             except EOFError:
                 raise RuntimeError(f"partition {i} ended without its result") from None
-            if obj[0] == "end" or obj[0] == "error":
-                results[i] = obj
-                live.remove(c)
-                if obj[0] == "error":
-                    raise RuntimeError(f"partition {i} failed: {obj[1]}")
-                continue
-            records, mark = obj
-            q = queues[i]
-            if heads[i] > 4096:
-                del q[:heads[i]]
-                heads[i] = 0
-            q.extend(records)
-            marks[i] = mark
+            objs = local[1](data) if i == own and local is not None else [pickle.loads(data)]
+            for obj in objs:
+                if obj[0] == "end" or obj[0] == "error":
+                    results[i] = obj
+                    live.remove(c)
+                    if obj[0] == "error":
+                        raise RuntimeError(f"partition {i} failed: {obj[1]}")
+                    continue
+                records, mark = obj
+                q = queues[i]
+                if heads[i] > 4096:
+                    del q[:heads[i]]
+                    heads[i] = 0
+                q.extend(records)
+                marks[i] = mark
         # Write every record no worker can still precede.
         while True:
             best = -1

@@ -25,6 +25,7 @@ Two ways home, both giving the bytes ``--jobs 1`` gives:
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import multiprocessing
 import os
@@ -40,7 +41,7 @@ from tlssniff.analysis.aggregate import Aggregator, ServerStats
 from tlssniff.capture.files import open_capture
 from tlssniff.engine import fanout
 from tlssniff.engine.merge import IssuedIds, OrderedAggregate, merge_records, write_merged
-from tlssniff.engine.pipeline import Analyzer, Counters
+from tlssniff.engine.pipeline import GC_THRESHOLD, Analyzer, Counters
 from tlssniff.analysis.verdict import ConnectionVerdict
 from tlssniff.errors import TlssniffError
 from tlssniff.flow.table import Limits
@@ -463,18 +464,22 @@ def _widen(conn: Any) -> None:
 def _fan_out(path: str, limits: Limits, jobs: int, split: Split, tmp: str,
              layout: tuple[bool, int], direct: IO[bytes] | None = None,
              ) -> tuple[Counters, list[OrderedAggregate], str]:
-    """The streamed outputs of one uncompressed pcap by ``jobs`` workers, the first of which
-    is also the reader (engine/fanout.py), merged meanwhile into a file of UTF-8 lines in
-    ``tmp`` (copied to the output only once every partition is known to be exact), or
-    straight into ``direct`` (the output's bytes, see :func:`_direct_output`). Returns the
-    counters, the aggregates to merge and that file ("direct" for ``direct``; "" when a
-    partition evicted)."""
+    """The streamed outputs of one uncompressed pcap by ``jobs`` partitions, merged meanwhile
+    into a file of UTF-8 lines in ``tmp`` (copied to the output only once every partition is
+    known to be exact), or straight into ``direct`` (the output's bytes, see
+    :func:`_direct_output`). Partition 0's worker is also the reader (engine/fanout.py); the
+    last partition's is this process, between merges (its records are not pickled, and two
+    jobs take two processes, not three: on two cores the parent's merge took CPU time from
+    both workers). Returns the counters, the aggregates to merge and that file ("direct" for
+    ``direct``; "" when a partition evicted)."""
     with open_capture(path) as cap:  # the errors one process gives, before any fork
         linktype = cap.linktype or 0
     ctx = multiprocessing.get_context("fork")
-    # ins[i - 1]: (worker i's end, the reader's end); outs[i]: (the parent's end, worker i's)
+    own = jobs - 1  # the partition this process analyses
+    # ins[i - 1]: (worker i's end, the reader's end), worker ``own`` being this process;
+    # outs[i]: (this process's end, worker i's) for the worker processes
     ins = [ctx.Pipe(duplex=False) for _ in range(1, jobs)]
-    outs = [ctx.Pipe(duplex=False) for _ in range(jobs)]
+    outs = [ctx.Pipe(duplex=False) for _ in range(own)]
     for _, w in outs:
         _widen(w)
     everything = [c for pair in ins + outs for c in pair]
@@ -483,7 +488,7 @@ def _fan_out(path: str, limits: Limits, jobs: int, split: Split, tmp: str,
     procs = [ctx.Process(target=_fan_reader_worker, daemon=True, args=(
         path, limits, jobs, split.fmt, aggregate, layout, [w for _, w in ins], outs[0][1],
         [c for c in everything if all(c is not m for m in mine0)]))]
-    for i in range(1, jobs):
+    for i in range(1, own):
         mine = (ins[i - 1][0], outs[i][1])
         procs.append(ctx.Process(target=_fan_worker, daemon=True, args=(
             path, limits, i, jobs, split.fmt, aggregate, layout, linktype, ins[i - 1][0],
@@ -491,19 +496,42 @@ def _fan_out(path: str, limits: Limits, jobs: int, split: Split, tmp: str,
             [c for c in everything if all(c is not m for m in mine)])))
     for proc in procs:
         proc.start()
+    mine_here = [r for r, _ in outs] + [ins[own - 1][0]]
     for c in everything:
-        if all(c is not r for r, _ in outs):
+        if all(c is not m for m in mine_here):
             c.close()
     merged = os.path.join(tmp, "merged")
     settled = OrderedAggregate()
-    with _reaped(procs):
-        if direct is not None:
-            ends = fanout.merge_lines([r for r, _ in outs], direct.write, IssuedIds(), settled)
-            merged = "direct"
-        else:
-            with open(merged, "wb") as out:
-                ends = fanout.merge_lines([r for r, _ in outs], out.write, IssuedIds(),
-                                          settled)
+    keeper = fanout.LineKeeper(split.fmt, None, path, aggregate)
+    analyzer = Analyzer(keeper.keep, partition_limits(limits, jobs), own, jobs)
+    keeper.analyzer = analyzer
+    thresholds = gc.get_threshold()
+    gc.set_threshold(max(thresholds[0], GC_THRESHOLD), *thresholds[1:])
+    loop = fanout.WorkerLoop(analyzer, keeper, path, layout, linktype)
+
+    def step(msg: bytes) -> list:
+        if msg:
+            return [loop.step(msg)]
+        last = loop.last()
+        evicted = analyzer.table.evictions > 0 or (
+            analyzer.udp is not None and analyzer.udp.evictions > 0
+        )
+        return [last, ("end", (analyzer.counters, keeper.agg, evicted))]
+
+    local = (ins[own - 1][0], step)
+    try:
+        with _reaped(procs):
+            if direct is not None:
+                ends = fanout.merge_lines([r for r, _ in outs], direct.write, IssuedIds(),
+                                          settled, local)
+                merged = "direct"
+            else:
+                with open(merged, "wb") as out:
+                    ends = fanout.merge_lines([r for r, _ in outs], out.write, IssuedIds(),
+                                              settled, local)
+    finally:
+        gc.set_threshold(*thresholds)
+        loop.close()
     total = Counters()
     aggs = []
     evicted = False

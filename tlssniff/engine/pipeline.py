@@ -94,7 +94,9 @@ def partition_at(buf: bytes, start: i64, n: i64, parts: i64) -> int:
 # Each partition's fair share is SLOTS hash slots, but partition 0 takes READER_SLOTS of them:
 # its worker also walks the whole capture and hands the others their frames (engine/fanout.py),
 # so an equal share made it the last to finish. --jobs 2 on bench/out/handshakes.pcap, CPU per
-# worker process: 4.55 s (the reader) and 4.24 s with equal shares.
+# worker process: 4.55 s (the reader) and 4.24 s with equal shares. With the parent as the last
+# partition's worker (it merges too), 31 still did best: 5 alternating rounds, --jobs 2 median
+# 4.67 s against 4.77 s with 33.
 SLOTS: Final = 32
 READER_SLOTS: Final = 31
 
