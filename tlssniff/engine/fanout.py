@@ -361,6 +361,12 @@ class LineKeeper:
         self.writer = fmt(self.line)
         self.jsonl = getattr(self.writer, "fmt", None) == "jsonl"
 
+    def take(self) -> list[tuple]:
+        """The records kept since the last call."""
+        records = self.records
+        self.records = []
+        return records
+
     def text_of(self, v: ConnectionVerdict) -> bytes:
         if self.jsonl:
             return v.to_json_line().encode()
@@ -409,16 +415,10 @@ class WorkerLoop:
         if frames or sweeps:
             feed(self.a, os.pread(self.fd, blen, base), frames, sweeps, self.le, self.div,
                  self.linktype, first)
-        records = self.keeper.records
-        self.keeper.records = []
-        return records, (last, PHASE_TCP_SWEEP, 0)
+        return self.keeper.take(), (last, PHASE_TCP_SWEEP, 0)
 
     def last(self) -> tuple[list[tuple], tuple[int, int, int]]:
-        """``a.finish()`` and the records it gave, past every other record."""
-        self.a.finish()
-        records = self.keeper.records
-        self.keeper.records = []
-        return records, (_END, 0, 0)
+        return last_records(self.a, self.keeper)
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -442,7 +442,7 @@ def run_worker(a: Analyzer, keeper: LineKeeper, path: str, layout: tuple[bool, i
     finally:
         gc.set_threshold(*thresholds)
         loop.close()
-    send(pickle.dumps(loop.last(), protocol=pickle.HIGHEST_PROTOCOL))
+    send_last(a, keeper, send)
 
 
 def run_reader_worker(a: Analyzer, keeper: LineKeeper, cap: CaptureFile, path: str,
@@ -457,9 +457,8 @@ def run_reader_worker(a: Analyzer, keeper: LineKeeper, cap: CaptureFile, path: s
     gc.set_threshold(max(thresholds[0], GC_THRESHOLD), *thresholds[1:])
 
     def flushed(n: int) -> None:
-        records = keeper.records
-        keeper.records = []
-        send(pickle.dumps((records, (n, PHASE_TCP_SWEEP, 0)), protocol=pickle.HIGHEST_PROTOCOL))
+        send(pickle.dumps((keeper.take(), (n, PHASE_TCP_SWEEP, 0)),
+                          protocol=pickle.HIGHEST_PROTOCOL))
 
     try:
         start_worker(a, path)
@@ -471,12 +470,15 @@ def run_reader_worker(a: Analyzer, keeper: LineKeeper, cap: CaptureFile, path: s
     return reader
 
 
-def send_last(a: Analyzer, keeper: LineKeeper, send: Callable[[bytes], None]) -> None:
-    """``a.finish()`` and the records it gave, past every other record."""
+def last_records(a: Analyzer, keeper: LineKeeper) -> tuple[list[tuple], tuple[int, int, int]]:
+    """``a.finish()`` and the records it gave, with a watermark past every other record."""
     a.finish()
-    records = keeper.records
-    keeper.records = []
-    send(pickle.dumps((records, (_END, 0, 0)), protocol=pickle.HIGHEST_PROTOCOL))
+    return keeper.take(), (_END, 0, 0)
+
+
+def send_last(a: Analyzer, keeper: LineKeeper, send: Callable[[bytes], None]) -> None:
+    """:func:`last_records`, sent."""
+    send(pickle.dumps(last_records(a, keeper), protocol=pickle.HIGHEST_PROTOCOL))
 
 
 # -- the parent ------------------------------------------------------------------------------

@@ -272,9 +272,7 @@ def analyze_part(
             analyzer.finish()
             if batch:
                 dump(batch)
-        evicted = analyzer.table.evictions > 0 or (
-            analyzer.udp is not None and analyzer.udp.evictions > 0
-        )
+        evicted = analyzer.evicted()
         counters = analyzer.counters
         if part:
             blank = Counters()
@@ -412,9 +410,7 @@ def _fan_reader_worker(path: str, limits: Limits, parts: int, fmt: LineWriters,
             whole.last_ts = reader.last_ts
         for message in cap.warnings:
             (whole.errors if "corrupt" in message else whole.warnings).append(message)
-        evicted = analyzer.table.evictions > 0 or (
-            analyzer.udp is not None and analyzer.udp.evictions > 0
-        )
+        evicted = analyzer.evicted()
         result = (counters, keeper.agg, evicted, whole)
     except BaseException as err:  # noqa: BLE001 - reported to the parent, which re-raises
         outconn.send_bytes(pickle.dumps(("error", repr(err))))
@@ -435,9 +431,7 @@ def _fan_worker(path: str, limits: Limits, part: int, parts: int, fmt: LineWrite
         keeper.analyzer = analyzer
         fanout.run_worker(analyzer, keeper, path, layout, linktype, inconn.recv_bytes,
                           outconn.send_bytes)
-        evicted = analyzer.table.evictions > 0 or (
-            analyzer.udp is not None and analyzer.udp.evictions > 0
-        )
+        evicted = analyzer.evicted()
         result = (analyzer.counters, keeper.agg, evicted)
     except BaseException as err:  # noqa: BLE001 - reported to the parent, which re-raises
         outconn.send_bytes(pickle.dumps(("error", repr(err))))
@@ -502,25 +496,21 @@ def _fan_out(path: str, limits: Limits, jobs: int, split: Split, tmp: str,
             c.close()
     merged = os.path.join(tmp, "merged")
     settled = OrderedAggregate()
-    keeper = fanout.LineKeeper(split.fmt, None, path, aggregate)
-    analyzer = Analyzer(keeper.keep, partition_limits(limits, jobs), own, jobs)
-    keeper.analyzer = analyzer
-    thresholds = gc.get_threshold()
-    gc.set_threshold(max(thresholds[0], GC_THRESHOLD), *thresholds[1:])
-    loop = fanout.WorkerLoop(analyzer, keeper, path, layout, linktype)
+    with _reaped(procs):
+        keeper = fanout.LineKeeper(split.fmt, None, path, aggregate)
+        analyzer = Analyzer(keeper.keep, partition_limits(limits, jobs), own, jobs)
+        keeper.analyzer = analyzer
+        loop = fanout.WorkerLoop(analyzer, keeper, path, layout, linktype)
 
-    def step(msg: bytes) -> list:
-        if msg:
-            return [loop.step(msg)]
-        last = loop.last()
-        evicted = analyzer.table.evictions > 0 or (
-            analyzer.udp is not None and analyzer.udp.evictions > 0
-        )
-        return [last, ("end", (analyzer.counters, keeper.agg, evicted))]
+        def step(msg: bytes) -> list:
+            if msg:
+                return [loop.step(msg)]
+            return [loop.last(), ("end", (analyzer.counters, keeper.agg, analyzer.evicted()))]
 
-    local = (ins[own - 1][0], step)
-    try:
-        with _reaped(procs):
+        local = (ins[own - 1][0], step)
+        thresholds = gc.get_threshold()
+        gc.set_threshold(max(thresholds[0], GC_THRESHOLD), *thresholds[1:])
+        try:
             if direct is not None:
                 ends = fanout.merge_lines([r for r, _ in outs], direct.write, IssuedIds(),
                                           settled, local)
@@ -529,9 +519,9 @@ def _fan_out(path: str, limits: Limits, jobs: int, split: Split, tmp: str,
                 with open(merged, "wb") as out:
                     ends = fanout.merge_lines([r for r, _ in outs], out.write, IssuedIds(),
                                               settled, local)
-    finally:
-        gc.set_threshold(*thresholds)
-        loop.close()
+        finally:
+            gc.set_threshold(*thresholds)
+            loop.close()
     total = Counters()
     aggs = []
     evicted = False

@@ -405,6 +405,11 @@ class Analyzer(FrameSink):
         self.counters.tcp_segments += 1
         self.table.closing(flow, flags)
 
+    def evicted(self) -> bool:
+        """Whether a limit (--max-flows, UDP's) evicted a flow: the partitions of --jobs then
+        differ from one process, which redoes the work."""
+        return self.table.evictions > 0 or (self.udp is not None and self.udp.evictions > 0)
+
     def finish(self) -> None:
         """End of input: decide every open connection with what the capture holds."""
         self._frame_now = _NO_FRAME
