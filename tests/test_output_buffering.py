@@ -7,6 +7,7 @@ leaves the stream it wraps open and in order, and keeps a terminal line by line.
 
 from __future__ import annotations
 
+import fcntl
 import io
 import os
 import subprocess
@@ -59,6 +60,25 @@ def test_a_full_buffer_is_one_write(tmp_path, monkeypatch):
     assert path.stat().st_size == 10_010_000
     # 10 MB in ~1 MB writes, not 10,000 line writes.
     assert 9 <= len(sizes) <= 12, sizes
+
+
+def test_a_pipe_gets_smaller_blocks():
+    """A reader at the end of a pipe sees lines 64 KB at a time, not only at 1 MB."""
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, 1 << 20)  # room for every write: none blocks
+    stream = io.TextIOWrapper(io.FileIO(write_end, "w"), encoding="utf-8", write_through=True)
+    os.set_blocking(read_end, False)
+    try:
+        with block_buffered(stream) as out:
+            for _ in range(100):
+                out.write("x" * 1023 + "\n")  # 100 KB: past one 64 KB block
+            first = os.read(read_end, 1 << 20)
+            assert 0 < len(first) < 100 * 1024
+        rest = os.read(read_end, 1 << 20)
+        assert len(first) + len(rest) == 100 * 1024
+    finally:
+        stream.close()
+        os.close(read_end)
 
 
 def test_a_terminal_keeps_its_stream():
