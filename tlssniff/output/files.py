@@ -60,6 +60,15 @@ OUTPUT_BUFFER = 1 << 20  # bytes an output file holds before it writes: 117 writ
 PIPE_BUFFER = 1 << 16  # for a pipe, whose reader may be waiting for the lines
 
 
+def buffer_size(fd: int) -> int:
+    """The buffer for output to ``fd``: OUTPUT_BUFFER for a regular file, PIPE_BUFFER for
+    anything else (a pipe, a socket, a FIFO given to ``-o``)."""
+    try:
+        return OUTPUT_BUFFER if stat.S_ISREG(os.fstat(fd).st_mode) else PIPE_BUFFER
+    except OSError:
+        return PIPE_BUFFER
+
+
 @contextlib.contextmanager
 def block_buffered(stream: IO[str]) -> Iterator[IO[str]]:
     """``stream`` (standard output) block-buffered for the block, unless it is a terminal.
@@ -81,12 +90,8 @@ def block_buffered(stream: IO[str]) -> Iterator[IO[str]]:
     except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
         yield stream
         return
-    try:
-        size = OUTPUT_BUFFER if stat.S_ISREG(os.fstat(fd).st_mode) else PIPE_BUFFER
-    except OSError:
-        size = PIPE_BUFFER
     stream.flush()
-    text = io.TextIOWrapper(io.BufferedWriter(io.FileIO(fd, "w"), size),
+    text = io.TextIOWrapper(io.BufferedWriter(io.FileIO(fd, "w"), buffer_size(fd)),
                             encoding=stream.encoding, errors=stream.errors, newline="")
     try:
         yield text
@@ -128,8 +133,8 @@ def open_output(path: str | os.PathLike, mode: str = "w") -> IO:
         os.close(fd)
         raise UsageError(f"{p}: cannot write: {err.strerror}") from None
     if mode == "wb":
-        return os.fdopen(fd, "wb", buffering=OUTPUT_BUFFER)
-    return os.fdopen(fd, "w", encoding="utf-8", newline="", buffering=OUTPUT_BUFFER)
+        return os.fdopen(fd, "wb", buffering=buffer_size(fd))
+    return os.fdopen(fd, "w", encoding="utf-8", newline="", buffering=buffer_size(fd))
 
 
 class OutputDir:
