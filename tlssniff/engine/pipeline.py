@@ -91,14 +91,15 @@ def partition_at(buf: bytes, start: i64, n: i64, parts: i64) -> int:
     return share_of(total * 40503 >> 8, parts)
 
 
-# Each partition's fair share is SLOTS hash slots, but partition 0 takes READER_SLOTS of them:
-# its worker also walks the whole capture and hands the others their frames (engine/fanout.py),
-# so an equal share made it the last to finish. --jobs 2 on bench/out/handshakes.pcap, CPU per
-# worker process: 4.55 s (the reader) and 4.24 s with equal shares. With the parent as the last
-# partition's worker (it merges too), 31 still did best: 5 alternating rounds, --jobs 2 median
-# 4.67 s against 4.77 s with 33.
+# Each partition's fair share is SLOTS hash slots, but partition 0 takes READER_SLOTS of them.
+# Its worker also walks the whole capture and hands the others their frames (engine/fanout.py);
+# the parent, the last partition's worker, also merges and writes every line, and its reads of
+# the chunks it is handed cost more time per instruction than the reader's walk. --jobs 2 on
+# bench/out/handshakes.pcap with the places' pipe widened (parallel._widen), 6 alternating
+# rounds, median of each round's --jobs 1 / --jobs 2: 1.678x with 33, 1.655x with 31 and
+# 1.625x with 35 (CPU after the fork: 3.95 s the reader, 3.96 s the parent with 33).
 SLOTS: Final = 32
-READER_SLOTS: Final = 31
+READER_SLOTS: Final = 33
 
 
 def share_of(h: i64, parts: i64) -> int:
