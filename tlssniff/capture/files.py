@@ -125,6 +125,19 @@ def open_capture(path: str | os.PathLike[str]) -> CaptureFile:
     return CaptureFile(path)
 
 
+def pcap_record(buf: bytes, off: i64, le: bool) -> tuple[i64, i64, i64]:
+    """The seconds, the fraction and the captured length of the pcap record header at
+    ``buf[off:off + 16]`` (the caller checked that it is there), in the file's byte order.
+    Every walk of a pcap reads its records with it (here and engine/fanout.py)."""
+    if le:
+        return (buf[off] | buf[off + 1] << 8 | buf[off + 2] << 16 | buf[off + 3] << 24,
+                buf[off + 4] | buf[off + 5] << 8 | buf[off + 6] << 16 | buf[off + 7] << 24,
+                buf[off + 8] | buf[off + 9] << 8 | buf[off + 10] << 16 | buf[off + 11] << 24)
+    return (buf[off] << 24 | buf[off + 1] << 16 | buf[off + 2] << 8 | buf[off + 3],
+            buf[off + 4] << 24 | buf[off + 5] << 16 | buf[off + 6] << 8 | buf[off + 7],
+            buf[off + 8] << 24 | buf[off + 9] << 16 | buf[off + 10] << 8 | buf[off + 11])
+
+
 class CaptureFile:
     """One open capture file. Use as a context manager, or just iterate ``frames()`` to the end.
 
@@ -384,14 +397,7 @@ class CaptureFile:
         sec: i64
         frac: i64
         while off <= limit:
-            if le:
-                sec = buf[off] | buf[off + 1] << 8 | buf[off + 2] << 16 | buf[off + 3] << 24
-                frac = buf[off + 4] | buf[off + 5] << 8 | buf[off + 6] << 16 | buf[off + 7] << 24
-                caplen = buf[off + 8] | buf[off + 9] << 8 | buf[off + 10] << 16 | buf[off + 11] << 24
-            else:
-                sec = buf[off] << 24 | buf[off + 1] << 16 | buf[off + 2] << 8 | buf[off + 3]
-                frac = buf[off + 4] << 24 | buf[off + 5] << 16 | buf[off + 6] << 8 | buf[off + 7]
-                caplen = buf[off + 8] << 24 | buf[off + 9] << 16 | buf[off + 10] << 8 | buf[off + 11]
+            sec, frac, caplen = pcap_record(buf, off, le)
             start: i64 = off + 16
             end: i64 = start + caplen
             if caplen > maxcap or end > blen:

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any, Callable, Final
 
 from tlssniff.analysis.verdict import ConnectionVerdict
 from tlssniff.capture import files
-from tlssniff.capture.files import MAX_CAPLEN, CaptureFile
+from tlssniff.capture.files import MAX_CAPLEN, CaptureFile, pcap_record
 from tlssniff.engine.merge import IssuedIds, OrderedAggregate
 from tlssniff.engine.pipeline import GC_THRESHOLD, PHASE_TCP_SWEEP, Analyzer, partition_at
 
@@ -184,14 +184,7 @@ class Reader:
         end: i64
         w: i64
         while off <= limit:
-            if le:
-                sec = buf[off] | buf[off + 1] << 8 | buf[off + 2] << 16 | buf[off + 3] << 24
-                frac = buf[off + 4] | buf[off + 5] << 8 | buf[off + 6] << 16 | buf[off + 7] << 24
-                caplen = buf[off + 8] | buf[off + 9] << 8 | buf[off + 10] << 16 | buf[off + 11] << 24
-            else:
-                sec = buf[off] << 24 | buf[off + 1] << 16 | buf[off + 2] << 8 | buf[off + 3]
-                frac = buf[off + 4] << 24 | buf[off + 5] << 16 | buf[off + 6] << 8 | buf[off + 7]
-                caplen = buf[off + 8] << 24 | buf[off + 9] << 16 | buf[off + 10] << 8 | buf[off + 11]
+            sec, frac, caplen = pcap_record(buf, off, le)
             s = off + 16
             end = s + caplen
             if caplen > maxcap or end > blen:
@@ -313,14 +306,7 @@ def feed(a: Analyzer, buf: bytes, frames: bytes, sweeps: list[tuple[int, int, fl
                  | frames[j + 4] << 32)
         no = first + (place >> _OFF_BITS)
         off = place & _OFF_MASK
-        if le:
-            sec = buf[off] | buf[off + 1] << 8 | buf[off + 2] << 16 | buf[off + 3] << 24
-            frac = buf[off + 4] | buf[off + 5] << 8 | buf[off + 6] << 16 | buf[off + 7] << 24
-            caplen = buf[off + 8] | buf[off + 9] << 8 | buf[off + 10] << 16 | buf[off + 11] << 24
-        else:
-            sec = buf[off] << 24 | buf[off + 1] << 16 | buf[off + 2] << 8 | buf[off + 3]
-            frac = buf[off + 4] << 24 | buf[off + 5] << 16 | buf[off + 6] << 8 | buf[off + 7]
-            caplen = buf[off + 8] << 24 | buf[off + 9] << 16 | buf[off + 10] << 8 | buf[off + 11]
+        sec, frac, caplen = pcap_record(buf, off, le)
         a._frame_no = no - 1
         a.frame(float(sec) + float(frac) / div, linktype, buf, off + 16, off + 16 + caplen)
         if no == 1:
@@ -333,7 +319,7 @@ def feed(a: Analyzer, buf: bytes, frames: bytes, sweeps: list[tuple[int, int, fl
     return no
 
 
-class _Line:
+class LastLine:
     """A file-like that keeps the last line VerdictWriter wrote (its one write per verdict)."""
 
     def __init__(self) -> None:
@@ -357,7 +343,7 @@ class LineKeeper:
         self.records: list[tuple] = []
         self.rename = capture_name is not None and capture_name != path
         self.capture_name = capture_name
-        self.line = _Line()
+        self.line = LastLine()
         self.writer = fmt(self.line)
         self.jsonl = getattr(self.writer, "fmt", None) == "jsonl"
 

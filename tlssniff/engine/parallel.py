@@ -156,15 +156,6 @@ def partition_limits(limits: Limits, parts: int) -> Limits:
     )
 
 
-class _Line:
-    """A file-like that keeps the last line VerdictWriter wrote (its one write per verdict)."""
-
-    text = ""
-
-    def write(self, text: str) -> None:
-        self.text = text
-
-
 _NEVER: Order = (-1, -1, -1)
 
 
@@ -223,7 +214,7 @@ def analyze_part(
 
             analyzer: Analyzer
             if fmt is not None:
-                line = _Line()
+                line = fanout.LastLine()
                 writer = fmt(line)  # type: ignore[arg-type]
 
                 def line_of(v: ConnectionVerdict) -> str:
