@@ -20,9 +20,11 @@ What one process decides from frames a worker no longer sees comes from the read
 - the counters of the whole file (frames, bytes, first and last time, the capture's warnings
   and errors), from the reader's walk.
 
-Each worker sends its records (the verdict's place in the one-process order, its JSONL/ECS
-line as UTF-8 bytes, ...: see :class:`LineKeeper`) after each chunk, with a watermark: no later
+Each worker sends its records (the verdicts' places in the one-process order, their JSONL/ECS
+lines as UTF-8 bytes, ...: see :class:`LineKeeper`) after each chunk, with a watermark: no later
 record of that worker comes before ``(last frame number of the chunk, PHASE_TCP_SWEEP, 0)``.
+They travel as flat lists in :mod:`marshal` (:func:`records_message`), not as a tuple per
+record in pickle.
 The parent (:func:`merge_lines`) merges the workers' records in the one-process order as they
 come, writing a record once every other worker has either a later record or a later watermark;
 it reads from whichever worker has something, so no worker waits on the parent for long (no
@@ -37,6 +39,7 @@ Compiled with the hot path (setup.py).
 from __future__ import annotations
 
 import gc
+import marshal
 import os
 import pickle
 import stat
@@ -60,7 +63,11 @@ _INF: Final = float("inf")
 # CHUNK_SIZE plus a record: 1.25 MB, so at most 82,000 records of 16 bytes).
 _OFF_BITS: Final = 21
 _OFF_MASK: Final = (1 << _OFF_BITS) - 1
-_END: Final = 1 << 63  # a watermark past every record, those of finish() included
+# A record's place in the one-process order, Analyzer.order ``(frame, phase, flow frame)``,
+# travels as two ints, ``frame * _PHASES + phase`` and the flow frame (:meth:`LineKeeper.keep`):
+# compared pairwise they order records as the tuples do (phase < _PHASES).
+_PHASES: Final = 4
+_END: Final = 1 << 66  # a watermark's first key past every record's, those of finish() included
 
 # pcap magic: (little-endian, timestamp divisor), as capture/files.py reads them.
 PCAP_MAGIC: Final = {
@@ -329,28 +336,43 @@ class LastLine:
         self.text = text
 
 
+Records = tuple[list[int], list[bytes], list[str | None], list[tuple]]
+
+
 class LineKeeper:
-    """A worker's ``on_verdict``: aggregates the verdict and keeps its record for the parent,
-    ``(order, line, issued session id, None)``, or ``(order, None, None, (session id, verdict,
-    line, alternative verdict, its line))`` when the line depends on earlier connections (the
-    merge settles and aggregates those). Lines are UTF-8 bytes."""
+    """A worker's ``on_verdict``: aggregates the verdict and keeps its record for the parent in
+    flat lists (:meth:`take`): its place in the one-process order as two keys, its line (UTF-8
+    bytes) and the session id it issued (hex, or None). A verdict whose line depends on earlier
+    connections (Analyzer.alternative; the merge settles and aggregates those) has an empty
+    line and no id there, and ``(its index, order, session id, verdict, line, alternative
+    verdict, its line)`` in the alternatives.
+
+    Flat lists rather than a tuple per record: ``--jobs 2`` on bench/out/handshakes.pcap, the
+    reader no longer pickles 50,000 records of two tuples each, nor the parent unpickles them
+    (marshal, :func:`records_message`), and the merge compares ints, not tuples."""
 
     def __init__(self, fmt: Any, capture_name: str | None, path: str,
                  aggregate: bool = True) -> None:
         self.analyzer: Analyzer | None = None
         # None: no one reads the aggregate (parallel.Split), the verdicts are not aggregated.
         self.agg: OrderedAggregate | None = OrderedAggregate() if aggregate else None
-        self.records: list[tuple] = []
+        self.keys: list[int] = []
+        self.lines: list[bytes] = []
+        self.issued: list[str | None] = []
+        self.alts: list[tuple] = []
         self.rename = capture_name is not None and capture_name != path
         self.capture_name = capture_name
         self.line = LastLine()
         self.writer = fmt(self.line)
         self.jsonl = getattr(self.writer, "fmt", None) == "jsonl"
 
-    def take(self) -> list[tuple]:
-        """The records kept since the last call."""
-        records = self.records
-        self.records = []
+    def take(self) -> Records:
+        """The records kept since the last call: ``(keys, lines, issued ids, alternatives)``."""
+        records = (self.keys, self.lines, self.issued, self.alts)
+        self.keys = []
+        self.lines = []
+        self.issued = []
+        self.alts = []
         return records
 
     def text_of(self, v: ConnectionVerdict) -> bytes:
@@ -368,22 +390,49 @@ class LineKeeper:
             v.capture = self.capture_name
             if alt is not None:
                 alt[1].capture = self.capture_name
+        keys = self.keys
+        keys.append(order[0] * _PHASES + order[1])
+        keys.append(order[2])
         if alt is None:
             agg = self.agg
             if agg is not None:
                 agg.add(order, v)
-            self.records.append((order, self.text_of(v), v.issued_session_id, None))
+            self.lines.append(self.text_of(v))
+            self.issued.append(v.issued_session_id)
         else:
             a.alternative = None
-            self.records.append((order, None, None,
-                                 (alt[0], v, self.text_of(v), alt[1], self.text_of(alt[1]))))
+            self.alts.append((len(self.lines), order, alt[0], v, self.text_of(v), alt[1],
+                              self.text_of(alt[1])))
+            self.lines.append(b"")
+            self.issued.append(None)
+
+
+def records_message(records: Records, last: int) -> bytes:
+    """A worker's records and its watermark (no later record of it comes before ``(last,
+    PHASE_TCP_SWEEP, 0)``) as the parent reads them (:func:`merge_lines`). marshal, not pickle:
+    flat lists of ints, bytes, str and None are what it writes fastest (no memo), and both ends
+    are one Python (a fork). Alternatives hold verdicts, so they are pickled (rare)."""
+    keys, lines, issued, alts = records
+    return marshal.dumps(("r", keys, lines, issued,
+                          pickle.dumps(alts, protocol=pickle.HIGHEST_PROTOCOL) if alts else None,
+                          _mark(last)))
+
+
+def result_message(kind: str, payload: object) -> bytes:
+    """A worker's last message: ``("end", its result)`` or ``("error", text)``."""
+    return marshal.dumps((kind, pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)))
+
+
+def _mark(last: int) -> int:
+    """The first key of the watermark ``(last, PHASE_TCP_SWEEP, 0)`` (its second is 0)."""
+    return _END if last >= _END else last * _PHASES + PHASE_TCP_SWEEP
 
 
 class WorkerLoop:
     """One partition's worker fed by the reader: each message (a chunk's places and sweeps)
-    becomes the records it gave and their watermark, ``(records, (last frame number,
-    PHASE_TCP_SWEEP, 0))``. A worker process runs it (:func:`run_worker`); so does the parent
-    for the last partition (parallel._fan_out), where its records need no pickling."""
+    becomes the records it gave and the frame number of its watermark (:func:`records_message`
+    sends both). A worker process runs it (:func:`run_worker`); so does the parent for the last
+    partition (parallel._fan_out), where its records are not serialised at all."""
 
     def __init__(self, a: Analyzer, keeper: LineKeeper, path: str, layout: tuple[bool, int],
                  linktype: int) -> None:
@@ -396,14 +445,14 @@ class WorkerLoop:
         start_worker(a, path)
         a.hash_frames = False  # the reader sends only this partition's fast-path frames
 
-    def step(self, msg: bytes) -> tuple[list[tuple], tuple[int, int, int]]:
+    def step(self, msg: bytes) -> tuple[Records, int]:
         base, blen, frames, sweeps, first, last = pickle.loads(msg)
         if frames or sweeps:
             feed(self.a, os.pread(self.fd, blen, base), frames, sweeps, self.le, self.div,
                  self.linktype, first)
-        return self.keeper.take(), (last, PHASE_TCP_SWEEP, 0)
+        return self.keeper.take(), last
 
-    def last(self) -> tuple[list[tuple], tuple[int, int, int]]:
+    def last(self) -> tuple[Records, int]:
         return last_records(self.a, self.keeper)
 
     def close(self) -> None:
@@ -424,7 +473,8 @@ def run_worker(a: Analyzer, keeper: LineKeeper, path: str, layout: tuple[bool, i
             msg = recv()
             if not msg:
                 break
-            send(pickle.dumps(loop.step(msg), protocol=pickle.HIGHEST_PROTOCOL))
+            records, last = loop.step(msg)
+            send(records_message(records, last))
     finally:
         gc.set_threshold(*thresholds)
         loop.close()
@@ -443,8 +493,7 @@ def run_reader_worker(a: Analyzer, keeper: LineKeeper, cap: CaptureFile, path: s
     gc.set_threshold(max(thresholds[0], GC_THRESHOLD), *thresholds[1:])
 
     def flushed(n: int) -> None:
-        send(pickle.dumps((keeper.take(), (n, PHASE_TCP_SWEEP, 0)),
-                          protocol=pickle.HIGHEST_PROTOCOL))
+        send(records_message(keeper.take(), n))
 
     try:
         start_worker(a, path)
@@ -456,18 +505,25 @@ def run_reader_worker(a: Analyzer, keeper: LineKeeper, cap: CaptureFile, path: s
     return reader
 
 
-def last_records(a: Analyzer, keeper: LineKeeper) -> tuple[list[tuple], tuple[int, int, int]]:
+def last_records(a: Analyzer, keeper: LineKeeper) -> tuple[Records, int]:
     """``a.finish()`` and the records it gave, with a watermark past every other record."""
     a.finish()
-    return keeper.take(), (_END, 0, 0)
+    return keeper.take(), _END
 
 
 def send_last(a: Analyzer, keeper: LineKeeper, send: Callable[[bytes], None]) -> None:
     """:func:`last_records`, sent."""
-    send(pickle.dumps(last_records(a, keeper), protocol=pickle.HIGHEST_PROTOCOL))
+    records, last = last_records(a, keeper)
+    send(records_message(records, last))
 
 
 # -- the parent ------------------------------------------------------------------------------
+
+
+def records_of(records: Records, last: int) -> tuple:
+    """What :func:`records_message` sends, unserialised (the parent's own partition)."""
+    keys, lines, issued, alts = records
+    return ("r", keys, lines, issued, alts, _mark(last))
 
 
 def merge_lines(conns: list[Any], write: Callable[[bytes], object], issued: IssuedIds,
@@ -479,12 +535,18 @@ def merge_lines(conns: list[Any], write: Callable[[bytes], object], issued: Issu
 
     ``local`` is the partition this process analyses itself, after those of ``conns``: the
     connection its chunks come in on (from the reader) and the function that turns one into
-    the messages a worker would send (its records and watermark; at the end, an empty
-    message, also its result). Its records are never pickled."""
+    the messages a worker would send, unserialised (:func:`records_of`; at the end, an empty
+    message, also ``("end", result)``)."""
     n = len(conns) + (local is not None)
-    queues: list[list[tuple]] = [[] for _ in range(n)]
+    # Per worker, the records received and not yet written from ``heads[i]`` on: two keys each
+    # in ``keys[i]``, a line and an issued id each in ``lines[i]`` and ``ids[i]``, and the
+    # alternatives by index.
+    keys: list[list[int]] = [[] for _ in range(n)]
+    lines: list[list[bytes]] = [[] for _ in range(n)]
+    ids: list[list[str | None]] = [[] for _ in range(n)]
+    alts: list[dict[int, tuple]] = [{} for _ in range(n)]
     heads: list[int] = [0] * n
-    marks: list[tuple[int, int, int]] = [(-1, -1, -1)] * n
+    marks: list[int] = [-1] * n  # each worker's watermark (its first key; the second is 0)
     results: list[Any] = [None] * n
     live = list(conns)
     if local is not None:
@@ -500,53 +562,71 @@ def merge_lines(conns: list[Any], write: Callable[[bytes], object], issued: Issu
                 data = c.recv_bytes()
             except EOFError:
                 raise RuntimeError(f"partition {i} ended without its result") from None
-            objs = local[1](data) if i == own and local is not None else [pickle.loads(data)]
+            objs = local[1](data) if i == own and local is not None else [marshal.loads(data)]
             for obj in objs:
-                if obj[0] == "end" or obj[0] == "error":
-                    results[i] = obj
+                if obj[0] != "r":
+                    result = obj[1]
+                    if i != own:
+                        result = pickle.loads(result)
+                    results[i] = (obj[0], result)
                     live.remove(c)
                     if obj[0] == "error":
-                        raise RuntimeError(f"partition {i} failed: {obj[1]}")
+                        raise RuntimeError(f"partition {i} failed: {result}")
                     continue
-                records, mark = obj
-                q = queues[i]
-                if heads[i] > 4096:
-                    del q[:heads[i]]
+                h = heads[i]
+                if h > 4096:
+                    del keys[i][:2 * h]
+                    del lines[i][:h]
+                    del ids[i][:h]
+                    if alts[i]:
+                        alts[i] = {k - h: alt for k, alt in alts[i].items()}
                     heads[i] = 0
-                q.extend(records)
-                marks[i] = mark
+                got_alts = obj[4]
+                if got_alts:
+                    if isinstance(got_alts, bytes):
+                        got_alts = pickle.loads(got_alts)
+                    base = len(lines[i])
+                    for alt in got_alts:
+                        alts[i][base + alt[0]] = alt
+                keys[i].extend(obj[1])
+                lines[i].extend(obj[2])
+                ids[i].extend(obj[3])
+                marks[i] = obj[5]
         # Write every record no worker can still precede.
         while True:
             best = -1
-            border: tuple[int, int, int] = (_END, 0, 0)
+            first = 0
+            second = 0
             for i in range(n):
-                if heads[i] < len(queues[i]):
-                    o = queues[i][heads[i]][0]
-                    if best < 0 or o < border:
+                h = heads[i]
+                if h < len(lines[i]):
+                    k1: int = keys[i][2 * h]
+                    k2: int = keys[i][2 * h + 1]
+                    if best < 0 or k1 < first or (k1 == first and k2 < second):
                         best = i
-                        border = o
+                        first = k1
+                        second = k2
             if best < 0:
                 break
             ok = True
             for i in range(n):
-                if i != best and heads[i] >= len(queues[i]) and not border < marks[i]:
+                # Another worker with nothing to write yet may still send an earlier record,
+                # unless its watermark (its first key, the second being 0) is past this one.
+                if i != best and heads[i] >= len(lines[i]) and first >= marks[i]:
                     ok = False
                     break
             if not ok:
                 break
-            record = queues[best][heads[best]]
-            heads[best] += 1
-            alt = record[3]
-            text: bytes
-            if alt is None:
-                text = record[1]
-                issued_hex = record[2]
-            else:
-                sid, v, text, alt_v, alt_text = alt
+            h = heads[best]
+            heads[best] = h + 1
+            text = lines[best][h]
+            issued_hex = ids[best][h]
+            if alts[best] and h in alts[best]:
+                _, order, sid, v, text, alt_v, alt_text = alts[best].pop(h)
                 if sid in issued:
                     v, text = alt_v, alt_text
                 issued_hex = v.issued_session_id
-                settled.add(record[0], v)
+                settled.add(order, v)
             if issued_hex:
                 issued.remember(issued_hex)
             chunk.append(text)

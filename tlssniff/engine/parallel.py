@@ -404,9 +404,9 @@ def _fan_reader_worker(path: str, limits: Limits, parts: int, fmt: LineWriters,
         evicted = analyzer.evicted()
         result = (counters, keeper.agg, evicted, whole)
     except BaseException as err:  # noqa: BLE001 - reported to the parent, which re-raises
-        outconn.send_bytes(pickle.dumps(("error", repr(err))))
+        outconn.send_bytes(fanout.result_message("error", repr(err)))
         raise
-    outconn.send_bytes(pickle.dumps(("end", result), protocol=pickle.HIGHEST_PROTOCOL))
+    outconn.send_bytes(fanout.result_message("end", result))
 
 
 def _fan_worker(path: str, limits: Limits, part: int, parts: int, fmt: LineWriters,
@@ -425,9 +425,9 @@ def _fan_worker(path: str, limits: Limits, part: int, parts: int, fmt: LineWrite
         evicted = analyzer.evicted()
         result = (analyzer.counters, keeper.agg, evicted)
     except BaseException as err:  # noqa: BLE001 - reported to the parent, which re-raises
-        outconn.send_bytes(pickle.dumps(("error", repr(err))))
+        outconn.send_bytes(fanout.result_message("error", repr(err)))
         raise
-    outconn.send_bytes(pickle.dumps(("end", result), protocol=pickle.HIGHEST_PROTOCOL))
+    outconn.send_bytes(fanout.result_message("end", result))
 
 
 _PIPE_SIZE = 1 << 20
@@ -500,8 +500,9 @@ def _fan_out(path: str, limits: Limits, jobs: int, split: Split, tmp: str,
 
         def step(msg: bytes) -> list:
             if msg:
-                return [loop.step(msg)]
-            return [loop.last(), ("end", (analyzer.counters, keeper.agg, analyzer.evicted()))]
+                return [fanout.records_of(*loop.step(msg))]
+            return [fanout.records_of(*loop.last()),
+                    ("end", (analyzer.counters, keeper.agg, analyzer.evicted()))]
 
         local = (ins[own - 1][0], step)
         thresholds = gc.get_threshold()
