@@ -133,6 +133,48 @@ def test_the_fan_out_gives_the_one_process_lines_on_every_pcap(tmp_path):
     assert checked > 100
 
 
+def test_the_fan_out_spools_the_one_process_verdicts_on_every_pcap():
+    """The formats that are not streamed (the table, json, csv: every verdict goes through the
+    run's sinks, diagnostics included) take the one reader too: each partition spools its
+    verdicts (fanout.SpoolKeeper) and the parent replays them, which gives the verdicts, in
+    order, and the counters one process gives, for 2 and 3 workers, on every shipped pcap."""
+    checked = 0
+    for path in FAN_OUT:
+        try:
+            want, want_counters = _one_process(str(path))
+        except TlssniffError:
+            continue
+        for parts in (2, 3):
+            got: list = []
+            counters = parallel.analyze_partitioned(str(path), got.append, Limits(), parts)
+            assert [v.to_dict() for v in got] == [v.to_dict() for v in want], (path, parts)
+            assert counters.to_dict() == want_counters.to_dict(), (path, parts)
+        checked += 1
+    assert checked > 100
+
+
+def test_the_spooling_fan_out_falls_back_to_one_process_on_eviction(monkeypatch):
+    """A partition that evicts (its share of --max-flows) makes the spools inexact: nothing of
+    them is replayed, and one process gives the verdicts."""
+    path = str(CAPTURES / "nginx.pcap")
+    limits = Limits(max_flows=2)
+    want, want_counters = _one_process(path, limits)  # one process keeps both flows
+    spooled = []
+    real_fan_out = parallel._fan_out
+
+    def fan_out(*args, **kwargs):
+        result = real_fan_out(*args, **kwargs)
+        spooled.append(result[2])
+        return result
+
+    monkeypatch.setattr(parallel, "_fan_out", fan_out)
+    got: list = []
+    counters = parallel.analyze_partitioned(path, got.append, limits, 2)
+    assert spooled == [""]  # the fan-out ran, and said a partition evicted
+    assert [v.to_dict() for v in got] == [v.to_dict() for v in want]
+    assert counters.to_dict() == want_counters.to_dict()
+
+
 def test_the_fan_out_sweeps_where_one_process_does(tmp_path):
     """A short idle timeout (2 s of capture time): connections expire in the periodic sweeps,
     which a worker runs where the reader says (it sees only its own frames); the lines and

@@ -339,7 +339,55 @@ class LastLine:
 Records = tuple[list[int], list[bytes], list[str | None], list[tuple]]
 
 
-class LineKeeper:
+class Keeper:
+    """A worker's ``on_verdict`` (``keep``) and what it hands the parent after each chunk
+    (``take``): :class:`LineKeeper` for the streamed formats, :class:`SpoolKeeper` for the
+    others."""
+
+    analyzer: Analyzer | None
+    agg: OrderedAggregate | None
+
+    def keep(self, v: ConnectionVerdict) -> None:
+        raise NotImplementedError
+
+    def take(self) -> Records:
+        raise NotImplementedError
+
+
+class SpoolKeeper(Keeper):
+    """A worker's ``on_verdict`` for the formats that are not streamed (the table, json, csv,
+    ...: every verdict goes through the run's sinks, aggregation and diagnostics included):
+    its verdicts, ``(order, verdict, alternative)`` as parallel.analyze_part spools them,
+    pickled in order into ``spool`` after each chunk. It hands the parent no records (the
+    merge only keeps the chunks flowing); parallel.merge_parts replays the spools once every
+    partition is known to be exact, as for the workers that walk the whole file."""
+
+    def __init__(self, spool: str) -> None:
+        self.analyzer = None
+        self.agg = None
+        self.batch: list[tuple] = []
+        self.out = open(spool, "wb")
+
+    def keep(self, v: ConnectionVerdict) -> None:
+        a = self.analyzer
+        assert a is not None
+        self.batch.append((a.order, v, a.alternative))
+        a.alternative = None
+
+    def take(self) -> Records:
+        if self.batch:
+            pickle.dump(self.batch, self.out, protocol=pickle.HIGHEST_PROTOCOL)
+            self.batch = []
+        return [], [], [], []
+
+    def close(self) -> None:
+        """The last batch written and the spool closed (a worker process ends by os._exit,
+        which flushes nothing)."""
+        self.take()
+        self.out.close()
+
+
+class LineKeeper(Keeper):
     """A worker's ``on_verdict``: aggregates the verdict and keeps its record for the parent in
     flat lists (:meth:`take`): its place in the one-process order as two keys, its line (UTF-8
     bytes) and the session id it issued (hex, or None). A verdict whose line depends on earlier
@@ -434,7 +482,7 @@ class WorkerLoop:
     sends both). A worker process runs it (:func:`run_worker`); so does the parent for the last
     partition (parallel._fan_out), where its records are not serialised at all."""
 
-    def __init__(self, a: Analyzer, keeper: LineKeeper, path: str, layout: tuple[bool, int],
+    def __init__(self, a: Analyzer, keeper: Keeper, path: str, layout: tuple[bool, int],
                  linktype: int) -> None:
         self.a = a
         self.keeper = keeper
@@ -461,7 +509,7 @@ class WorkerLoop:
             self.fd = -1
 
 
-def run_worker(a: Analyzer, keeper: LineKeeper, path: str, layout: tuple[bool, int],
+def run_worker(a: Analyzer, keeper: Keeper, path: str, layout: tuple[bool, int],
                linktype: int, recv: Callable[[], bytes], send: Callable[[bytes], None]) -> None:
     """A worker process's loop: chunks from the reader in, records and watermarks out, until
     the reader's end (an empty message); then ``a.finish()`` and its records."""
@@ -481,7 +529,7 @@ def run_worker(a: Analyzer, keeper: LineKeeper, path: str, layout: tuple[bool, i
     send_last(a, keeper, send)
 
 
-def run_reader_worker(a: Analyzer, keeper: LineKeeper, cap: CaptureFile, path: str,
+def run_reader_worker(a: Analyzer, keeper: Keeper, cap: CaptureFile, path: str,
                       layout: tuple[bool, int], parts: int, send_part: Callable[[int, bytes], None],
                       send: Callable[[bytes], None]) -> Reader:
     """Partition 0's worker, which is also the reader (no process of its own for the walk):
@@ -505,13 +553,13 @@ def run_reader_worker(a: Analyzer, keeper: LineKeeper, cap: CaptureFile, path: s
     return reader
 
 
-def last_records(a: Analyzer, keeper: LineKeeper) -> tuple[Records, int]:
+def last_records(a: Analyzer, keeper: Keeper) -> tuple[Records, int]:
     """``a.finish()`` and the records it gave, with a watermark past every other record."""
     a.finish()
     return keeper.take(), _END
 
 
-def send_last(a: Analyzer, keeper: LineKeeper, send: Callable[[bytes], None]) -> None:
+def send_last(a: Analyzer, keeper: Keeper, send: Callable[[bytes], None]) -> None:
     """:func:`last_records`, sent."""
     records, last = last_records(a, keeper)
     send(records_message(records, last))

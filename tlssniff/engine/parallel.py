@@ -40,7 +40,8 @@ from typing import IO, Any, Callable, Iterator
 from tlssniff.analysis.aggregate import Aggregator, ServerStats
 from tlssniff.capture.files import open_capture
 from tlssniff.engine import fanout
-from tlssniff.engine.merge import IssuedIds, OrderedAggregate, merge_records, write_merged
+from tlssniff.engine.merge import (IssuedIds, OrderedAggregate, merge_records, replay,
+                                    write_merged)
 from tlssniff.engine.pipeline import GC_THRESHOLD, Analyzer, Counters
 from tlssniff.analysis.verdict import ConnectionVerdict
 from tlssniff.errors import TlssniffError
@@ -277,12 +278,7 @@ def analyze_part(
 def merge_parts(spools: list[str], on_verdict: Callable[[ConnectionVerdict], None]) -> None:
     """Replay the partitions' records (analyze_part without ``fmt``) into ``on_verdict`` in
     the one-process order."""
-    issued = IssuedIds()
-    for _, v, alt in merge_records([_batches(s) for s in spools]):
-        if alt is not None and alt[0] in issued:
-            v = alt[1]
-        issued.remember(v.issued_session_id)
-        on_verdict(v)
+    replay(merge_records([_batches(s) for s in spools]), on_verdict)
 
 
 def merge_part_lines(
@@ -368,14 +364,30 @@ def _stream_partitioned(
     return [*got, (None, settled, False, None)], merged if not any(g[2] for g in got) else ""
 
 
-def _fan_reader_worker(path: str, limits: Limits, parts: int, fmt: LineWriters,
+def _keeper(fmt: LineWriters | None, path: str, aggregate: bool,
+            spool: str | None) -> fanout.Keeper:
+    """A fan-out worker's keeper: its lines for the parent's merge (``fmt``), or its verdicts
+    into ``spool`` (no ``fmt``)."""
+    if fmt is None:
+        assert spool is not None
+        return fanout.SpoolKeeper(spool)
+    return fanout.LineKeeper(fmt, None, path, aggregate)
+
+
+def _close_keeper(keeper: fanout.Keeper) -> None:
+    if isinstance(keeper, fanout.SpoolKeeper):
+        keeper.close()
+
+
+def _fan_reader_worker(path: str, limits: Limits, parts: int, fmt: LineWriters | None,
                        aggregate: bool, layout: tuple[bool, int], inputs: list, outconn,
-                       close: list) -> None:
+                       close: list, spool: str | None = None) -> None:
     """Partition 0's worker process of the fan-out, which is also the reader (engine/fanout.py
     run_reader_worker): walks the capture once, sending the other workers their frames'
     places chunk by chunk (``inputs``, for partitions 1..), analyses its own frames meanwhile
-    and sends its records to the parent (``outconn``); then its counters, its aggregate,
-    whether a limit evicted and the counters of the whole file."""
+    and sends its records to the parent (``outconn``; without ``fmt`` it spools its verdicts
+    into ``spool`` instead); then its counters, its aggregate, whether a limit evicted and the
+    counters of the whole file."""
     for c in close:
         c.close()
     try:
@@ -384,7 +396,7 @@ def _fan_reader_worker(path: str, limits: Limits, parts: int, fmt: LineWriters,
         def send(w: int, data: bytes) -> None:
             sends[w - 1](data)
 
-        keeper = fanout.LineKeeper(fmt, None, path, aggregate)
+        keeper = _keeper(fmt, path, aggregate, spool)
         analyzer = Analyzer(keeper.keep, partition_limits(limits, parts), 0, parts)
         keeper.analyzer = analyzer
         with open_capture(path) as cap:
@@ -393,6 +405,7 @@ def _fan_reader_worker(path: str, limits: Limits, parts: int, fmt: LineWriters,
         for c in inputs:
             c.send_bytes(b"")
         fanout.send_last(analyzer, keeper, outconn.send_bytes)
+        _close_keeper(keeper)
         # What analyze_file counts of the whole file.
         counters = analyzer.counters
         whole = Counters(frames=reader.n, bytes=reader.position)
@@ -409,19 +422,21 @@ def _fan_reader_worker(path: str, limits: Limits, parts: int, fmt: LineWriters,
     outconn.send_bytes(fanout.result_message("end", result))
 
 
-def _fan_worker(path: str, limits: Limits, part: int, parts: int, fmt: LineWriters,
+def _fan_worker(path: str, limits: Limits, part: int, parts: int, fmt: LineWriters | None,
                 aggregate: bool, layout: tuple[bool, int], linktype: int, inconn, outconn,
-                close: list) -> None:
+                close: list, spool: str | None = None) -> None:
     """A worker process of the fan-out: its partition's frames from the reader, its records to
-    the parent, then its counters, aggregate and whether a limit evicted."""
+    the parent (or, without ``fmt``, its verdicts into ``spool``), then its counters, aggregate
+    and whether a limit evicted."""
     for c in close:
         c.close()
     try:
-        keeper = fanout.LineKeeper(fmt, None, path, aggregate)
+        keeper = _keeper(fmt, path, aggregate, spool)
         analyzer = Analyzer(keeper.keep, partition_limits(limits, parts), part, parts)
         keeper.analyzer = analyzer
         fanout.run_worker(analyzer, keeper, path, layout, linktype, inconn.recv_bytes,
                           outconn.send_bytes)
+        _close_keeper(keeper)
         evicted = analyzer.evicted()
         result = (analyzer.counters, keeper.agg, evicted)
     except BaseException as err:  # noqa: BLE001 - reported to the parent, which re-raises
@@ -451,7 +466,7 @@ def _widen(conn: Any) -> None:
         pass
 
 
-def _fan_out(path: str, limits: Limits, jobs: int, split: Split, tmp: str,
+def _fan_out(path: str, limits: Limits, jobs: int, split: Split | None, tmp: str,
              layout: tuple[bool, int], direct: IO[bytes] | None = None,
              ) -> tuple[Counters, list[OrderedAggregate], str]:
     """The streamed outputs of one uncompressed pcap by ``jobs`` partitions, merged meanwhile
@@ -461,7 +476,11 @@ def _fan_out(path: str, limits: Limits, jobs: int, split: Split, tmp: str,
     last partition's is this process, between merges (its records are not pickled, and two
     jobs take two processes, not three: on two cores the parent's merge took CPU time from
     both workers). Returns the counters, the aggregates to merge and that file ("direct" for
-    ``direct``; "" when a partition evicted)."""
+    ``direct``; "" when a partition evicted).
+
+    Without ``split`` (the formats that are not streamed) each partition spools its verdicts
+    into ``tmp``/``{i}.spool`` instead (fanout.SpoolKeeper) and there are no lines: the file
+    returned is ``tmp`` itself ("" when a partition evicted), for :func:`merge_parts`."""
     with open_capture(path) as cap:  # the errors one process gives, before any fork
         linktype = cap.linktype or 0
     ctx = multiprocessing.get_context("fork")
@@ -474,26 +493,28 @@ def _fan_out(path: str, limits: Limits, jobs: int, split: Split, tmp: str,
         _widen(w)
     everything = [c for pair in ins + outs for c in pair]
     mine0 = [w for _, w in ins] + [outs[0][1]]
-    aggregate = split.aggregator is not None
+    fmt = split.fmt if split is not None else None
+    aggregate = split is not None and split.aggregator is not None
+    spools = [os.path.join(tmp, f"{i}.spool") if split is None else None for i in range(jobs)]
     procs = [ctx.Process(target=_fan_reader_worker, daemon=True, args=(
-        path, limits, jobs, split.fmt, aggregate, layout, [w for _, w in ins], outs[0][1],
-        [c for c in everything if all(c is not m for m in mine0)]))]
+        path, limits, jobs, fmt, aggregate, layout, [w for _, w in ins], outs[0][1],
+        [c for c in everything if all(c is not m for m in mine0)], spools[0]))]
     for i in range(1, own):
         mine = (ins[i - 1][0], outs[i][1])
         procs.append(ctx.Process(target=_fan_worker, daemon=True, args=(
-            path, limits, i, jobs, split.fmt, aggregate, layout, linktype, ins[i - 1][0],
+            path, limits, i, jobs, fmt, aggregate, layout, linktype, ins[i - 1][0],
             outs[i][1],
-            [c for c in everything if all(c is not m for m in mine)])))
+            [c for c in everything if all(c is not m for m in mine)], spools[i])))
     for proc in procs:
         proc.start()
     mine_here = [r for r, _ in outs] + [ins[own - 1][0]]
     for c in everything:
         if all(c is not m for m in mine_here):
             c.close()
-    merged = os.path.join(tmp, "merged")
+    merged = os.path.join(tmp, "merged") if split is not None else tmp
     settled = OrderedAggregate()
     with _reaped(procs):
-        keeper = fanout.LineKeeper(split.fmt, None, path, aggregate)
+        keeper = _keeper(fmt, path, aggregate, spools[own])
         analyzer = Analyzer(keeper.keep, partition_limits(limits, jobs), own, jobs)
         keeper.analyzer = analyzer
         loop = fanout.WorkerLoop(analyzer, keeper, path, layout, linktype)
@@ -508,7 +529,10 @@ def _fan_out(path: str, limits: Limits, jobs: int, split: Split, tmp: str,
         thresholds = gc.get_threshold()
         gc.set_threshold(max(thresholds[0], GC_THRESHOLD), *thresholds[1:])
         try:
-            if direct is not None:
+            if split is None:
+                ends = fanout.merge_lines([r for r, _ in outs], _no_lines, IssuedIds(),
+                                          settled, local)
+            elif direct is not None:
                 ends = fanout.merge_lines([r for r, _ in outs], direct.write, IssuedIds(),
                                           settled, local)
                 merged = "direct"
@@ -519,6 +543,7 @@ def _fan_out(path: str, limits: Limits, jobs: int, split: Split, tmp: str,
         finally:
             gc.set_threshold(*thresholds)
             loop.close()
+            _close_keeper(keeper)
     total = Counters()
     aggs = []
     evicted = False
@@ -528,6 +553,11 @@ def _fan_out(path: str, limits: Limits, jobs: int, split: Split, tmp: str,
         evicted = evicted or part_evicted
     merge_counters(total, ends[0][1][3])  # the whole file's, from the reader
     return total, [*aggs, settled], "" if evicted else merged
+
+
+def _no_lines(data: bytes) -> None:
+    """The merge's output when the partitions spool verdicts: there are no lines."""
+    raise AssertionError("a spooling partition sent lines")
 
 
 def _direct_output(out: IO[str]) -> tuple[IO[bytes], int] | None:
@@ -643,8 +673,23 @@ def analyze_partitioned(
         analyzer.finish()
         return analyzer.counters
     # No split: the workers pickle their verdicts, and the parent replays them in order.
+    layout = fanout.pcap_layout(path) if os.name == "posix" else None
     with tempfile.TemporaryDirectory(prefix="tlssniff-") as tmp:
         spools = [os.path.join(tmp, f"{i}.spool") for i in range(jobs)]
+        if layout is not None:
+            # One reader hands the others their frames (engine/fanout.py), as for the streamed
+            # formats; the spools are the same.
+            total, _, exact = _fan_out(path, limits, jobs, None, tmp, layout)
+            if not exact:
+                analyzer = Analyzer(on_verdict, limits)
+                analyzer.analyze_file(path, progress)
+                analyzer.finish()
+                return analyzer.counters
+            merge_parts(spools, on_verdict)
+            if progress is not None:
+                size = os.path.getsize(path)
+                progress(size, size)
+            return total
         with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
             futures = [pool.submit(analyze_part, path, limits, i, jobs, spool)
                        for i, spool in enumerate(spools)]
