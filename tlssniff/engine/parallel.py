@@ -617,6 +617,22 @@ def _reaped(procs: list) -> Iterator[None]:
                 proc.join()
 
 
+def _one_process(path: str, on_verdict: Callable[[ConnectionVerdict], None], limits: Limits,
+                 progress: Callable[[int, int | None], None] | None) -> Counters:
+    """One capture in this process, as ``--jobs 1`` (where a partition evicted)."""
+    analyzer = Analyzer(on_verdict, limits)
+    analyzer.analyze_file(path, progress)
+    analyzer.finish()
+    return analyzer.counters
+
+
+def _read_all(path: str, progress: Callable[[int, int | None], None] | None) -> None:
+    """The progress bar at the end of a capture the workers read."""
+    if progress is not None:
+        size = os.path.getsize(path)
+        progress(size, size)
+
+
 def analyze_partitioned(
     path: str,
     on_verdict: Callable[[ConnectionVerdict], None],
@@ -628,8 +644,9 @@ def analyze_partitioned(
     """One capture on ``jobs`` processes by flow hash; the verdicts, lines and counters one
     process gives. Falls back to one process when a partition hit its share of a limit."""
     ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+    # An uncompressed pcap takes the one reader (engine/fanout.py), whatever the format.
+    layout = fanout.pcap_layout(path) if os.name == "posix" else None
     if split is not None:
-        layout = fanout.pcap_layout(path) if os.name == "posix" else None
         with tempfile.TemporaryDirectory(prefix="tlssniff-") as tmp:
             if layout is not None:
                 direct = _direct_output(split.out)
@@ -649,9 +666,7 @@ def analyze_partitioned(
                     if direct is None:
                         _copy_lines(merged, split.out)
                     merge_ordered(split.aggregator, aggs)
-                    if progress is not None:
-                        size = os.path.getsize(path)
-                        progress(size, size)
+                    _read_all(path, progress)
                     return total
                 got: list[tuple] = []
             else:
@@ -663,32 +678,19 @@ def analyze_partitioned(
                 total = Counters()
                 for counters, *_ in got[:-1]:
                     merge_counters(total, counters)
-                if progress is not None:
-                    size = os.path.getsize(path)
-                    progress(size, size)
+                _read_all(path, progress)
                 return total
         # A partition evicted: one process, as --jobs 1.
-        analyzer = Analyzer(on_verdict, limits)
-        analyzer.analyze_file(path, progress)
-        analyzer.finish()
-        return analyzer.counters
+        return _one_process(path, on_verdict, limits, progress)
     # No split: the workers pickle their verdicts, and the parent replays them in order.
-    layout = fanout.pcap_layout(path) if os.name == "posix" else None
     with tempfile.TemporaryDirectory(prefix="tlssniff-") as tmp:
         spools = [os.path.join(tmp, f"{i}.spool") for i in range(jobs)]
         if layout is not None:
-            # One reader hands the others their frames (engine/fanout.py), as for the streamed
-            # formats; the spools are the same.
             total, _, exact = _fan_out(path, limits, jobs, None, tmp, layout)
             if not exact:
-                analyzer = Analyzer(on_verdict, limits)
-                analyzer.analyze_file(path, progress)
-                analyzer.finish()
-                return analyzer.counters
+                return _one_process(path, on_verdict, limits, progress)
             merge_parts(spools, on_verdict)
-            if progress is not None:
-                size = os.path.getsize(path)
-                progress(size, size)
+            _read_all(path, progress)
             return total
         with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
             futures = [pool.submit(analyze_part, path, limits, i, jobs, spool)
@@ -698,17 +700,12 @@ def analyze_partitioned(
             if error is not None:
                 raise error
         if any(evicted for _, _, evicted, _ in results):
-            analyzer = Analyzer(on_verdict, limits)
-            analyzer.analyze_file(path, progress)
-            analyzer.finish()
-            return analyzer.counters
+            return _one_process(path, on_verdict, limits, progress)
         merge_parts(spools, on_verdict)
         total = Counters()
         for counters, *_ in results:
             merge_counters(total, counters)
-        if progress is not None:
-            size = os.path.getsize(path)
-            progress(size, size)
+        _read_all(path, progress)
         return total
 
 
