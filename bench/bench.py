@@ -18,7 +18,8 @@ mean of the two floor runs around it, the median over the rounds (the steadier f
 machine's speed drifts between runs). It then checks tlssniff's verdict counts against the
 generator's truth file next to the capture (FILE with .truth.jsonl).
 
-``--jobs-check`` times ``tlssniff analyze A B --jobs 1`` against ``--jobs 2`` and checks that
+``--jobs-check`` times ``tlssniff analyze A B --jobs 1`` against ``--jobs 2``, in each of
+``--formats`` (default ``jsonl,table``: the lines, and the default output), and checks that
 their outputs are identical (the best of each and the median of the rounds' own ratios); then one more run of each sampled per process (Linux /proc): the
 start-up before the first fork, every process's CPU time, and the critical path on two cores
 they make (start-up plus the rest over both cores, or the largest process), an estimate of the
@@ -237,9 +238,10 @@ def process_cpu(cmd: list[str], out_path: str) -> tuple[float, list[float]] | No
     return (startup if startup is not None else own), [own, *sorted(cpu.values(), reverse=True)]
 
 
-def jobs_check(paths: list[str], rounds: int) -> None:
-    """``--jobs 1`` against ``--jobs 2``, alternating within each round (machine noise hits both
-    alike); with one capture ``--jobs 2`` splits it by flow hash (engine/parallel.py).
+def jobs_check(paths: list[str], rounds: int, fmt: str = "jsonl") -> None:
+    """``--jobs 1`` against ``--jobs 2`` in ``fmt``, alternating within each round (machine
+    noise hits both alike); with one capture ``--jobs 2`` splits it by flow hash
+    (engine/parallel.py).
 
     Besides wall time it prints the CPU time (user + system, all processes) of each: on a
     machine whose cores are busy with other sessions' work the wall time of ``--jobs 2`` shows
@@ -257,7 +259,7 @@ def jobs_check(paths: list[str], rounds: int) -> None:
         for jobs in ("1", "2"):
             dest = tempfile.NamedTemporaryFile(suffix=".jsonl", delete=False).name
             warm(*paths)
-            cmd = [sys.executable, "-m", "tlssniff", "analyze", *paths, "--format", "jsonl",
+            cmd = [sys.executable, "-m", "tlssniff", "analyze", *paths, "--format", fmt,
                    "--no-progress", "--jobs", jobs]
             wall, _, cpu = measured(cmd, dest)
             walls[jobs] = wall
@@ -267,12 +269,12 @@ def jobs_check(paths: list[str], rounds: int) -> None:
             if jobs in outs and outs[jobs] != data:
                 same = False
             outs.setdefault(jobs, data)
-            if len(paths) == 1 and jobs == "1":
+            if len(paths) == 1 and jobs == "1" and fmt == "jsonl":
                 truth = check_truth(paths[0], dest)
             os.unlink(dest)
         paired.append(walls["1"] / walls["2"])
     same = same and outs["1"] == outs["2"]
-    print(f"\n{' '.join(paths)} (best of {rounds}, alternating)")
+    print(f"\n{' '.join(paths)} -f {fmt} (best of {rounds}, alternating)")
     print(f"--jobs 1: {times['1']:.2f} s, --jobs 2: {times['2']:.2f} s, "
           f"speed-up {times['1'] / times['2']:.2f}x, outputs identical: {same}")
     paired.sort()
@@ -281,7 +283,7 @@ def jobs_check(paths: list[str], rounds: int) -> None:
           f"{', '.join(f'{r:.2f}' for r in paired)})")
     print(f"  CPU time: --jobs 1 {cpus['1']:.2f} s, --jobs 2 {cpus['2']:.2f} s (all processes; "
           f"{cpus['2'] / cpus['1']:.2f}x the CPU of one process)")
-    if len(paths) == 1:
+    if len(paths) == 1 and fmt == "jsonl":
         print(f"  {truth}")
     # One more run of each, sampled per process: the critical path on two cores is the start-up
     # (before the first fork) plus the rest spread over both cores, or the largest process.
@@ -289,7 +291,7 @@ def jobs_check(paths: list[str], rounds: int) -> None:
         dest = tempfile.NamedTemporaryFile(suffix=".jsonl", delete=False).name
         warm(*paths)
         got = process_cpu([sys.executable, "-m", "tlssniff", "analyze", *paths, "--format",
-                           "jsonl", "--no-progress", "--jobs", jobs], dest)
+                           fmt, "--no-progress", "--jobs", jobs], dest)
         os.unlink(dest)
         if got is None:
             break
@@ -313,10 +315,13 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--no-tshark", action="store_true")
     ap.add_argument("--jobs-check", action="store_true")
+    ap.add_argument("--formats", default="jsonl,table",
+                    help="--jobs-check: the output formats to time, comma-separated")
     args = ap.parse_args()
     os.chdir(ROOT)
     if args.jobs_check:
-        jobs_check(args.captures, args.rounds)
+        for fmt in args.formats.split(","):
+            jobs_check(args.captures, args.rounds, fmt)
         return
     tshark = not args.no_tshark and shutil.which("tshark") is not None
     for path in args.captures:

@@ -133,7 +133,7 @@ def test_nearest_equals_the_scan(starts, t):
     # Real Conn objects (the compiled build accepts no stand-in): connection i starts at
     # starts[i], its client port breaking ties.
     s = diag.ServerDiag("10.9.0.1:443", "10.9.0.1:443", None)
-    conns = sorted((diag.Conn(_verdict(i, 1, float(st_)), s, None)
+    conns = sorted((diag.Conn(diag.diag_record(_verdict(i, 1, float(st_))), s)
                     for i, st_ in enumerate(starts)), key=lambda a: (a.start, a.order()))
     want = min(conns, key=lambda a: (abs(a.start - t), a.order()))
     assert diag._nearest(conns, [a.start for a in conns], float(t)) is want

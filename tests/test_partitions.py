@@ -175,6 +175,94 @@ def test_the_spooling_fan_out_falls_back_to_one_process_on_eviction(monkeypatch)
     assert counters.to_dict() == want_counters.to_dict()
 
 
+def _one_process_summary(path: str, limits: Limits | None = None, **diag_limits):
+    """The table's input one process gives: the aggregate, the diagnostics, the counters."""
+    from tlssniff.analysis.diagnostics import Diagnostics
+
+    agg, diag = Aggregator(), Diagnostics(**diag_limits)
+    a = Analyzer(lambda v: (agg.add(v), diag.add(v)), limits)
+    a.analyze_file(path)
+    a.finish()
+    return agg, diag, a.counters
+
+
+def _fanned_out_summary(path: str, parts: int, limits: Limits | None = None, **diag_limits):
+    """The table's input by ``--jobs parts`` (the split without lines), and the verdicts that
+    reached ``on_verdict`` (none unless the run fell back to one process)."""
+    from tlssniff.analysis.diagnostics import Diagnostics
+
+    agg, diag = Aggregator(), Diagnostics(**diag_limits)
+    replayed: list = []
+
+    def on_verdict(v):
+        replayed.append(v)
+        agg.add(v)
+        diag.add(v)
+
+    counters = parallel.analyze_partitioned(path, on_verdict, limits or Limits(), parts,
+                                            split=parallel.Split(None, agg, None, diag))
+    return agg, diag, counters, replayed
+
+
+def test_the_table_fan_out_gives_the_one_process_aggregate_and_findings_on_every_pcap():
+    """The table (a summary, nothing written per verdict): the workers aggregate and send
+    their verdicts' diagnostics records, which the parent diagnoses in the one-process order
+    as they come; no verdict is replayed. The aggregate, every finding and the whole
+    diagnostics document (concurrency, client breakdowns, limits) and the counters equal one
+    process, for 2 and 3 workers, on every shipped pcap; and with diagnostics limits small
+    enough to drop sessions and servers (which depends on the order they come in)."""
+    checked = 0
+    for path in FAN_OUT:
+        try:
+            want_agg, want_diag, want_counters = _one_process_summary(str(path))
+        except TlssniffError:
+            continue
+        for parts in (2, 3):
+            agg, diag, counters, replayed = _fanned_out_summary(str(path), parts)
+            assert replayed == [], (path, parts)
+            _assert_same_aggregate(agg, want_agg)
+            assert diag.to_dict() == want_diag.to_dict(), (path, parts)
+            assert counters.to_dict() == want_counters.to_dict(), (path, parts)
+        checked += 1
+    assert checked > 100
+    limited = 0
+    for path in sorted(CAPTURES.glob("diagnostics/*.pcap")):
+        _, want_diag, _ = _one_process_summary(str(path), max_sessions=3, max_servers=1)
+        _, diag, _, replayed = _fanned_out_summary(str(path), 2, max_sessions=3, max_servers=1)
+        assert replayed == [] and diag.to_dict() == want_diag.to_dict(), path
+        limits = want_diag.to_dict()["limits"]
+        limited += bool(limits["sessions_dropped"] and limits["servers_dropped"])
+    assert limited >= 3
+
+
+def test_the_table_fan_out_falls_back_to_one_process_on_eviction():
+    """A partition that evicts: the diagnostics fed during the run are forgotten (reset) and
+    one process feeds every verdict again, once."""
+    path = str(CAPTURES / "nginx.pcap")
+    limits = Limits(max_flows=2)
+    want_agg, want_diag, want_counters = _one_process_summary(path, limits)
+    want, _ = _one_process(path, limits)
+    agg, diag, counters, replayed = _fanned_out_summary(path, 2, limits)
+    assert [v.to_dict() for v in replayed] == [v.to_dict() for v in want]
+    _assert_same_aggregate(agg, want_agg)
+    assert diag.to_dict() == want_diag.to_dict()
+    # Every verdict counted once (not the fed records and the replay both).
+    by_address = diag.to_dict()["clients"]["by_address"]
+    assert sum(row["handshakes"] for row in by_address) == len(want) > 0
+    assert counters.to_dict() == want_counters.to_dict()
+
+
+def test_a_split_without_lines_replays_the_verdicts_where_there_is_no_fan_out():
+    """pcapng, gzip, several files: no fan-out, so the table's split is dropped and the
+    verdicts are replayed into on_verdict, giving what one process gives."""
+    for path in (CAPTURES / "demo.pcapng", CAPTURES / "python-ssl.pcapng"):
+        want_agg, want_diag, want_counters = _one_process_summary(str(path))
+        agg, diag, counters, replayed = _fanned_out_summary(str(path), 2)
+        assert len(replayed) == want_agg.total.handshakes > 0
+        assert diag.to_dict() == want_diag.to_dict()
+        _assert_same_aggregate(agg, want_agg)
+
+
 def test_the_fan_out_sweeps_where_one_process_does(tmp_path):
     """A short idle timeout (2 s of capture time): connections expire in the periodic sweeps,
     which a worker runs where the reader says (it sees only its own frames); the lines and
@@ -364,13 +452,16 @@ def test_a_partition_that_evicts_falls_back_to_one_process(tmp_path):
     assert counters.to_dict() == want_counters.to_dict()
 
 
-@pytest.mark.parametrize("fmt", ["jsonl", "json", "csv"])
-def test_cli_jobs_on_one_capture_is_byte_identical(fmt):
-    path = str(CAPTURES / "demo.pcapng")
+@pytest.mark.parametrize("fmt", ["jsonl", "json", "csv", "table"])
+@pytest.mark.parametrize("capture", ["demo.pcapng", "diagnostics/cluster-separate-keys.pcap"])
+def test_cli_jobs_on_one_capture_is_byte_identical(fmt, capture):
+    path = str(CAPTURES / capture)
     one = run_tlssniff("analyze", path, "-f", fmt, "--jobs", "1", "-q").stdout
     two = run_tlssniff("analyze", path, "-f", fmt, "--jobs", "2", "-q").stdout
     assert one == two
-    assert one.count("\n") > 10
+    assert one.count("\n") > 5
+    if fmt == "table" and capture.endswith(".pcap"):
+        assert "Findings" in one
 
 
 def test_streamed_lines_fall_back_to_one_process_on_eviction():

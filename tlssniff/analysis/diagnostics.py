@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import bisect
 from collections import OrderedDict
+from typing import Final
 
 from tlssniff.analysis.findings import Evidence, Finding, Severity
 from tlssniff.analysis.verdict import ConnectionVerdict, Handshake, Offered
@@ -86,34 +87,94 @@ def _ip(endpoint: str) -> str:
     return endpoint.rpartition(":")[0]
 
 
+# What diagnostics reads of a verdict (:func:`diag_record`), as a flat tuple of str, float,
+# int, bool and None: ``--jobs`` workers make it for their verdicts and send it to the parent
+# in :mod:`marshal` (engine/fanout.py), which feeds them to :meth:`Diagnostics.add_record` in
+# the one-process order; pickling the verdicts instead cost 5.8 us a verdict and unpickling
+# 4.4 us (100,000 verdicts of bench/out/handshakes.pcap). Fields, by index:
+R_LABEL: Final = 0  # the server as the table shows it (server_label)
+R_SERVER: Final = 1  # ip:port
+R_SNI: Final = 2
+R_CLIENT: Final = 3
+R_TS: Final = 4
+R_FRAMES: Final = 5  # a tuple of frame numbers
+R_CAPTURE: Final = 6
+R_START: Final = 7  # ClientHello, else first packet
+R_END: Final = 8  # the last handshake bytes read (at least R_START)
+R_ISSUED_AT: Final = 9  # ServerHello, else R_START
+R_RESUMED: Final = 10
+R_TLS13: Final = 11
+R_POPULATION: Final = 12  # JA4 without its cipher and extension hashes (ja4_base)
+R_JA4: Final = 13
+R_KEY_NAME: Final = 14  # the key name of what the client presented (ticket, PSK identity)
+R_KIND: Final = 15  # KIND_UNKNOWN, KIND_FULL or KIND_OTHER
+R_OFFERED: Final = 16  # the client presented a session id, ticket or PSK
+R_OFFER_KEY: Final = 17  # what it presented, as the session table keys it (_offer_key)
+R_ISSUED_ID: Final = 18  # the session id a ServerHello issued
+R_ISSUED_TICKET: Final = 19  # the hash of the ticket issued
+R_ISSUED_KEY_NAME: Final = 20  # its key name
+R_LIFETIME: Final = 21  # its lifetime hint
+KIND_UNKNOWN: Final = 0
+KIND_FULL: Final = 1
+KIND_OTHER: Final = 2
+
+DiagRecord = tuple[str, str, "str | None", str, float, tuple, "str | None", float, float, float,
+                   bool, bool, "str | None", "str | None", "str | None", int, bool,
+                   "str | None", "str | None", "str | None", "str | None", "int | None"]
+
+
+def diag_record(v: ConnectionVerdict) -> DiagRecord:
+    """What :meth:`Diagnostics.add` reads of ``v`` (the fields above)."""
+    start = v.client_hello_ts or v.ts
+    offered = v.offered
+    kind = (KIND_UNKNOWN if v.handshake is Handshake.UNKNOWN else
+            KIND_FULL if v.handshake is Handshake.FULL else KIND_OTHER)
+    return (
+        server_label(v), v.server, v.sni, v.client, v.ts, tuple(v.frames), v.capture, start,
+        max(v.handshake_end_ts or start, start), v.server_hello_ts or start, v.resumed,
+        bool(v.version and v.version.startswith(_TLS13_PREFIX)) or offered is Offered.PSK,
+        v.ja4_base, v.ja4,
+        v.ticket_key_name if offered is Offered.TICKET else
+        v.psk_key_name if offered is Offered.PSK else None,
+        kind, offered is not Offered.NONE, _offer_key(v), v.issued_session_id,
+        v.issued_ticket_hash, v.issued_ticket_key_name, v.ticket_lifetime,
+    )
+
+
+def _offer_key(v: ConnectionVerdict) -> str | None:
+    if v.offered is Offered.PSK and v.psk_identity_hash:
+        return "psk:" + v.psk_identity_hash
+    if v.offered is Offered.TICKET and v.ticket_hash:
+        return "tkt:" + v.ticket_hash
+    if v.offered is Offered.SESSION_ID and v.session_id:
+        return "id:" + v.session_id
+    return None
+
+
 class Conn:
     """The part of a verdict diagnostics keeps (a few hundred bytes)."""
 
     __slots__ = ("client", "server", "endpoint", "sni", "ts", "frames", "capture", "start",
                  "end", "issued_at", "resumed", "tls13", "population", "key_name", "offer_key")
 
-    def __init__(self, v: ConnectionVerdict, s: ServerDiag, offer_key: str | None) -> None:
-        start = v.client_hello_ts or v.ts
-        self.client = v.client
+    def __init__(self, r: DiagRecord, s: ServerDiag) -> None:
+        self.client = r[R_CLIENT]
         # The server's own strings, shared by all its connections (one copy per server, not
         # per connection: about 150 bytes a connection kept).
         self.server = s.label  # ip:port + SNI
         self.endpoint = s.endpoint  # ip:port
         self.sni = s.sni
-        self.ts = v.ts
-        self.frames = tuple(v.frames)
-        self.capture = v.capture
-        self.start = start  # ClientHello (else first packet): the session's age is taken here
-        self.end = max(v.handshake_end_ts or start, start)  # [ts, end]: concurrency's span
-        self.issued_at = v.server_hello_ts or start  # when a full handshake created a session
-        self.resumed = v.resumed
-        self.tls13 = bool(v.version and v.version.startswith(_TLS13_PREFIX)) or \
-            v.offered is Offered.PSK
-        self.population = v.ja4_base
-        # The key name of what the client presented (TLS 1.2 ticket, TLS 1.3 PSK identity).
-        self.key_name = (v.ticket_key_name if v.offered is Offered.TICKET else
-                         v.psk_key_name if v.offered is Offered.PSK else None)
-        self.offer_key = offer_key
+        self.ts = r[R_TS]
+        self.frames = r[R_FRAMES]
+        self.capture = r[R_CAPTURE]
+        self.start = r[R_START]  # the session's age is taken here
+        self.end = r[R_END]  # [ts, end]: concurrency's span
+        self.issued_at = r[R_ISSUED_AT]  # when a full handshake created a session
+        self.resumed = r[R_RESUMED]
+        self.tls13 = r[R_TLS13]
+        self.population = r[R_POPULATION]
+        self.key_name = r[R_KEY_NAME]
+        self.offer_key = r[R_OFFER_KEY]
 
     def order(self) -> tuple:
         """A total order by time (ties by endpoints) that does not depend on arrival."""
@@ -243,18 +304,20 @@ class Breakdown:
         self.accepted = 0
         self.ja4: set[str] = set()
 
-    def add(self, v: ConnectionVerdict) -> None:
+    def add(self, known: bool, resumed: bool, offered: bool, ja4: str | None) -> None:
+        """One connection: ``known`` its handshake was classified, ``offered`` its client
+        presented something."""
         self.handshakes += 1
-        if v.handshake is not Handshake.UNKNOWN:
+        if known:
             self.classified += 1
-            if v.resumed:
+            if resumed:
                 self.resumed += 1
-            if v.offered is not Offered.NONE:
+            if offered:
                 self.offered += 1
-                if v.resumed:
+                if resumed:
                     self.accepted += 1
-        if v.ja4 and (len(self.ja4) < 8 or v.ja4 < max(self.ja4)):
-            self.ja4.add(v.ja4)
+        if ja4 and (len(self.ja4) < 8 or ja4 < max(self.ja4)):
+            self.ja4.add(ja4)
             if len(self.ja4) > 8:
                 self.ja4.discard(max(self.ja4))  # the 8 smallest: independent of order
 
@@ -307,6 +370,11 @@ class Diagnostics:
     def __init__(self, max_sessions: int = MAX_SESSIONS, max_servers: int = MAX_SERVERS) -> None:
         self.max_sessions = max_sessions
         self.max_servers = max_servers
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every verdict (a ``--jobs`` run that falls back to one process feeds them
+        again: engine/parallel.py)."""
         self.sessions: OrderedDict[str, Session] = OrderedDict()
         self.servers: dict[str, ServerDiag] = {}
         self.by_address: dict[str, Breakdown] = {}
@@ -325,35 +393,48 @@ class Diagnostics:
     # -- input -------------------------------------------------------------------------------
 
     def add(self, v: ConnectionVerdict) -> None:
+        self.add_record(diag_record(v))
+
+    def add_records(self, records: list[DiagRecord]) -> None:
+        """:meth:`add_record` each of ``records``, in order."""
+        for r in records:
+            self.add_record(r)
+
+    def add_record(self, r: DiagRecord) -> None:
+        """One verdict, as :func:`diag_record` gives it."""
         self._findings = None
-        self._breakdowns(v)
-        if v.handshake is Handshake.UNKNOWN:
+        kind = r[R_KIND]
+        offered = r[R_OFFERED]
+        resumed = r[R_RESUMED]
+        self._breakdowns(r[R_CLIENT], r[R_POPULATION], kind != KIND_UNKNOWN, resumed, offered,
+                         r[R_JA4])
+        if kind == KIND_UNKNOWN:
             return
-        label = server_label(v)
+        label = r[R_LABEL]
         s = self.servers.get(label)
         if s is None:
             if len(self.servers) >= self.max_servers:
                 self.servers_dropped += 1
                 return
-            s = self.servers[label] = ServerDiag(label, v.server, v.sni)
+            s = self.servers[label] = ServerDiag(label, r[R_SERVER], r[R_SNI])
         s.handshakes += 1
-        offer_key = self._offer_key(v)
-        c = Conn(v, s, offer_key)
+        offer_key = r[R_OFFER_KEY]
+        c = Conn(r, s)
         if s.seen_first is None or c.start < s.seen_first:
             s.seen_first = c.start
         if s.seen_last is None or c.start > s.seen_last:
             s.seen_last = c.start
         tls13 = c.tls13
-        if v.resumed:
+        if resumed:
             s.resumed += 1
             if not tls13:
                 s.resumed12 += 1
 
-        detail = (c, v.offered is not Offered.NONE,
-                  v.handshake is Handshake.FULL and not tls13,
-                  v.handshake is Handshake.FULL and not tls13 and bool(
-                      v.issued_session_id or v.issued_ticket_hash),
-                  offer_key is not None and not v.resumed)
+        full12 = kind == KIND_FULL and not tls13
+        issued_id = r[R_ISSUED_ID]
+        issued_ticket = r[R_ISSUED_TICKET]
+        detail = (c, offered, full12, full12 and bool(issued_id or issued_ticket),
+                  offer_key is not None and not resumed)
         if s.handshakes == 1:
             s.pending = detail
         else:
@@ -364,22 +445,24 @@ class Diagnostics:
 
         # What a full handshake issued (TLS <= 1.2: in the clear).
         keys = []
-        if v.handshake is Handshake.FULL and not tls13:
+        if full12:
             s.full12 += 1
-            if v.issued_session_id:
-                keys.append("id:" + v.issued_session_id)
+            if issued_id:
+                keys.append("id:" + issued_id)
                 s.issued_ids += 1
-            if v.issued_ticket_hash:
-                keys.append("tkt:" + v.issued_ticket_hash)
+            if issued_ticket:
+                keys.append("tkt:" + issued_ticket)
                 s.issued_tickets += 1
-        if v.issued_ticket_key_name:
-            k = s.key(v.issued_ticket_key_name)
+        issued_key_name = r[R_ISSUED_KEY_NAME]
+        if issued_key_name:
+            k = s.key(issued_key_name)
             if k is not None:
                 k.issued += 1
                 k.issued_first = _earlier(k.issued_first, c)
                 k.issued_last = _later(k.issued_last, c)
-            if v.ticket_lifetime and (s.hint is None or v.ticket_lifetime > s.hint):
-                s.hint = v.ticket_lifetime
+            lifetime = r[R_LIFETIME]
+            if lifetime and (s.hint is None or lifetime > s.hint):
+                s.hint = lifetime
         if keys:
             session = self._link(keys[0])
             session.origin = _earlier(session.origin, c)
@@ -394,12 +477,12 @@ class Diagnostics:
             # connections, bench/egress.py) they were what kept growing: 52,000 records, about
             # 25 MB, at the end, against 25,000 at 400,000 connections.
             s.clients = None
-            if v.resumed:
+            if resumed:
                 s.accepted += 1
             if c.key_name is not None:
                 k = s.key(c.key_name)
                 if k is not None:
-                    if v.resumed:
+                    if resumed:
                         k.accepted += 1
                         k.accepted_first = _earlier(k.accepted_first, c)
                         k.accepted_last = _later(k.accepted_last, c)
@@ -412,18 +495,8 @@ class Diagnostics:
             else:
                 self.offers_dropped += 1
             # A ticket renewed on resumption belongs to the same session (same creation time).
-            if v.resumed and v.issued_ticket_hash:
-                self._join(session, "tkt:" + v.issued_ticket_hash)
-
-    @staticmethod
-    def _offer_key(v: ConnectionVerdict) -> str | None:
-        if v.offered is Offered.PSK and v.psk_identity_hash:
-            return "psk:" + v.psk_identity_hash
-        if v.offered is Offered.TICKET and v.ticket_hash:
-            return "tkt:" + v.ticket_hash
-        if v.offered is Offered.SESSION_ID and v.session_id:
-            return "id:" + v.session_id
-        return None
+            if resumed and issued_ticket:
+                self._join(session, "tkt:" + issued_ticket)
 
     def _link(self, key: str) -> Session:
         """The session ``key`` names (made when new; most recently used)."""
@@ -514,18 +587,19 @@ class Diagnostics:
         if plain:
             slot[1] = _later(slot[1], c)
 
-    def _breakdowns(self, v: ConnectionVerdict) -> None:
+    def _breakdowns(self, client: str, population: str | None, known: bool, resumed: bool,
+                    offered: bool, ja4: str | None) -> None:
         for table, key, other in (
-            (self.by_address, _ip(v.client), self.other_address),
-            (self.by_population, v.ja4_base or "-", self.other_population),
+            (self.by_address, _ip(client), self.other_address),
+            (self.by_population, population or "-", self.other_population),
         ):
             b = table.get(key)
             if b is None:
                 if len(table) >= MAX_POPULATIONS:
-                    other.add(v)
+                    other.add(known, resumed, offered, ja4)
                     continue
                 b = table[key] = Breakdown()
-            b.add(v)
+            b.add(known, resumed, offered, ja4)
 
     # -- analysis ----------------------------------------------------------------------------
 

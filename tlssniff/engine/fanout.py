@@ -21,7 +21,8 @@ What one process decides from frames a worker no longer sees comes from the read
   and errors), from the reader's walk.
 
 Each worker sends its records (the verdicts' places in the one-process order, their JSONL/ECS
-lines as UTF-8 bytes, ...: see :class:`LineKeeper`) after each chunk, with a watermark: no later
+lines as UTF-8 bytes or, for the table, their diagnostics records, ...: see
+:class:`LineKeeper`) after each chunk, with a watermark: no later
 record of that worker comes before ``(last frame number of the chunk, PHASE_TCP_SWEEP, 0)``.
 They travel as flat lists in :mod:`marshal` (:func:`records_message`), not as a tuple per
 record in pickle.
@@ -51,7 +52,8 @@ from tlssniff.analysis.verdict import ConnectionVerdict
 from tlssniff.capture import files
 from tlssniff.capture.files import MAX_CAPLEN, CaptureFile, pcap_record
 from tlssniff.engine.merge import IssuedIds, OrderedAggregate
-from tlssniff.engine.pipeline import GC_THRESHOLD, PHASE_TCP_SWEEP, Analyzer, partition_at
+from tlssniff.engine.pipeline import (GC_THRESHOLD, PHASE_TCP_SWEEP, READER_SLOTS, Analyzer,
+                                      partition_at)
 
 if TYPE_CHECKING:
     # Machine integers for mypyc (setup.py), as in capture/files.py: annotations only.
@@ -109,8 +111,10 @@ class Reader:
     def __init__(self, cap: CaptureFile, layout: tuple[bool, int], parts: int,
                  interval: float, send: Callable[[int, bytes], None],
                  local: Analyzer | None = None,
-                 flushed: Callable[[int], None] | None = None) -> None:
+                 flushed: Callable[[int], None] | None = None,
+                 reader_slots: int = READER_SLOTS) -> None:
         self.cap = cap
+        self.reader_slots = reader_slots  # as every partition's Analyzer has it
         self.local = local
         self.flushed = flushed
         self.le = layout[0]
@@ -176,6 +180,7 @@ class Reader:
         div = self.div
         maxcap: i64 = self.maxcap
         parts: i64 = self.parts
+        slots: i64 = self.reader_slots
         frames = self.frames
         first: i64 = self.chunk_n
         ethernet = self.linktype == 1
@@ -215,10 +220,10 @@ class Reader:
                 w = -1
                 if (buf[s + 12] == 8 and buf[s + 13] == 0 and buf[s + 14] == 0x45
                         and buf[s + 23] == 6):
-                    w = partition_at(buf, s + 26, 12, parts)
+                    w = partition_at(buf, s + 26, 12, parts, slots)
                 elif (buf[s + 12] == 0x86 and buf[s + 13] == 0xDD and buf[s + 20] == 6
                         and caplen >= 68):
-                    w = partition_at(buf, s + 22, 36, parts)
+                    w = partition_at(buf, s + 22, 36, parts, slots)
                 if w >= 0:
                     if w != own:
                         frames[w].append((n - first) << _OFF_BITS | off)
@@ -336,7 +341,9 @@ class LastLine:
         self.text = text
 
 
-Records = tuple[list[int], list[bytes], list[str | None], list[tuple]]
+# (keys, lines, issued ids, alternatives): see LineKeeper. A "line" is UTF-8 bytes, or the
+# diagnostics' record of the verdict (analysis/diagnostics.py diag_record) for the table.
+Records = tuple[list[int], list[Any], list[str | None], list[tuple]]
 
 
 class Keeper:
@@ -355,8 +362,8 @@ class Keeper:
 
 
 class SpoolKeeper(Keeper):
-    """A worker's ``on_verdict`` for the formats that are not streamed (the table, json, csv,
-    ...: every verdict goes through the run's sinks, aggregation and diagnostics included):
+    """A worker's ``on_verdict`` for the outputs that need every verdict (json, csv, ...: every
+    verdict goes through the run's sinks, aggregation and diagnostics included):
     its verdicts, ``(order, verdict, alternative)`` as parallel.analyze_part spools them,
     pickled in order into ``spool`` after each chunk. It hands the parent no records (the
     merge only keeps the chunks flowing); parallel.merge_parts replays the spools once every
@@ -390,28 +397,31 @@ class SpoolKeeper(Keeper):
 class LineKeeper(Keeper):
     """A worker's ``on_verdict``: aggregates the verdict and keeps its record for the parent in
     flat lists (:meth:`take`): its place in the one-process order as two keys, its line (UTF-8
-    bytes) and the session id it issued (hex, or None). A verdict whose line depends on earlier
-    connections (Analyzer.alternative; the merge settles and aggregates those) has an empty
-    line and no id there, and ``(its index, order, session id, verdict, line, alternative
-    verdict, its line)`` in the alternatives.
+    bytes in ``fmt``; with ``record`` instead, what ``record`` makes of the verdict, in types
+    marshal writes: the table's diagnostics record) and the session id it issued (hex, or
+    None). A verdict whose line depends on earlier connections (Analyzer.alternative; the
+    merge settles and aggregates those) has no line (None) and no id there, and ``(its index,
+    order, session id, verdict, line, alternative verdict, its line)`` in the alternatives.
 
     Flat lists rather than a tuple per record: ``--jobs 2`` on bench/out/handshakes.pcap, the
     reader no longer pickles 50,000 records of two tuples each, nor the parent unpickles them
     (marshal, :func:`records_message`), and the merge compares ints, not tuples."""
 
     def __init__(self, fmt: Any, capture_name: str | None, path: str,
-                 aggregate: bool = True) -> None:
+                 aggregate: bool = True,
+                 record: Callable[[ConnectionVerdict], Any] | None = None) -> None:
         self.analyzer: Analyzer | None = None
         # None: no one reads the aggregate (parallel.Split), the verdicts are not aggregated.
         self.agg: OrderedAggregate | None = OrderedAggregate() if aggregate else None
         self.keys: list[int] = []
-        self.lines: list[bytes] = []
+        self.lines: list[Any] = []
         self.issued: list[str | None] = []
         self.alts: list[tuple] = []
         self.rename = capture_name is not None and capture_name != path
         self.capture_name = capture_name
         self.line = LastLine()
-        self.writer = fmt(self.line)
+        self.record = record
+        self.writer = fmt(self.line) if fmt is not None else None
         self.jsonl = getattr(self.writer, "fmt", None) == "jsonl"
 
     def take(self) -> Records:
@@ -423,9 +433,12 @@ class LineKeeper(Keeper):
         self.alts = []
         return records
 
-    def text_of(self, v: ConnectionVerdict) -> bytes:
+    def text_of(self, v: ConnectionVerdict) -> Any:
         if self.jsonl:
             return v.to_json_line().encode()
+        if self.record is not None:
+            return self.record(v)
+        assert self.writer is not None
         self.writer.write(v)
         return self.line.text.encode()
 
@@ -451,7 +464,7 @@ class LineKeeper(Keeper):
             a.alternative = None
             self.alts.append((len(self.lines), order, alt[0], v, self.text_of(v), alt[1],
                               self.text_of(alt[1])))
-            self.lines.append(b"")
+            self.lines.append(None)
             self.issued.append(None)
 
 
@@ -546,7 +559,8 @@ def run_reader_worker(a: Analyzer, keeper: Keeper, cap: CaptureFile, path: str,
     try:
         start_worker(a, path)
         a.hash_frames = False  # the reader hands it only this partition's fast-path frames
-        reader = Reader(cap, layout, parts, a.table.sweep_interval(), send_part, a, flushed)
+        reader = Reader(cap, layout, parts, a.table.sweep_interval(), send_part, a, flushed,
+                        a.reader_slots)
         reader.run(path)
     finally:
         gc.set_threshold(*thresholds)
@@ -574,12 +588,13 @@ def records_of(records: Records, last: int) -> tuple:
     return ("r", keys, lines, issued, alts, _mark(last))
 
 
-def merge_lines(conns: list[Any], write: Callable[[bytes], object], issued: IssuedIds,
+def merge_lines(conns: list[Any], write: Callable[[list], object], issued: IssuedIds,
                 settled: OrderedAggregate,
                 local: tuple[Any, Callable[[bytes], list[Any]]] | None = None) -> list[Any]:
     """Merge the workers' records (run_worker, from ``conns``) into the one-process order as
-    they come, writing their lines; returns each worker's result (its last message, a tuple
-    ``("end", result)`` or ``("error", text)``).
+    they come, handing ``write`` their lines in that order, a list of up to 1,000 at a time;
+    returns each worker's result (its last message, a tuple ``("end", result)`` or
+    ``("error", text)``).
 
     ``local`` is the partition this process analyses itself, after those of ``conns``: the
     connection its chunks come in on (from the reader) and the function that turns one into
@@ -590,7 +605,7 @@ def merge_lines(conns: list[Any], write: Callable[[bytes], object], issued: Issu
     # in ``keys[i]``, a line and an issued id each in ``lines[i]`` and ``ids[i]``, and the
     # alternatives by index.
     keys: list[list[int]] = [[] for _ in range(n)]
-    lines: list[list[bytes]] = [[] for _ in range(n)]
+    lines: list[list[Any]] = [[] for _ in range(n)]
     ids: list[list[str | None]] = [[] for _ in range(n)]
     alts: list[dict[int, tuple]] = [{} for _ in range(n)]
     heads: list[int] = [0] * n
@@ -601,7 +616,7 @@ def merge_lines(conns: list[Any], write: Callable[[bytes], object], issued: Issu
         live.append(local[0])
     index = {id(c): i for i, c in enumerate(live)}
     own = n - 1 if local is not None else -1
-    chunk: list[bytes] = []
+    chunk: list[Any] = []
     while live:
         ready: list[Any] = wait(live)
         for c in ready:
@@ -679,8 +694,8 @@ def merge_lines(conns: list[Any], write: Callable[[bytes], object], issued: Issu
                 issued.remember(issued_hex)
             chunk.append(text)
             if len(chunk) >= 1000:
-                write(b"".join(chunk))
-                chunk.clear()
+                write(chunk)
+                chunk = []
     if chunk:
-        write(b"".join(chunk))
+        write(chunk)
     return results

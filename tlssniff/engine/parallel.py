@@ -5,11 +5,18 @@ analyses only the connections whose symmetric flow hash is its own, both directi
 included; the parent merges the verdicts back into the order one process gives (see
 :class:`~tlssniff.engine.pipeline.Analyzer` ``order``) and settles the one cross-connection
 question a partition cannot answer alone (was this session id issued by an earlier
-connection?). For the streamed outputs (JSONL, ECS) of an uncompressed pcap the first worker
-also reads: it walks the file, analyses its own frames and hands each other worker only its
-frames (engine/fanout.py, :func:`_fan_out`), and the merged lines go straight into the output
-when it is a regular file; otherwise (pcapng, gzip, the summary formats) every worker walks the
-whole file and skips the frames of the other partitions.
+connection?). For an uncompressed pcap the first worker also reads: it walks the file,
+analyses its own frames and hands each other worker only its frames (engine/fanout.py,
+:func:`_fan_out`); otherwise (pcapng, gzip) every worker walks the whole file and skips the
+frames of the other partitions. What the workers send home depends on the output:
+
+- streamed lines (JSONL, ECS; :class:`Split`): each worker aggregates and makes its lines,
+  which the parent merges as they come, straight into the output when it is a regular file;
+- the table (a :class:`Split` without lines): each worker aggregates and makes its verdicts'
+  diagnostics records, which the parent diagnoses in order as they come (uncompressed pcap;
+  the other captures replay their verdicts, as below);
+- every other output (json, csv, ...): each worker spools its verdicts and the parent replays
+  them, once the run is known to be exact, into ``on_verdict``.
 
 Each capture is analyzed on its own (its own flow table), in a worker process when ``jobs > 1``.
 Two ways home, both giving the bytes ``--jobs 1`` gives:
@@ -42,7 +49,7 @@ from tlssniff.capture.files import open_capture
 from tlssniff.engine import fanout
 from tlssniff.engine.merge import (IssuedIds, OrderedAggregate, merge_records, replay,
                                     write_merged)
-from tlssniff.engine.pipeline import GC_THRESHOLD, Analyzer, Counters
+from tlssniff.engine.pipeline import GC_THRESHOLD, READER_SLOTS, Analyzer, Counters
 from tlssniff.analysis.verdict import ConnectionVerdict
 from tlssniff.errors import TlssniffError
 from tlssniff.flow.table import Limits
@@ -105,11 +112,17 @@ def _analyze_to_spool(
 class Split:
     """Per-verdict work the workers can do themselves: aggregate into ``aggregator`` (None when
     nothing reads the aggregate: the workers then skip it), and write lines with ``fmt`` (a
-    :data:`LineWriters` factory, of a format whose lines stand alone: jsonl, ecs) to ``out``."""
+    :data:`LineWriters` factory, of a format whose lines stand alone: jsonl, ecs) to ``out``.
 
-    fmt: LineWriters
+    Without ``fmt`` (the table: a summary, no line per verdict) the workers aggregate and make
+    each verdict's diagnostics record (analysis/diagnostics.py ``diag_record``), which the
+    parent feeds to ``diagnostics`` in the one-process order as they come. Only the fan-out of
+    one uncompressed pcap takes that split; every other path replays the verdicts."""
+
+    fmt: LineWriters | None
     aggregator: Aggregator | None
-    out: IO[str]
+    out: IO[str] | None
+    diagnostics: Any = None  # analysis.diagnostics.Diagnostics, without fmt
 
 
 def _analyze_split(
@@ -364,14 +377,13 @@ def _stream_partitioned(
     return [*got, (None, settled, False, None)], merged if not any(g[2] for g in got) else ""
 
 
-def _keeper(fmt: LineWriters | None, path: str, aggregate: bool,
-            spool: str | None) -> fanout.Keeper:
-    """A fan-out worker's keeper: its lines for the parent's merge (``fmt``), or its verdicts
-    into ``spool`` (no ``fmt``)."""
-    if fmt is None:
-        assert spool is not None
+def _keeper(fmt: LineWriters | None, path: str, aggregate: bool, spool: str | None,
+            record: Callable[[ConnectionVerdict], Any] | None = None) -> fanout.Keeper:
+    """A fan-out worker's keeper: its lines for the parent's merge (``fmt``), its verdicts'
+    ``record`` for it (the table), or its verdicts into ``spool``."""
+    if spool is not None:
         return fanout.SpoolKeeper(spool)
-    return fanout.LineKeeper(fmt, None, path, aggregate)
+    return fanout.LineKeeper(fmt, None, path, aggregate, record)
 
 
 def _close_keeper(keeper: fanout.Keeper) -> None:
@@ -381,7 +393,8 @@ def _close_keeper(keeper: fanout.Keeper) -> None:
 
 def _fan_reader_worker(path: str, limits: Limits, parts: int, fmt: LineWriters | None,
                        aggregate: bool, layout: tuple[bool, int], inputs: list, outconn,
-                       close: list, spool: str | None = None) -> None:
+                       close: list, spool: str | None, record: Callable | None,
+                       reader_slots: int) -> None:
     """Partition 0's worker process of the fan-out, which is also the reader (engine/fanout.py
     run_reader_worker): walks the capture once, sending the other workers their frames'
     places chunk by chunk (``inputs``, for partitions 1..), analyses its own frames meanwhile
@@ -396,8 +409,9 @@ def _fan_reader_worker(path: str, limits: Limits, parts: int, fmt: LineWriters |
         def send(w: int, data: bytes) -> None:
             sends[w - 1](data)
 
-        keeper = _keeper(fmt, path, aggregate, spool)
+        keeper = _keeper(fmt, path, aggregate, spool, record)
         analyzer = Analyzer(keeper.keep, partition_limits(limits, parts), 0, parts)
+        analyzer.reader_slots = reader_slots
         keeper.analyzer = analyzer
         with open_capture(path) as cap:
             reader = fanout.run_reader_worker(analyzer, keeper, cap, path, layout, parts, send,
@@ -424,15 +438,17 @@ def _fan_reader_worker(path: str, limits: Limits, parts: int, fmt: LineWriters |
 
 def _fan_worker(path: str, limits: Limits, part: int, parts: int, fmt: LineWriters | None,
                 aggregate: bool, layout: tuple[bool, int], linktype: int, inconn, outconn,
-                close: list, spool: str | None = None) -> None:
+                close: list, spool: str | None, record: Callable | None,
+                reader_slots: int) -> None:
     """A worker process of the fan-out: its partition's frames from the reader, its records to
     the parent (or, without ``fmt``, its verdicts into ``spool``), then its counters, aggregate
     and whether a limit evicted."""
     for c in close:
         c.close()
     try:
-        keeper = _keeper(fmt, path, aggregate, spool)
+        keeper = _keeper(fmt, path, aggregate, spool, record)
         analyzer = Analyzer(keeper.keep, partition_limits(limits, parts), part, parts)
+        analyzer.reader_slots = reader_slots
         keeper.analyzer = analyzer
         fanout.run_worker(analyzer, keeper, path, layout, linktype, inconn.recv_bytes,
                           outconn.send_bytes)
@@ -446,6 +462,10 @@ def _fan_worker(path: str, limits: Limits, part: int, parts: int, fmt: LineWrite
 
 
 _PIPE_SIZE = 1 << 20
+
+# partition 0's hash slots (pipeline.share_of) when the parent diagnoses every verdict
+# (Split without lines, the table): its own partition is made smaller by as much.
+_RECORDS_READER_SLOTS = 38
 
 
 def _widen(conn: Any) -> None:
@@ -480,7 +500,10 @@ def _fan_out(path: str, limits: Limits, jobs: int, split: Split | None, tmp: str
 
     Without ``split`` (the formats that are not streamed) each partition spools its verdicts
     into ``tmp``/``{i}.spool`` instead (fanout.SpoolKeeper) and there are no lines: the file
-    returned is ``tmp`` itself ("" when a partition evicted), for :func:`merge_parts`."""
+    returned is ``tmp`` itself ("" when a partition evicted), for :func:`merge_parts`. With a
+    ``split`` without lines (the table) the partitions send their verdicts' diagnostics
+    records, which go to ``split.diagnostics`` as they are merged; "records" is returned ("",
+    and ``split.diagnostics`` holds only part of the verdicts, when a partition evicted)."""
     with open_capture(path) as cap:  # the errors one process gives, before any fork
         linktype = cap.linktype or 0
     ctx = multiprocessing.get_context("fork")
@@ -496,15 +519,23 @@ def _fan_out(path: str, limits: Limits, jobs: int, split: Split | None, tmp: str
     fmt = split.fmt if split is not None else None
     aggregate = split is not None and split.aggregator is not None
     spools = [os.path.join(tmp, f"{i}.spool") if split is None else None for i in range(jobs)]
+    record = None
+    slots = READER_SLOTS
+    if split is not None and fmt is None:
+        from tlssniff.analysis.diagnostics import diag_record
+
+        record = diag_record
+        slots = _RECORDS_READER_SLOTS
     procs = [ctx.Process(target=_fan_reader_worker, daemon=True, args=(
         path, limits, jobs, fmt, aggregate, layout, [w for _, w in ins], outs[0][1],
-        [c for c in everything if all(c is not m for m in mine0)], spools[0]))]
+        [c for c in everything if all(c is not m for m in mine0)], spools[0], record, slots))]
     for i in range(1, own):
         mine = (ins[i - 1][0], outs[i][1])
         procs.append(ctx.Process(target=_fan_worker, daemon=True, args=(
             path, limits, i, jobs, fmt, aggregate, layout, linktype, ins[i - 1][0],
             outs[i][1],
-            [c for c in everything if all(c is not m for m in mine)], spools[i])))
+            [c for c in everything if all(c is not m for m in mine)], spools[i], record,
+            slots)))
     for proc in procs:
         proc.start()
     mine_here = [r for r, _ in outs] + [ins[own - 1][0]]
@@ -514,8 +545,9 @@ def _fan_out(path: str, limits: Limits, jobs: int, split: Split | None, tmp: str
     merged = os.path.join(tmp, "merged") if split is not None else tmp
     settled = OrderedAggregate()
     with _reaped(procs):
-        keeper = _keeper(fmt, path, aggregate, spools[own])
+        keeper = _keeper(fmt, path, aggregate, spools[own], record)
         analyzer = Analyzer(keeper.keep, partition_limits(limits, jobs), own, jobs)
+        analyzer.reader_slots = slots
         keeper.analyzer = analyzer
         loop = fanout.WorkerLoop(analyzer, keeper, path, layout, linktype)
 
@@ -532,14 +564,18 @@ def _fan_out(path: str, limits: Limits, jobs: int, split: Split | None, tmp: str
             if split is None:
                 ends = fanout.merge_lines([r for r, _ in outs], _no_lines, IssuedIds(),
                                           settled, local)
+            elif fmt is None:
+                ends = fanout.merge_lines([r for r, _ in outs], split.diagnostics.add_records,
+                                          IssuedIds(), settled, local)
+                merged = "records"
             elif direct is not None:
-                ends = fanout.merge_lines([r for r, _ in outs], direct.write, IssuedIds(),
-                                          settled, local)
+                ends = fanout.merge_lines([r for r, _ in outs], _joined(direct.write),
+                                          IssuedIds(), settled, local)
                 merged = "direct"
             else:
                 with open(merged, "wb") as out:
-                    ends = fanout.merge_lines([r for r, _ in outs], out.write, IssuedIds(),
-                                              settled, local)
+                    ends = fanout.merge_lines([r for r, _ in outs], _joined(out.write),
+                                              IssuedIds(), settled, local)
         finally:
             gc.set_threshold(*thresholds)
             loop.close()
@@ -555,9 +591,18 @@ def _fan_out(path: str, limits: Limits, jobs: int, split: Split | None, tmp: str
     return total, [*aggs, settled], "" if evicted else merged
 
 
-def _no_lines(data: bytes) -> None:
+def _no_lines(lines: list) -> None:
     """The merge's output when the partitions spool verdicts: there are no lines."""
     raise AssertionError("a spooling partition sent lines")
+
+
+def _joined(write: Callable[[bytes], object]) -> Callable[[list], None]:
+    """The merge's output for lines (UTF-8 bytes): each run of them joined, in one write."""
+
+    def write_lines(lines: list) -> None:
+        write(b"".join(lines))
+
+    return write_lines
 
 
 def _direct_output(out: IO[str]) -> tuple[IO[bytes], int] | None:
@@ -646,6 +691,18 @@ def analyze_partitioned(
     ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
     # An uncompressed pcap takes the one reader (engine/fanout.py), whatever the format.
     layout = fanout.pcap_layout(path) if os.name == "posix" else None
+    if split is not None and split.fmt is None:
+        if layout is not None:
+            # The table: the workers aggregate, the parent diagnoses their records as they come.
+            with tempfile.TemporaryDirectory(prefix="tlssniff-") as tmp:
+                total, aggs, merged = _fan_out(path, limits, jobs, split, tmp, layout)
+            if merged:
+                merge_ordered(split.aggregator, aggs)
+                _read_all(path, progress)
+                return total
+            split.diagnostics.reset()
+            return _one_process(path, on_verdict, limits, progress)
+        split = None  # the other paths replay the verdicts into on_verdict
     if split is not None:
         with tempfile.TemporaryDirectory(prefix="tlssniff-") as tmp:
             if layout is not None:
@@ -728,7 +785,8 @@ def analyze_captures(
     """Analyze ``paths`` and return the merged counters.
 
     ``split``: with several workers, let them aggregate and write their own lines (see the
-    module docstring); ``on_verdict`` must then do nothing else. Ignored when one process runs.
+    module docstring) or, without lines, make the diagnostics' records (one pcap, Split);
+    ``on_verdict`` must then do nothing else. Ignored when one process runs.
 
     ``dask``: a Dask scheduler's address; the work runs on its workers (engine/distributed.py),
     ``jobs`` > 1 then being the partitions per capture.
@@ -738,6 +796,8 @@ def analyze_captures(
     boundary stay whole. That is inherently sequential and ignores ``jobs``.
     """
     limits = limits or Limits()
+    if split is not None and split.fmt is None and (jobs <= 1 or len(paths) != 1 or dask):
+        split = None  # a split without lines is the one-pcap fan-out's alone
     if dask is not None and not one_stream:
         from tlssniff.engine.distributed import analyze_on_dask
 

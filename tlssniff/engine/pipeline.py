@@ -48,14 +48,26 @@ PHASE_UDP_SWEEP: Final = 2
 _NO_FRAME: Final = 1 << 62  # the frame number of verdicts made at the end of input
 
 
-def partition_of(key: bytes, parts: int) -> int:
+# Each partition's fair share is SLOTS hash slots, but partition 0 takes READER_SLOTS of them.
+# Its worker also walks the whole capture and hands the others their frames (engine/fanout.py);
+# the parent, the last partition's worker, also merges and writes every line, and its reads of
+# the chunks it is handed cost more time per instruction than the reader's walk. --jobs 2 on
+# bench/out/handshakes.pcap with the places' pipe widened (parallel._widen), 6 alternating
+# rounds, median of each round's --jobs 1 / --jobs 2: 1.678x with 33, 1.655x with 31 and
+# 1.625x with 35 (CPU after the fork: 3.95 s the reader, 3.96 s the parent with 33).
+SLOTS: Final = 32
+READER_SLOTS: Final = 33
+
+
+def partition_of(key: bytes, parts: int, reader_slots: int = READER_SLOTS) -> int:
     """The flow-hash partition of a TCP/UDP 4-tuple in the ``flow_key`` layout (source ip,
     destination ip, source port, destination port). Symmetric: both directions of a connection
     are one partition (the sum of the bytes is the same whichever end comes first)."""
-    return partition_at(key, 0, len(key), parts)
+    return partition_at(key, 0, len(key), parts, reader_slots)
 
 
-def partition_at(buf: bytes, start: i64, n: i64, parts: i64) -> int:
+def partition_at(buf: bytes, start: i64, n: i64, parts: i64,
+                 reader_slots: i64 = READER_SLOTS) -> int:
     """:func:`partition_of` of ``buf[start:start + n]``, read in place (the frame fast path:
     no slice for a frame of another partition).
 
@@ -70,7 +82,7 @@ def partition_at(buf: bytes, start: i64, n: i64, parts: i64) -> int:
     if n < 12:
         for i in range(start, start + n):
             total += buf[i]
-        return share_of(total * 40503 >> 8, parts)
+        return share_of(total * 40503 >> 8, parts, reader_slots)
     p: i64 = start + n - 4  # the ports
     a: i64 = start + (n - 4) // 2 - 4  # the source address's last four bytes
     b: i64 = p - 4  # the destination address's
@@ -88,23 +100,14 @@ def partition_at(buf: bytes, start: i64, n: i64, parts: i64) -> int:
     total += buf[p + 1]
     total += buf[p + 2]
     total += buf[p + 3]
-    return share_of(total * 40503 >> 8, parts)
+    return share_of(total * 40503 >> 8, parts, reader_slots)
 
 
-# Each partition's fair share is SLOTS hash slots, but partition 0 takes READER_SLOTS of them.
-# Its worker also walks the whole capture and hands the others their frames (engine/fanout.py);
-# the parent, the last partition's worker, also merges and writes every line, and its reads of
-# the chunks it is handed cost more time per instruction than the reader's walk. --jobs 2 on
-# bench/out/handshakes.pcap with the places' pipe widened (parallel._widen), 6 alternating
-# rounds, median of each round's --jobs 1 / --jobs 2: 1.678x with 33, 1.655x with 31 and
-# 1.625x with 35 (CPU after the fork: 3.95 s the reader, 3.96 s the parent with 33).
-SLOTS: Final = 32
-READER_SLOTS: Final = 33
 
 
-def share_of(h: i64, parts: i64) -> int:
-    """The partition of flow hash ``h``: one of ``parts * SLOTS`` slots, READER_SLOTS of them
-    partition 0's, the rest dealt evenly to the others."""
+def share_of(h: i64, parts: i64, reader_slots: i64 = READER_SLOTS) -> int:
+    """The partition of flow hash ``h``: one of ``parts * SLOTS`` slots, ``reader_slots`` of
+    them partition 0's, the rest dealt evenly to the others."""
     if parts < 2:
         return 0
     slots: i64 = parts * SLOTS
@@ -113,11 +116,11 @@ def share_of(h: i64, parts: i64) -> int:
     # perf (cpu-clock) on bench/out/handshakes.pcap, --jobs 2, gave the remainder 10 ms of its
     # 1.2 s.
     slot: i64 = h & (slots - 1) if slots & (slots - 1) == 0 else h % slots
-    if slot < READER_SLOTS:
+    if slot < reader_slots:
         return 0
     if parts == 2:
         return 1
-    return 1 + (slot - READER_SLOTS) * (parts - 1) // (slots - READER_SLOTS)
+    return 1 + (slot - reader_slots) * (parts - 1) // (slots - reader_slots)
 
 
 @dataclass(slots=True)
@@ -183,6 +186,9 @@ class Analyzer(FrameSink):
         self._unsupported: set[int] = set()  # link types already warned about (this capture)
         self.part = part
         self.parts = parts
+        # Partition 0's hash slots of parts * SLOTS (share_of): more than its fair share when
+        # the reader's partition has less else to do than the others (engine/parallel.py).
+        self.reader_slots = READER_SLOTS
         # The fast path tests each frame's flow hash; False when a reader already sent this
         # Analyzer only the frames of its partition (engine/fanout.py).
         self.hash_frames = parts > 1
@@ -249,7 +255,7 @@ class Analyzer(FrameSink):
                     self._unsupported_link(linktype)
             return False
         if self.parts > 1 and flow is None and partition_of(
-            flow_key(d[1], d[2], d[3], d[4]), self.parts
+            flow_key(d[1], d[2], d[3], d[4]), self.parts, self.reader_slots
         ) != self.part:
             return False
         if d[0] != 6:
@@ -364,7 +370,8 @@ class Analyzer(FrameSink):
         if linktype == 1 and end - start >= 48:
             s = start
             if buf[s + 12] == 8 and buf[s + 13] == 0 and buf[s + 14] == 0x45 and buf[s + 23] == 6:
-                if self.hash_frames and partition_at(buf, s + 26, 12, self.parts) != self.part:
+                if self.hash_frames and partition_at(buf, s + 26, 12, self.parts,
+                                                     self.reader_slots) != self.part:
                     return
                 key = buf[s + 26 : s + 38]
                 flow = self._flows.get(key)
@@ -383,7 +390,8 @@ class Analyzer(FrameSink):
             elif (
                 buf[s + 12] == 0x86 and buf[s + 13] == 0xDD and buf[s + 20] == 6 and end - s >= 68
             ):
-                if self.hash_frames and partition_at(buf, s + 22, 36, self.parts) != self.part:
+                if self.hash_frames and partition_at(buf, s + 22, 36, self.parts,
+                                                     self.reader_slots) != self.part:
                     return
                 key = buf[s + 22 : s + 58]
                 flow = self._flows.get(key)

@@ -73,8 +73,12 @@ class AnalyzeRun:
 
                 diag = Diagnostics()
                 session.sinks.append(diag.add)
-            # Streamed lines: --jobs workers aggregate and write their own (parallel.Split).
-            split = offline.stream_split(self.fmt, agg, out.file) if fmt.stream else None
+            # Streamed lines: --jobs workers aggregate and write their own; a summary alone
+            # (the table): they aggregate and make the diagnostics' input (parallel.Split).
+            split = (offline.stream_split(self.fmt, agg, out.file) if fmt.stream else
+                     offline.summary_split(agg, diag)
+                     if not fmt.per_verdict and agg is not None and diag is not None
+                     else None)
             with offline.progress_bar(self.progress, err_console) as update:
                 offline.run_files(session, self.captures, jobs=self.jobs,
                                   one_stream=self.one_stream, dask=self.dask, progress=update,

@@ -53,6 +53,12 @@ def stream_split(fmt: str, agg: Aggregator | None, out: IO[str]) -> Split:
     return Split(line_writer(fmt), agg, out)
 
 
+def summary_split(agg: Aggregator, diagnostics) -> Split:
+    """The workers' share of a summary that writes nothing per verdict (the table): they
+    aggregate into ``agg`` and make the records the parent feeds ``diagnostics``."""
+    return Split(None, agg, None, diagnostics)
+
+
 @contextlib.contextmanager
 def progress_bar(enabled: bool, console):
     """A progress bar on stderr for long files, only when stderr is a terminal."""

@@ -5,6 +5,8 @@ sink each verdict goes to, and ``finish``, what the format writes at the end fro
 aggregation, the counters and the findings. Its :class:`Format` line says what the run must do
 for it: ``summary`` (a summary of every verdict: the findings are computed, docs/diagnostics.md),
 ``stream`` (lines that stand alone: ``--jobs`` workers write them themselves, parallel.Split),
+``per_verdict`` (False: nothing is written per verdict, the summary is all: ``--jobs`` workers
+then aggregate and make the findings' input themselves, parallel.Split without lines),
 ``binary`` (a file, never stdout: ``--output`` required).
 
 A new output format: its writer in ``tlssniff/output/`` (every captured value through
@@ -58,6 +60,7 @@ class Format:
     open: Callable[[Where, contextlib.ExitStack], Output]
     summary: bool = False
     stream: bool = False
+    per_verdict: bool = True
     binary: bool = False
 
 
@@ -99,7 +102,7 @@ def _line_format(fmt: str, stream: bool) -> Format:
 
 
 OUTPUTS: dict[str, Format] = {
-    "table": Format(_table, summary=True),
+    "table": Format(_table, summary=True, per_verdict=False),
     "json": Format(_json, summary=True),
     "jsonl": _line_format("jsonl", stream=True),
     "csv": _line_format("csv", stream=False),
