@@ -347,9 +347,9 @@ Records = tuple[list[int], list[Any], list[str | None], list[tuple]]
 
 
 class Keeper:
-    """A worker's ``on_verdict`` (``keep``) and what it hands the parent after each chunk
-    (``take``): :class:`LineKeeper` for the streamed formats, :class:`SpoolKeeper` for the
-    others."""
+    """A worker's ``on_verdict`` (``keep``), what it hands the parent after each chunk
+    (``take``) and its end (``close``, once its last records are taken): :class:`LineKeeper`
+    for the lines and the table's records, :class:`SpoolKeeper` for the others."""
 
     analyzer: Analyzer | None
     agg: OrderedAggregate | None
@@ -359,6 +359,9 @@ class Keeper:
 
     def take(self) -> Records:
         raise NotImplementedError
+
+    def close(self) -> None:
+        """Nothing to close (a worker's records go to the parent)."""
 
 
 class SpoolKeeper(Keeper):
@@ -468,15 +471,20 @@ class LineKeeper(Keeper):
             self.issued.append(None)
 
 
-def records_message(records: Records, last: int) -> bytes:
-    """A worker's records and its watermark (no later record of it comes before ``(last,
-    PHASE_TCP_SWEEP, 0)``) as the parent reads them (:func:`merge_lines`). marshal, not pickle:
-    flat lists of ints, bytes, str and None are what it writes fastest (no memo), and both ends
-    are one Python (a fork). Alternatives hold verdicts, so they are pickled (rare)."""
+def records_tuple(records: Records, mark: int) -> tuple:
+    """A worker's records and its watermark ``mark`` (:func:`watermark`: no later record of it
+    comes before it) as :func:`merge_lines` takes them. Alternatives hold verdicts, so they are
+    pickled (rare)."""
     keys, lines, issued, alts = records
-    return marshal.dumps(("r", keys, lines, issued,
-                          pickle.dumps(alts, protocol=pickle.HIGHEST_PROTOCOL) if alts else None,
-                          _mark(last)))
+    return ("r", keys, lines, issued,
+            pickle.dumps(alts, protocol=pickle.HIGHEST_PROTOCOL) if alts else None, mark)
+
+
+def records_message(records: Records, mark: int) -> bytes:
+    """:func:`records_tuple` as a worker process sends it. marshal, not pickle: flat lists of
+    ints, bytes, str and None are what it writes fastest (no memo), and both ends are one
+    Python (a fork)."""
+    return marshal.dumps(records_tuple(records, mark))
 
 
 def result_message(kind: str, payload: object) -> bytes:
@@ -484,15 +492,15 @@ def result_message(kind: str, payload: object) -> bytes:
     return marshal.dumps((kind, pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)))
 
 
-def _mark(last: int) -> int:
-    """The first key of the watermark ``(last, PHASE_TCP_SWEEP, 0)`` (its second is 0)."""
-    return _END if last >= _END else last * _PHASES + PHASE_TCP_SWEEP
+def watermark(last: int) -> int:
+    """The first key of ``(last, PHASE_TCP_SWEEP, 0)`` (its second is 0): no later record of a
+    worker whose frames so far end at frame ``last`` comes before it."""
+    return last * _PHASES + PHASE_TCP_SWEEP
 
 
 class WorkerLoop:
     """One partition's worker fed by the reader: each message (a chunk's places and sweeps)
-    becomes the records it gave and the frame number of its watermark (:func:`records_message`
-    sends both). A worker process runs it (:func:`run_worker`); so does the parent for the last
+    becomes the records it gave and its watermark (:func:`records_message` sends both). A worker process runs it (:func:`run_worker`); so does the parent for the last
     partition (parallel._fan_out), where its records are not serialised at all."""
 
     def __init__(self, a: Analyzer, keeper: Keeper, path: str, layout: tuple[bool, int],
@@ -511,7 +519,7 @@ class WorkerLoop:
         if frames or sweeps:
             feed(self.a, os.pread(self.fd, blen, base), frames, sweeps, self.le, self.div,
                  self.linktype, first)
-        return self.keeper.take(), last
+        return self.keeper.take(), watermark(last)
 
     def last(self) -> tuple[Records, int]:
         return last_records(self.a, self.keeper)
@@ -534,8 +542,8 @@ def run_worker(a: Analyzer, keeper: Keeper, path: str, layout: tuple[bool, int],
             msg = recv()
             if not msg:
                 break
-            records, last = loop.step(msg)
-            send(records_message(records, last))
+            records, mark = loop.step(msg)
+            send(records_message(records, mark))
     finally:
         gc.set_threshold(*thresholds)
         loop.close()
@@ -554,7 +562,7 @@ def run_reader_worker(a: Analyzer, keeper: Keeper, cap: CaptureFile, path: str,
     gc.set_threshold(max(thresholds[0], GC_THRESHOLD), *thresholds[1:])
 
     def flushed(n: int) -> None:
-        send(records_message(keeper.take(), n))
+        send(records_message(keeper.take(), watermark(n)))
 
     try:
         start_worker(a, path)
@@ -568,24 +576,19 @@ def run_reader_worker(a: Analyzer, keeper: Keeper, cap: CaptureFile, path: str,
 
 
 def last_records(a: Analyzer, keeper: Keeper) -> tuple[Records, int]:
-    """``a.finish()`` and the records it gave, with a watermark past every other record."""
+    """``a.finish()`` and the records it gave, with a watermark past every record."""
     a.finish()
     return keeper.take(), _END
 
 
 def send_last(a: Analyzer, keeper: Keeper, send: Callable[[bytes], None]) -> None:
     """:func:`last_records`, sent."""
-    records, last = last_records(a, keeper)
-    send(records_message(records, last))
+    records, mark = last_records(a, keeper)
+    send(records_message(records, mark))
 
 
 # -- the parent ------------------------------------------------------------------------------
 
-
-def records_of(records: Records, last: int) -> tuple:
-    """What :func:`records_message` sends, unserialised (the parent's own partition)."""
-    keys, lines, issued, alts = records
-    return ("r", keys, lines, issued, alts, _mark(last))
 
 
 def merge_lines(conns: list[Any], write: Callable[[list], object], issued: IssuedIds,
@@ -598,7 +601,7 @@ def merge_lines(conns: list[Any], write: Callable[[list], object], issued: Issue
 
     ``local`` is the partition this process analyses itself, after those of ``conns``: the
     connection its chunks come in on (from the reader) and the function that turns one into
-    the messages a worker would send, unserialised (:func:`records_of`; at the end, an empty
+    the messages a worker would send, unserialised (:func:`records_tuple`; at the end, an empty
     message, also ``("end", result)``)."""
     n = len(conns) + (local is not None)
     # Per worker, the records received and not yet written from ``heads[i]`` on: two keys each
@@ -644,10 +647,8 @@ def merge_lines(conns: list[Any], write: Callable[[list], object], issued: Issue
                     if alts[i]:
                         alts[i] = {k - h: alt for k, alt in alts[i].items()}
                     heads[i] = 0
-                got_alts = obj[4]
-                if got_alts:
-                    if isinstance(got_alts, bytes):
-                        got_alts = pickle.loads(got_alts)
+                if obj[4] is not None:
+                    got_alts = pickle.loads(obj[4])
                     base = len(lines[i])
                     for alt in got_alts:
                         alts[i][base + alt[0]] = alt

@@ -386,11 +386,6 @@ def _keeper(fmt: LineWriters | None, path: str, aggregate: bool, spool: str | No
     return fanout.LineKeeper(fmt, None, path, aggregate, record)
 
 
-def _close_keeper(keeper: fanout.Keeper) -> None:
-    if isinstance(keeper, fanout.SpoolKeeper):
-        keeper.close()
-
-
 def _fan_reader_worker(path: str, limits: Limits, parts: int, fmt: LineWriters | None,
                        aggregate: bool, layout: tuple[bool, int], inputs: list, outconn,
                        close: list, spool: str | None, record: Callable | None,
@@ -419,7 +414,7 @@ def _fan_reader_worker(path: str, limits: Limits, parts: int, fmt: LineWriters |
         for c in inputs:
             c.send_bytes(b"")
         fanout.send_last(analyzer, keeper, outconn.send_bytes)
-        _close_keeper(keeper)
+        keeper.close()
         # What analyze_file counts of the whole file.
         counters = analyzer.counters
         whole = Counters(frames=reader.n, bytes=reader.position)
@@ -452,7 +447,7 @@ def _fan_worker(path: str, limits: Limits, part: int, parts: int, fmt: LineWrite
         keeper.analyzer = analyzer
         fanout.run_worker(analyzer, keeper, path, layout, linktype, inconn.recv_bytes,
                           outconn.send_bytes)
-        _close_keeper(keeper)
+        keeper.close()
         evicted = analyzer.evicted()
         result = (analyzer.counters, keeper.agg, evicted)
     except BaseException as err:  # noqa: BLE001 - reported to the parent, which re-raises
@@ -553,8 +548,8 @@ def _fan_out(path: str, limits: Limits, jobs: int, split: Split | None, tmp: str
 
         def step(msg: bytes) -> list:
             if msg:
-                return [fanout.records_of(*loop.step(msg))]
-            return [fanout.records_of(*loop.last()),
+                return [fanout.records_tuple(*loop.step(msg))]
+            return [fanout.records_tuple(*loop.last()),
                     ("end", (analyzer.counters, keeper.agg, analyzer.evicted()))]
 
         local = (ins[own - 1][0], step)
@@ -579,7 +574,7 @@ def _fan_out(path: str, limits: Limits, jobs: int, split: Split | None, tmp: str
         finally:
             gc.set_threshold(*thresholds)
             loop.close()
-            _close_keeper(keeper)
+            keeper.close()
     total = Counters()
     aggs = []
     evicted = False
