@@ -238,7 +238,20 @@ def process_cpu(cmd: list[str], out_path: str) -> tuple[float, list[float]] | No
     return (startup if startup is not None else own), [own, *sorted(cpu.values(), reverse=True)]
 
 
-def jobs_check(paths: list[str], rounds: int, fmt: str = "jsonl") -> None:
+def independent_pair(cmd: list[str]) -> float:
+    """Wall time of two copies of ``cmd`` started at once (outputs discarded): what the machine
+    gives two processes that share nothing, the reference for ``--jobs 2``."""
+    start = time.perf_counter()
+    procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for _ in range(2)]
+    for proc in procs:
+        if proc.wait():
+            raise SystemExit(f"{' '.join(cmd)} failed")
+    return time.perf_counter() - start
+
+
+def jobs_check(paths: list[str], rounds: int, fmt: str = "jsonl",
+               independent: bool = False) -> None:
     """``--jobs 1`` against ``--jobs 2`` in ``fmt``, alternating within each round (machine
     noise hits both alike); with one capture ``--jobs 2`` splits it by flow hash
     (engine/parallel.py).
@@ -246,7 +259,11 @@ def jobs_check(paths: list[str], rounds: int, fmt: str = "jsonl") -> None:
     Besides wall time it prints the CPU time (user + system, all processes) of each: on a
     machine whose cores are busy with other sessions' work the wall time of ``--jobs 2`` shows
     little of the split (the scheduler gives each session its share, however many processes it
-    runs), while the CPU time shows what the split costs."""
+    runs), while the CPU time shows what the split costs.
+
+    ``independent``: each round also times two ``--jobs 1`` runs at once, and prints the
+    throughput they get over one run's (what two cores give two processes that share nothing
+    at that moment, the ceiling for ``--jobs 2``)."""
     outs: dict[str, bytes] = {}
     times = {"1": 1e9, "2": 1e9}
     cpus = {"1": 1e9, "2": 1e9}
@@ -254,6 +271,7 @@ def jobs_check(paths: list[str], rounds: int, fmt: str = "jsonl") -> None:
     # Per round, --jobs 1's wall time over --jobs 2's just after it: the median is the steadier
     # figure where the machine's speed drifts between rounds (as bench_file's paired ratio).
     paired: list[float] = []
+    pairs: list[float] = []
     for _ in range(rounds):
         walls = {}
         for jobs in ("1", "2"):
@@ -273,6 +291,11 @@ def jobs_check(paths: list[str], rounds: int, fmt: str = "jsonl") -> None:
                 truth = check_truth(paths[0], dest)
             os.unlink(dest)
         paired.append(walls["1"] / walls["2"])
+        if independent:
+            warm(*paths)
+            pairs.append(2 * walls["1"] / independent_pair(
+                [sys.executable, "-m", "tlssniff", "analyze", *paths, "--format", fmt,
+                 "--no-progress", "--jobs", "1"]))
     same = same and outs["1"] == outs["2"]
     print(f"\n{' '.join(paths)} -f {fmt} (best of {rounds}, alternating)")
     print(f"--jobs 1: {times['1']:.2f} s, --jobs 2: {times['2']:.2f} s, "
@@ -281,6 +304,10 @@ def jobs_check(paths: list[str], rounds: int, fmt: str = "jsonl") -> None:
     print(f"  paired speed-up {paired[len(paired) // 2]:.2f}x median of {rounds} rounds "
           f"(each: --jobs 1 over the --jobs 2 run after it; "
           f"{', '.join(f'{r:.2f}' for r in paired)})")
+    if pairs:
+        pairs.sort()
+        print(f"  two independent --jobs 1 runs at once: {pairs[len(pairs) // 2]:.2f}x the "
+              f"throughput of one, median ({', '.join(f'{r:.2f}' for r in pairs)})")
     print(f"  CPU time: --jobs 1 {cpus['1']:.2f} s, --jobs 2 {cpus['2']:.2f} s (all processes; "
           f"{cpus['2'] / cpus['1']:.2f}x the CPU of one process)")
     if len(paths) == 1 and fmt == "jsonl":
@@ -317,11 +344,13 @@ def main() -> None:
     ap.add_argument("--jobs-check", action="store_true")
     ap.add_argument("--formats", default="jsonl,table",
                     help="--jobs-check: the output formats to time, comma-separated")
+    ap.add_argument("--independent", action="store_true",
+                    help="--jobs-check: also time two --jobs 1 runs at once, each round")
     args = ap.parse_args()
     os.chdir(ROOT)
     if args.jobs_check:
         for fmt in args.formats.split(","):
-            jobs_check(args.captures, args.rounds, fmt)
+            jobs_check(args.captures, args.rounds, fmt, args.independent)
         return
     tshark = not args.no_tshark and shutil.which("tshark") is not None
     for path in args.captures:

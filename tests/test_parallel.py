@@ -12,7 +12,7 @@ TLS = sorted((PUBLIC / "zeek" / "tls").glob("*.pcap")) + sorted(CAPTURES.glob("*
 
 def test_jobs_output_is_identical():
     args = [str(p) for p in TLS]
-    for fmt in ("jsonl", "ecs", "json", "table"):
+    for fmt in ("jsonl", "ecs", "csv", "json", "table"):
         one = run_tlssniff("analyze", *args, "-f", fmt, "--jobs", "1", "-q").stdout
         two = run_tlssniff("analyze", *args, "-f", fmt, "--jobs", "2", "-q").stdout
         assert one == two, fmt

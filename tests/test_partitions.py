@@ -107,20 +107,24 @@ def _assert_same_aggregate(got: Aggregator, want: Aggregator) -> None:
 FAN_OUT = [p for p in ALL if fanout.pcap_layout(str(p)) is not None]
 
 
-def test_the_fan_out_gives_the_one_process_lines_on_every_pcap(tmp_path):
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_the_fan_out_gives_the_one_process_lines_on_every_pcap(tmp_path, fmt):
     """One reader handing each worker only its frames (engine/fanout.py, uncompressed pcap):
     lines byte for byte, counters (the whole file's from the reader: frames, bytes, times,
     the capture's warnings and errors) and aggregates equal one process on every shipped pcap,
-    for 2 and 3 workers."""
+    for 2 and 3 workers. CSV too: the workers write rows, the run's own writer the header."""
+    from tlssniff.output.formats import VerdictWriter
+
     checked = 0
     for path in FAN_OUT:
         try:
-            want, want_agg, want_counters = _one_process_lines(str(path), "jsonl")
+            want, want_agg, want_counters = _one_process_lines(str(path), fmt)
         except TlssniffError:
             continue
         for parts in (2, 3):
             out, agg = io.StringIO(), Aggregator()
-            split = parallel.Split(line_writer("jsonl"), agg, out)
+            VerdictWriter(fmt, out)  # the header, for CSV
+            split = parallel.Split(line_writer(fmt), agg, out)
             total, aggs, merged = parallel._fan_out(str(path), Limits(), parts, split,
                                                     str(tmp_path), fanout.pcap_layout(str(path)))
             assert merged, (path, parts)

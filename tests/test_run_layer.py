@@ -21,8 +21,9 @@ NGINX = CAPTURES / "nginx.pcap"
 
 def test_every_output_format_has_its_registry_line():
     assert tuple(OUTPUTS) == ("table", "json", "jsonl", "csv", "ecs", "parquet")
-    assert {f for f, o in OUTPUTS.items() if o.stream} == {"jsonl", "ecs"}
+    assert {f for f, o in OUTPUTS.items() if o.stream} == {"jsonl", "csv", "ecs"}
     assert {f for f, o in OUTPUTS.items() if o.summary} == {"table", "json"}
+    assert {f for f, o in OUTPUTS.items() if not o.per_verdict} == {"table"}
     assert {f for f, o in OUTPUTS.items() if o.binary} == {"parquet"}
 
 

@@ -37,16 +37,19 @@ def _split_endpoint(ep: str) -> tuple[str, int]:
 class VerdictWriter:
     """Writes each verdict as it arrives: a JSONL, ECS or CSV line, or a JSON document's
     connection (``json``: ``captures`` names the document's inputs; :meth:`finish` then writes
-    its summary)."""
+    its summary). ``header`` False: no CSV header (the lines of a ``--jobs`` worker, whose run
+    writes the header once)."""
 
-    def __init__(self, fmt: str, out: IO[str], captures: list[str] | None = None):
+    def __init__(self, fmt: str, out: IO[str], captures: list[str] | None = None,
+                 header: bool = True):
         self.fmt = fmt
         self.out = out
         self._csv = None
         self._doc: JsonDocument | None = None
         if fmt == "csv":
             self._csv = csv.DictWriter(out, fieldnames=CSV_FIELDS, extrasaction="ignore")
-            self._csv.writeheader()
+            if header:
+                self._csv.writeheader()
         elif fmt == "json":
             self._doc = JsonDocument(out, captures or [])
 

@@ -42,8 +42,9 @@ def check_readable(captures: list[Path]) -> None:
 
 
 def line_writer(fmt: str) -> Callable[[IO[str]], VerdictWriter]:
-    """A picklable factory of ``fmt`` line writers (what --jobs and Dask workers write with)."""
-    return functools.partial(VerdictWriter, fmt)
+    """A picklable factory of ``fmt`` line writers (what --jobs and Dask workers write with):
+    lines only, no CSV header (the run's own writer wrote it)."""
+    return functools.partial(VerdictWriter, fmt, header=False)
 
 
 def stream_split(fmt: str, agg: Aggregator | None, out: IO[str]) -> Split:

@@ -4,7 +4,8 @@ A format is opened once per run (:meth:`Format.open`) into an :class:`Output`: `
 sink each verdict goes to, and ``finish``, what the format writes at the end from the
 aggregation, the counters and the findings. Its :class:`Format` line says what the run must do
 for it: ``summary`` (a summary of every verdict: the findings are computed, docs/diagnostics.md),
-``stream`` (lines that stand alone: ``--jobs`` workers write them themselves, parallel.Split),
+``stream`` (lines that stand alone, a CSV header apart, which the run's own writer writes when it
+opens: ``--jobs`` workers write them themselves, parallel.Split),
 ``per_verdict`` (False: nothing is written per verdict, the summary is all: ``--jobs`` workers
 then aggregate and make the findings' input themselves, parallel.Split without lines),
 ``binary`` (a file, never stdout: ``--output`` required).
@@ -105,7 +106,7 @@ OUTPUTS: dict[str, Format] = {
     "table": Format(_table, summary=True, per_verdict=False),
     "json": Format(_json, summary=True),
     "jsonl": _line_format("jsonl", stream=True),
-    "csv": _line_format("csv", stream=False),
+    "csv": _line_format("csv", stream=True),
     "ecs": _line_format("ecs", stream=True),
     "parquet": Format(_parquet, binary=True),
 }
