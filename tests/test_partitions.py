@@ -138,8 +138,8 @@ def test_the_fan_out_gives_the_one_process_lines_on_every_pcap(tmp_path, fmt):
 
 
 def test_the_fan_out_spools_the_one_process_verdicts_on_every_pcap():
-    """The outputs that need every verdict (json, csv: every verdict goes through the run's
-    sinks, diagnostics included) take the one reader too: each partition spools its
+    """The outputs that need every verdict (json, parquet: every verdict goes through the
+    run's sinks, diagnostics included) take the one reader too: each partition spools its
     verdicts (fanout.SpoolKeeper) and the parent replays them, which gives the verdicts, in
     order, and the counters one process gives, for 2 and 3 workers, on every shipped pcap."""
     checked = 0

@@ -104,8 +104,8 @@ MaxPendingMemory = Annotated[int, typer.Option(
     f"the least active are evicted beyond. Default: {format_size(LIMITS.max_pending_memory)}.")]
 Jobs = Annotated[int, typer.Option(
     "--jobs", "-j", parser=at_least(count, 0), metavar="N",
-    help="Analyze up to N captures at once in N processes; the output is identical to "
-    "--jobs 1. 0: one per core.")]
+    help="N processes: up to N captures at once, or one capture split over N by flow hash; "
+    "the output is identical to --jobs 1. 0: one per core.")]
 OneStream = Annotated[bool, typer.Option(
     "--one-stream",
     help="The captures are consecutive pieces of one capture (tcpdump -C/-G rotation): "

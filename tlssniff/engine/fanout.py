@@ -365,7 +365,7 @@ class Keeper:
 
 
 class SpoolKeeper(Keeper):
-    """A worker's ``on_verdict`` for the outputs that need every verdict (json, csv, ...: every
+    """A worker's ``on_verdict`` for the outputs that need every verdict (json, parquet: every
     verdict goes through the run's sinks, aggregation and diagnostics included):
     its verdicts, ``(order, verdict, alternative)`` as parallel.analyze_part spools them,
     pickled in order into ``spool`` after each chunk. It hands the parent no records (the
