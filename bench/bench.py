@@ -4,6 +4,7 @@
     python bench/gen_capture.py --preset handshakes --pool 30    # once: bench/out/handshakes.pcap
     python bench/bench.py bench/out/bulk.pcap bench/out/handshakes.pcap [--rounds 3] [--no-tshark]
     python bench/bench.py --jobs-check bench/out/bulk.pcap bench/out/handshakes.pcap
+    python bench/bench.py --jobs-check bench/out/handshakes.pcap --formats csv --independent
 
 For each capture it runs, alternating within each round so that machine noise hits all alike:
 
@@ -20,10 +21,12 @@ generator's truth file next to the capture (FILE with .truth.jsonl).
 
 ``--jobs-check`` times ``tlssniff analyze A B --jobs 1`` against ``--jobs 2``, in each of
 ``--formats`` (default ``jsonl,table``: the lines, and the default output), and checks that
-their outputs are identical (the best of each and the median of the rounds' own ratios); then one more run of each sampled per process (Linux /proc): the
-start-up before the first fork, every process's CPU time, and the critical path on two cores
-they make (start-up plus the rest over both cores, or the largest process), an estimate of the
-speed-up on a free machine that other work on a busy one does not distort.
+their outputs are identical (the best of each and the median of the rounds' own ratios;
+``--independent`` adds two ``--jobs 1`` runs at once each round, the ceiling for ``--jobs 2``);
+then one more run of each sampled per process (Linux /proc): the start-up before the first
+fork, every process's CPU time, and the critical path on two cores they make (start-up plus the
+rest over both cores, or the largest process), an estimate of the speed-up on a free machine
+that other work on a busy one does not distort.
 """
 
 from __future__ import annotations

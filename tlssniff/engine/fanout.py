@@ -500,8 +500,9 @@ def watermark(last: int) -> int:
 
 class WorkerLoop:
     """One partition's worker fed by the reader: each message (a chunk's places and sweeps)
-    becomes the records it gave and its watermark (:func:`records_message` sends both). A worker process runs it (:func:`run_worker`); so does the parent for the last
-    partition (parallel._fan_out), where its records are not serialised at all."""
+    becomes the records it gave and its watermark (:func:`records_message` sends both). A
+    worker process runs it (:func:`run_worker`); so does the parent for the last partition
+    (parallel._fan_out), where its records are not marshalled (:func:`records_tuple`)."""
 
     def __init__(self, a: Analyzer, keeper: Keeper, path: str, layout: tuple[bool, int],
                  linktype: int) -> None:
