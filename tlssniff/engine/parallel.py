@@ -540,9 +540,19 @@ def _fan_out(path: str, limits: Limits, jobs: int, split: Split | None, tmp: str
     for c in everything:
         if all(c is not m for m in mine_here):
             c.close()
-    merged = os.path.join(tmp, "merged") if split is not None else tmp
     settled = OrderedAggregate()
-    with _reaped(procs):
+    with _reaped(procs), contextlib.ExitStack() as stack:
+        # Where the merged records go, and what the caller is told.
+        write: Callable[[list], object]
+        if split is None:
+            write, merged = _no_lines, tmp
+        elif fmt is None:
+            write, merged = split.diagnostics.add_records, "records"
+        elif direct is not None:
+            write, merged = _joined(direct.write), "direct"
+        else:
+            merged = os.path.join(tmp, "merged")
+            write = _joined(stack.enter_context(open(merged, "wb")).write)
         keeper = _keeper(fmt, path, aggregate, spools[own], record)
         analyzer = Analyzer(keeper.keep, partition_limits(limits, jobs), own, jobs)
         analyzer.reader_slots = slots
@@ -559,21 +569,7 @@ def _fan_out(path: str, limits: Limits, jobs: int, split: Split | None, tmp: str
         thresholds = gc.get_threshold()
         gc.set_threshold(max(thresholds[0], GC_THRESHOLD), *thresholds[1:])
         try:
-            if split is None:
-                ends = fanout.merge_lines([r for r, _ in outs], _no_lines, IssuedIds(),
-                                          settled, local)
-            elif fmt is None:
-                ends = fanout.merge_lines([r for r, _ in outs], split.diagnostics.add_records,
-                                          IssuedIds(), settled, local)
-                merged = "records"
-            elif direct is not None:
-                ends = fanout.merge_lines([r for r, _ in outs], _joined(direct.write),
-                                          IssuedIds(), settled, local)
-                merged = "direct"
-            else:
-                with open(merged, "wb") as out:
-                    ends = fanout.merge_lines([r for r, _ in outs], _joined(out.write),
-                                              IssuedIds(), settled, local)
+            ends = fanout.merge_lines([r for r, _ in outs], write, IssuedIds(), settled, local)
         finally:
             gc.set_threshold(*thresholds)
             loop.close()
