@@ -226,10 +226,10 @@ def check(result, capture: Capture | None, pcap: Path | None) -> SelfCheck:
         return SelfCheck(ran=False, reason=_unavailable)
     from tlssniff.engine.pipeline import analyze_paths
 
-    verdicts = {}
+    verdicts: dict[tuple[str, str], list] = {}
 
     def on_verdict(v) -> None:
-        verdicts[(v.client, v.server)] = v
+        verdicts.setdefault((v.client, v.server), []).append(v)
 
     sc = SelfCheck(ran=True, interface=capture.iface, bpf=capture.bpf, dropped=capture.dropped)
     try:
@@ -243,14 +243,14 @@ def check(result, capture: Capture | None, pcap: Path | None) -> SelfCheck:
 
     groups: dict[tuple, Group] = {}
     starttls = result.config.starttls
-    for a in result.attempts():
-        if a.outcome.client is None:
-            continue  # no TCP connection: nothing on the wire to compare
+    attempts = [a for a in result.attempts() if a.outcome.client is not None]
+    wire_of = match_connections(attempts, verdicts)
+    for a in attempts:  # (an attempt without a client address made no TCP connection)
         g = groups.get((a.target, a.mechanism, a.phase))
         if g is None:
             g = groups[(a.target, a.mechanism, a.phase)] = Group(a.target, a.mechanism, a.phase)
         g.client[a.handshake] += 1
-        v = verdicts.get((a.outcome.client, a.server))
+        v = wire_of.get(id(a))
         if v is None:
             a.wire = None
             g.wire["unseen"] += 1
@@ -288,6 +288,39 @@ def check(result, capture: Capture | None, pcap: Path | None) -> SelfCheck:
     sc.groups = sorted(groups.values(),
                        key=lambda g: (order.get(g.phase, 9), mechs[g.mechanism], g.target))
     return sc
+
+
+CLOCK_SLACK = 0.001  # seconds: a packet's capture time is never before the connect() it follows,
+# but pcap keeps microseconds and the client's clock is read a little before connect()
+
+
+def match_connections(attempts: list, verdicts: dict[tuple[str, str], list]) -> dict[int, object]:
+    """Each attempt's verdict (by ``id(attempt)``), for address pairs used more than once.
+
+    Linux reuses a loopback client port still in TIME_WAIT (``net.ipv4.tcp_tw_reuse=2``, the
+    default), so two connections of one probe can share client and server ``ip:port``. The
+    connection of an attempt is then the first one on that pair that starts after the attempt
+    did and before the next attempt on the pair did: the later connection's verdict is not the
+    earlier attempt's."""
+    by_pair: dict[tuple[str, str], list] = {}
+    for a in attempts:
+        by_pair.setdefault((a.outcome.client, a.server), []).append(a)
+    out: dict[int, object] = {}
+    for pair, tried in by_pair.items():
+        seen = sorted(verdicts.get(pair, ()), key=lambda v: v.ts)
+        if not seen:
+            continue
+        if len(seen) == 1 and len(tried) == 1:
+            out[id(tried[0])] = seen[0]  # one each: no clock to trust (a capture card's, say)
+            continue
+        tried.sort(key=lambda a: a.outcome.started)
+        for i, a in enumerate(tried):
+            lo = a.outcome.started - CLOCK_SLACK
+            hi = tried[i + 1].outcome.started - CLOCK_SLACK if i + 1 < len(tried) else float("inf")
+            v = next((v for v in seen if lo <= v.ts < hi), None)
+            if v is not None:
+                out[id(a)] = v
+    return out
 
 
 def _disagreement(a, v, why: str) -> dict:
