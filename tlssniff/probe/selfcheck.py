@@ -1,7 +1,8 @@
 """Self-check: capture the probe's own traffic and classify it with the passive analyzer.
 
 The client's view (``SSLObject.session_reused``) and the wire's view (tlssniff's verdict of the
-same connection, matched by client and server ``ip:port``) are two independent witnesses: the
+same connection, matched by client and server ``ip:port`` and, where a port was reused, by
+time: :func:`match_connections`) are two independent witnesses: the
 first is OpenSSL's own state machine, the second is tlssniff's reading of the bytes. They must
 agree on every connection; a disagreement is shown, never averaged away.
 
