@@ -296,7 +296,7 @@ CLOCK_SLACK = 0.001  # seconds: a packet's capture time is never before the conn
 
 
 def match_connections(attempts: list, verdicts: dict[tuple[str, str], list]) -> dict[int, object]:
-    """Each attempt's verdict (by ``id(attempt)``), for address pairs used more than once.
+    """Each attempt's verdict (by ``id(attempt)``); attempts without one are left out.
 
     Linux reuses a loopback client port still in TIME_WAIT (``net.ipv4.tcp_tw_reuse=2``, the
     default), so two connections of one probe can share client and server ``ip:port``. The
